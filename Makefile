@@ -1,0 +1,30 @@
+# Thin wrappers around the mixsweep CLI. One release build serves the sweep and the tests.
+CARGO_TARGET_DIR ?= target
+export CARGO_TARGET_DIR
+MIXSWEEP := $(CARGO_TARGET_DIR)/release/mixsweep
+EXPERIMENT ?= experiments/spirals.yaml
+
+.PHONY: build sweep plan status report test clean-runs
+
+build:
+	cargo build --release --locked
+
+# The report is written even when some runs failed (exit 1), not on bad input (exit 2).
+sweep: build
+	@$(MIXSWEEP) sweep $(EXPERIMENT); rc=$$?; [ $$rc -ne 2 ] || exit 2; \
+	$(MIXSWEEP) report $(EXPERIMENT) && exit $$rc
+
+plan: build
+	$(MIXSWEEP) plan $(EXPERIMENT)
+
+status: build
+	$(MIXSWEEP) status $(EXPERIMENT)
+
+report: build
+	$(MIXSWEEP) report $(EXPERIMENT)
+
+test:
+	cargo test --release --locked
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,225 @@
+//! The command line: clap's derive tree and the dispatch to library calls. Exit codes: 0 ok,
+//! 1 some run failed (or an I/O error), 2 bad input (experiment file, override, store layout).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::exec::{ExecOutcome, exec};
+use crate::report;
+use crate::schedule::{self, EXIT_CLAIMED_ELSEWHERE, SweepOptions};
+use crate::spec::{self, Experiment, Override, SpecError};
+use crate::store::{self, RunState, Store, StoreError};
+
+/// Declarative Manifold Mixup experiment sweeps: plan, run, resume and report.
+#[derive(Debug, Parser)]
+#[command(name = "mixsweep", version, about)]
+pub struct Cli {
+    /// Root of the run store.
+    #[arg(long, global = true, default_value = "runs")]
+    pub store: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dry run: every run of the experiment with its id, directory and status. Writes nothing.
+    Plan {
+        experiment: PathBuf,
+        /// Override a key of every run (`-o train.epochs=5`) or the seeds (`-o seeds=[0,1]`).
+        #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// One JSON object per run instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every pending or interrupted run of the experiment, one child process each.
+    Sweep {
+        experiment: PathBuf,
+        #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// CPU threads per run (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Also take runs in these states again.
+        #[arg(long, value_enum)]
+        rerun: Vec<Rerun>,
+    },
+    /// Run one run directory in this process (what `sweep` starts for each run).
+    Exec {
+        run_dir: PathBuf,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Totals by state, and every run that is not done, from the store as it is now.
+    Status {
+        experiment: PathBuf,
+        #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+    /// Write reports/<name>.md for each experiment from the runs in the store.
+    Report {
+        #[arg(required = true)]
+        experiments: Vec<PathBuf>,
+        #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Where the markdown goes.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+    },
+}
+
+/// Run states that `sweep --rerun` can take again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Rerun {
+    Failed,
+}
+
+/// An error at the application edge, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Spec(_) | CliError::Store(StoreError::Corrupt { .. } | StoreError::Mismatch { .. }) => 2,
+            CliError::Report(report::ReportError::UnknownKey { .. }) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Parses the arguments, runs the command and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn load(path: &Path, overrides: &[String]) -> Result<Experiment, CliError> {
+    let overrides = overrides.iter().map(|o| Override::parse(o)).collect::<Result<Vec<_>, _>>()?;
+    let exp = spec::load(path, &overrides)?;
+    for w in &exp.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(exp)
+}
+
+fn run(cli: Cli) -> Result<u8, CliError> {
+    let store = Store::new(&cli.store);
+    match cli.command {
+        Command::Plan { experiment, overrides, json } => {
+            let exp = load(&experiment, &overrides)?;
+            plan(&exp, &store, json)?;
+            Ok(0)
+        }
+        Command::Sweep { experiment, overrides, threads, rerun } => {
+            let exp = load(&experiment, &overrides)?;
+            let opts = SweepOptions { threads, rerun_failed: rerun.contains(&Rerun::Failed) };
+            let summary = schedule::sweep(&exp, &store, &opts)?;
+            if summary.ran > 0 {
+                println!("{}: {} of {} runs done ({} just now), {} failed.", exp.name, summary.already_done + summary.done_now, summary.total, summary.done_now, summary.failed.len());
+            }
+            for f in &summary.failed {
+                println!("  failed: {} ({}: {}); log: {}", f.slug, f.failure.class, f.failure.reason, f.log.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| f.dir.display().to_string()));
+            }
+            Ok(if summary.failed.is_empty() { 0 } else { 1 })
+        }
+        Command::Exec { run_dir, threads } => {
+            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global() {
+                return Err(CliError::Other(format!("cannot size the thread pool: {e}")));
+            }
+            match exec(&run_dir, threads)? {
+                ExecOutcome::Done => Ok(0),
+                ExecOutcome::Failed(_) => Ok(1),
+                ExecOutcome::ClaimedElsewhere => {
+                    eprintln!("{}: claimed by another live process; not run", run_dir.display());
+                    Ok(EXIT_CLAIMED_ELSEWHERE as u8)
+                }
+            }
+        }
+        Command::Status { experiment, overrides } => {
+            let exp = load(&experiment, &overrides)?;
+            status(&exp, &store)?;
+            Ok(0)
+        }
+        Command::Report { experiments, overrides, reports } => {
+            for path in &experiments {
+                let exp = load(path, &overrides)?;
+                let written = report::write_report(&exp, &store, &reports)?;
+                println!("wrote {}", written.display());
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Each planned run's state, reading the store without writing to it.
+fn states(exp: &Experiment, store: &Store) -> Result<Vec<(store::PlannedRun, RunState)>, CliError> {
+    store
+        .planned(exp)
+        .into_iter()
+        .map(|run| {
+            let state = if run.dir.exists() { store::run_state(&run.dir)? } else { RunState::Pending };
+            Ok((run, state))
+        })
+        .collect()
+}
+
+fn totals(states: &[(store::PlannedRun, RunState)]) -> String {
+    let mut parts = Vec::new();
+    for kind in ["done", "running", "pending", "interrupted", "failed"] {
+        let n = states.iter().filter(|(_, s)| s.kind() == kind).count();
+        if n > 0 {
+            parts.push(format!("{n} {kind}"));
+        }
+    }
+    format!("{} runs: {}", states.len(), parts.join(", "))
+}
+
+fn plan(exp: &Experiment, store: &Store, json: bool) -> Result<(), CliError> {
+    let states = states(exp, store)?;
+    if json {
+        for (run, state) in &states {
+            let line = serde_json::json!({ "id": run.id, "slug": run.slug, "dir": run.dir, "status": state.kind(), "spec": run.spec });
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    println!("{:<14} {:<40} status", "id", "run");
+    for (run, state) in &states {
+        println!("{:<14} {:<40} {}", &run.id[..12], run.slug, state.label());
+    }
+    let dup = if exp.duplicates > 0 { format!(" ({} duplicate grid points dropped)", exp.duplicates) } else { String::new() };
+    println!("{}: {}{dup}; store {}", exp.name, totals(&states), store.experiment_dir(&exp.name).display());
+    Ok(())
+}
+
+fn status(exp: &Experiment, store: &Store) -> Result<(), CliError> {
+    let states = states(exp, store)?;
+    println!("{}: {}", exp.name, totals(&states));
+    for (run, state) in &states {
+        if *state != RunState::Done {
+            let log = store::attempt_logs(&run.dir).pop().map(|p| format!("  log {}", p.display())).unwrap_or_default();
+            println!("  {:<40} {}{log}", run.slug, state.label());
+        }
+    }
+    Ok(())
+}

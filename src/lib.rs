@@ -1,0 +1,17 @@
+//! mixsweep: declarative experiment sweeps that reproduce and extend Manifold Mixup
+//! (Verma et al., ICML 2019). See the README for use and ../design.md for the architecture.
+//!
+//! Orchestration (`spec`, `store`, `schedule`, `report`) never touches burn; `train`, `models`
+//! and `data` do the learning.
+
+pub mod cli;
+pub mod data;
+pub mod exec;
+pub mod models;
+pub mod report;
+pub mod rng;
+pub mod schedule;
+pub mod spec;
+pub mod store;
+pub mod testing;
+pub mod train;

@@ -1,0 +1,171 @@
+//! The run spec as written: serde structs that reject unknown keys and fill in defaults. Values
+//! here are not yet checked (an α may be negative); `validate` turns them into `types`.
+//!
+//! Defaults follow the official code (`supervised/main.py` argparse, see
+//! shared/reference/manifold-mixup.md §1.2) except where noted.
+
+use serde::Deserialize;
+
+use super::types::{Activation, LossKind, Method, OptimizerKind};
+
+/// One run after base, grid point, seed and `-o` overrides are merged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRaw {
+    pub method: Method,
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    #[serde(default)]
+    pub layers: Option<Vec<i64>>,
+    pub seed: i64,
+    pub model: ModelRaw,
+    pub data: DataRaw,
+    #[serde(default)]
+    pub train: TrainRaw,
+    #[serde(default)]
+    pub eval: EvalRaw,
+}
+
+/// `model:`, chosen by `name`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ModelRaw {
+    /// The paper's 2-D spiral network: `depth` hidden layers of `width` units, a `bottleneck`
+    /// layer, `depth` more hidden layers, then the classifier.
+    SpiralMlp {
+        #[serde(default = "default_width")]
+        width: i64,
+        #[serde(default = "default_depth")]
+        depth: i64,
+        #[serde(default = "default_bottleneck")]
+        bottleneck: i64,
+        #[serde(default)]
+        activation: Activation,
+    },
+}
+
+fn default_width() -> i64 {
+    128
+}
+fn default_depth() -> i64 {
+    3
+}
+fn default_bottleneck() -> i64 {
+    2
+}
+
+/// `data:`, chosen by `name`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataRaw {
+    /// Two interleaved spiral arms in the plane, generated from `seed`.
+    Spirals {
+        #[serde(default = "default_n_train")]
+        n_train: i64,
+        #[serde(default = "default_n_test")]
+        n_test: i64,
+        #[serde(default = "default_noise")]
+        noise: f64,
+        #[serde(default = "default_turns")]
+        turns: f64,
+        #[serde(default)]
+        seed: i64,
+    },
+}
+
+fn default_n_train() -> i64 {
+    1000
+}
+fn default_n_test() -> i64 {
+    1000
+}
+fn default_noise() -> f64 {
+    0.02
+}
+fn default_turns() -> f64 {
+    1.5
+}
+
+/// `train:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainRaw {
+    #[serde(default = "default_epochs")]
+    pub epochs: i64,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: i64,
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    #[serde(default = "default_true")]
+    pub nesterov: bool,
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    #[serde(default)]
+    pub milestones: Vec<i64>,
+    #[serde(default = "default_gamma")]
+    pub gamma: f64,
+    #[serde(default)]
+    pub loss: LossKind,
+}
+
+impl Default for TrainRaw {
+    fn default() -> Self {
+        TrainRaw {
+            epochs: default_epochs(),
+            batch_size: default_batch_size(),
+            optimizer: OptimizerKind::default(),
+            lr: default_lr(),
+            momentum: default_momentum(),
+            nesterov: true,
+            weight_decay: default_weight_decay(),
+            milestones: Vec::new(),
+            gamma: default_gamma(),
+            loss: LossKind::default(),
+        }
+    }
+}
+
+fn default_epochs() -> i64 {
+    300
+}
+fn default_batch_size() -> i64 {
+    100
+}
+fn default_lr() -> f64 {
+    0.1
+}
+fn default_momentum() -> f64 {
+    0.9
+}
+fn default_true() -> bool {
+    true
+}
+fn default_weight_decay() -> f64 {
+    1e-4
+}
+fn default_gamma() -> f64 {
+    0.1
+}
+
+/// `eval:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalRaw {
+    /// Evaluate on the test set every this many epochs (and always after the last).
+    #[serde(default = "default_every")]
+    pub every: i64,
+}
+
+impl Default for EvalRaw {
+    fn default() -> Self {
+        EvalRaw { every: default_every() }
+    }
+}
+
+fn default_every() -> i64 {
+    1
+}

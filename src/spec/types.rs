@@ -1,0 +1,263 @@
+//! Validated run specs: types that cannot hold an invalid value. They are built only by
+//! `spec::validate`, and their serialised form (keys sorted, defaults filled in, settings that
+//! do not apply left out) is the canonical text whose hash is the run id.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The training method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Empirical risk minimisation: no mixing (S = {}).
+    Erm,
+    /// Zhang et al. 2018: mixing at the input only (S = {0}).
+    InputMixup,
+    /// Verma et al. 2019: mixing at a layer drawn from S each minibatch.
+    ManifoldMixup,
+}
+
+impl Method {
+    pub fn mixes(self) -> bool {
+        !matches!(self, Method::Erm)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Erm => "erm",
+            Method::InputMixup => "input_mixup",
+            Method::ManifoldMixup => "manifold_mixup",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Hidden-layer non-linearity of the MLPs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    /// Slope 0.01 for negative inputs, as PyTorch's default. No unit can die, which is what
+    /// keeps a 2-D bottleneck trainable (see the README's spirals section).
+    #[default]
+    LeakyRelu,
+    Tanh,
+}
+
+/// The optimiser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// SGD with momentum (dampening 0, as PyTorch), optional Nesterov, coupled weight decay.
+    #[default]
+    Sgd,
+    /// Adam with PyTorch's defaults: betas (0.9, 0.999), eps 1e-8, coupled weight decay.
+    Adam,
+}
+
+/// The training loss against (mixed) soft targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    /// Cross-entropy with soft targets: −Σ_c y_c log softmax(z)_c, mean over the batch.
+    #[default]
+    SoftCe,
+    /// What the official code trains every method with: `nn.BCELoss()` on softmax(z) against
+    /// the soft one-hot target, mean over N×C elements.
+    BceSoftmax,
+}
+
+/// The mixing coefficient's Beta(α, α) parameter: finite and > 0.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(into = "f64", try_from = "f64")]
+pub struct Alpha(f64);
+
+impl Alpha {
+    pub fn new(value: f64) -> Option<Alpha> {
+        (value.is_finite() && value > 0.0).then_some(Alpha(value))
+    }
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl From<Alpha> for f64 {
+    fn from(a: Alpha) -> f64 {
+        a.0
+    }
+}
+
+impl TryFrom<f64> for Alpha {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Alpha, String> {
+        Alpha::new(v).ok_or_else(|| format!("alpha must be > 0, got {v}"))
+    }
+}
+
+/// The eligible set S of mix points: sorted, without repeats, each one the model has.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LayerSet(Vec<usize>);
+
+impl LayerSet {
+    /// Sorts and de-duplicates; the caller has checked each index against the model.
+    pub fn new(mut layers: Vec<usize>) -> LayerSet {
+        layers.sort_unstable();
+        layers.dedup();
+        LayerSet(layers)
+    }
+    pub fn indices(&self) -> &[usize] {
+        &self.0
+    }
+    /// `012` for {0, 1, 2}; `0_1_12` when an index has two digits.
+    pub fn compact(&self) -> String {
+        let sep = if self.0.iter().any(|&k| k >= 10) { "_" } else { "" };
+        self.0.iter().map(usize::to_string).collect::<Vec<_>>().join(sep)
+    }
+}
+
+/// The network. Mix points are numbered 0 (the input) to `mix_points() - 1`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
+pub enum ModelSpec {
+    /// 2 → `depth`×`width` → `bottleneck` → `depth`×`width` → classes. With depth 3 this is the
+    /// paper's "fully connected network with nine layers whose middle layer is a 2-D bottleneck"
+    /// (input, 3 hidden, bottleneck, 3 hidden, output). Mix point k is the output of the k-th
+    /// hidden layer after its activation; the bottleneck is mix point `depth + 1`.
+    SpiralMlp { width: usize, depth: usize, bottleneck: usize, activation: Activation },
+}
+
+impl ModelSpec {
+    /// How many mix points the model has (0 = the input included).
+    pub fn mix_points(&self) -> usize {
+        match self {
+            ModelSpec::SpiralMlp { depth, .. } => 2 * depth + 2,
+        }
+    }
+}
+
+/// The data set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
+pub enum DataSpec {
+    /// Two interleaved spiral arms; see `data::spirals`.
+    Spirals { n_train: usize, n_test: usize, noise: f64, turns: f64, seed: u64 },
+}
+
+impl DataSpec {
+    pub fn name(&self) -> &'static str {
+        match self {
+            DataSpec::Spirals { .. } => "spirals",
+        }
+    }
+    pub fn n_train(&self) -> usize {
+        match self {
+            DataSpec::Spirals { n_train, .. } => *n_train,
+        }
+    }
+}
+
+/// How to train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSpec {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    /// SGD only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+    /// SGD only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nesterov: Option<bool>,
+    pub weight_decay: f64,
+    /// Epochs (0-based) at whose start the lr is multiplied by `gamma`, as the official code.
+    pub milestones: Vec<usize>,
+    pub gamma: f64,
+    pub loss: LossKind,
+}
+
+impl TrainSpec {
+    /// The learning rate in effect during `epoch` (0-based): lr × gamma^(milestones ≤ epoch).
+    /// Same rule as `adjust_learning_rate` in the official `main.py`.
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        let drops = self.milestones.iter().filter(|&&m| m <= epoch).count();
+        self.lr * self.gamma.powi(drops as i32)
+    }
+}
+
+/// When to evaluate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSpec {
+    pub every: usize,
+}
+
+/// One fully resolved, validated run. Its canonical JSON (see `store::id`) is its identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub method: Method,
+    /// Present exactly when the method mixes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<Alpha>,
+    /// The eligible set S; present exactly when the method mixes ({0} for input mixup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<LayerSet>,
+    pub seed: u64,
+    pub model: ModelSpec,
+    pub data: DataSpec,
+    pub train: TrainSpec,
+    pub eval: EvalSpec,
+}
+
+impl RunSpec {
+    /// A readable name built from the spec alone: `manifold_mixup-a2-L4-s0`.
+    pub fn slug(&self) -> String {
+        let mut slug = self.method.name().to_string();
+        if let Some(alpha) = self.alpha {
+            slug.push_str(&format!("-a{}", alpha.get()));
+        }
+        if let (Method::ManifoldMixup, Some(layers)) = (self.method, &self.layers) {
+            slug.push_str(&format!("-L{}", layers.compact()));
+        }
+        slug.push_str(&format!("-s{}", self.seed));
+        slug
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lr_follows_the_official_multistep_rule() {
+        // README of the official code: milestones 500/1000/1500, gamma 0.1 give
+        // 0.1 -> 0.01 -> 0.001 -> 0.0001, the drop taking effect at the milestone epoch itself.
+        let t = TrainSpec {
+            epochs: 2000,
+            batch_size: 100,
+            optimizer: OptimizerKind::Sgd,
+            lr: 0.1,
+            momentum: Some(0.9),
+            nesterov: Some(true),
+            weight_decay: 1e-4,
+            milestones: vec![500, 1000, 1500],
+            gamma: 0.1,
+            loss: LossKind::SoftCe,
+        };
+        assert!((t.lr_at(499) - 0.1).abs() < 1e-12);
+        assert!((t.lr_at(500) - 0.01).abs() < 1e-12);
+        assert!((t.lr_at(1000) - 0.001).abs() < 1e-12);
+        assert!((t.lr_at(1999) - 0.0001).abs() < 1e-12);
+    }
+
+    #[test]
+    fn layer_sets_are_sorted_and_compact() {
+        assert_eq!(LayerSet::new(vec![2, 0, 1, 1]).compact(), "012");
+        assert_eq!(LayerSet::new(vec![12, 1]).compact(), "1_12");
+    }
+}

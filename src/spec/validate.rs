@@ -1,0 +1,222 @@
+//! Raw run specs to validated ones. Every check that can be made before training is made here,
+//! so a bad value stops the whole sweep before anything is written or run.
+
+use super::error::Issue;
+use super::raw::{DataRaw, EvalRaw, ModelRaw, RunRaw, TrainRaw};
+use super::types::{
+    Alpha, DataSpec, EvalSpec, LayerSet, Method, ModelSpec, OptimizerKind, RunSpec, TrainSpec,
+};
+
+/// Checks a raw run; all problems found are returned, each with its key path.
+pub fn validate(raw: &RunRaw) -> Result<RunSpec, Vec<Issue>> {
+    let mut issues = Vec::new();
+    let model = model(&raw.model, &mut issues);
+    let data = data(&raw.data, &mut issues);
+    let train = train(&raw.train, &mut issues);
+    let eval = eval(&raw.eval, &mut issues);
+    let seed = match u64::try_from(raw.seed) {
+        Ok(s) => s,
+        Err(_) => {
+            issues.push(Issue::new("seed", raw.seed.to_string(), "a seed cannot be negative", "integers ≥ 0 in `seeds:`"));
+            0
+        }
+    };
+    let (alpha, layers) = mixing(raw, model.as_ref(), &mut issues);
+    match (model, data, train, eval) {
+        (Some(model), Some(data), Some(train), Some(eval)) if issues.is_empty() => Ok(RunSpec {
+            method: raw.method,
+            alpha,
+            layers,
+            seed,
+            model,
+            data,
+            train,
+            eval,
+        }),
+        _ => Err(issues),
+    }
+}
+
+/// α and S. ERM ignores both (they do not change what it trains, so they are left out of the
+/// resolved spec and of the run id); input mixup is S = {0}; Manifold Mixup needs S.
+fn mixing(raw: &RunRaw, model: Option<&ModelSpec>, issues: &mut Vec<Issue>) -> (Option<Alpha>, Option<LayerSet>) {
+    if !raw.method.mixes() {
+        return (None, None);
+    }
+    let alpha = match raw.alpha {
+        None => {
+            issues.push(Issue::new(
+                "alpha",
+                "",
+                format!("{} mixes, so it needs α (λ ~ Beta(α, α))", raw.method),
+                "a number > 0; the paper uses 1.0 for input mixup and 2.0 for Manifold Mixup on CIFAR",
+            ));
+            None
+        }
+        Some(a) => {
+            let alpha = Alpha::new(a);
+            if alpha.is_none() {
+                issues.push(Issue::new(
+                    "alpha",
+                    format!("{a}"),
+                    format!("α must be a finite number > 0 where a method mixes ({})", raw.method),
+                    "a number > 0, e.g. 0.2, 1.0 or 2.0",
+                ));
+            }
+            alpha
+        }
+    };
+    let points = model.map(ModelSpec::mix_points);
+    let layers = match (raw.method, &raw.layers) {
+        (Method::InputMixup, None) => Some(LayerSet::new(vec![0])),
+        (Method::InputMixup, Some(l)) if l.as_slice() == [0] => Some(LayerSet::new(vec![0])),
+        (Method::InputMixup, Some(l)) => {
+            issues.push(Issue::new(
+                "layers",
+                show_ints(l),
+                "input_mixup mixes at the input only",
+                "leave `layers` out (or [0]) for input_mixup; use method manifold_mixup for other layer sets",
+            ));
+            None
+        }
+        (Method::ManifoldMixup, None) => {
+            issues.push(Issue::new(
+                "layers",
+                "",
+                "manifold_mixup needs its eligible layer set S",
+                format!("a list of mix points, e.g. layers: [[0, 1, 2]] in a grid block{}", points.map(|p| format!("; this model has mix points 0..={}", p - 1)).unwrap_or_default()),
+            ));
+            None
+        }
+        (Method::ManifoldMixup, Some(l)) => layer_set(l, points, issues),
+        (Method::Erm, _) => None,
+    };
+    (alpha, layers)
+}
+
+fn layer_set(layers: &[i64], points: Option<usize>, issues: &mut Vec<Issue>) -> Option<LayerSet> {
+    if layers.is_empty() {
+        issues.push(Issue::new("layers", "[]", "an empty eligible set means no mixing", "method erm for no mixing, or a non-empty list of mix points"));
+        return None;
+    }
+    let points = points?;
+    let mut ok = Vec::new();
+    for (i, &k) in layers.iter().enumerate() {
+        match usize::try_from(k) {
+            Ok(k) if k < points => ok.push(k),
+            _ => issues.push(Issue::new(
+                format!("layers[{i}]"),
+                k.to_string(),
+                format!("the model has no mix point {k}"),
+                format!("mix points 0..={} (0 is the input, k the output of hidden layer / stage k)", points - 1),
+            )),
+        }
+    }
+    (ok.len() == layers.len()).then(|| LayerSet::new(ok))
+}
+
+fn show_ints(v: &[i64]) -> String {
+    format!("[{}]", v.iter().map(i64::to_string).collect::<Vec<_>>().join(", "))
+}
+
+/// A count that must be ≥ `min`.
+fn count(key: &str, v: i64, min: i64, allowed: &str, issues: &mut Vec<Issue>) -> usize {
+    if v < min {
+        issues.push(Issue::new(key, v.to_string(), format!("must be ≥ {min}"), allowed));
+        return 0;
+    }
+    usize::try_from(v).unwrap_or(0)
+}
+
+fn positive(key: &str, v: f64, allowed: &str, issues: &mut Vec<Issue>) {
+    if !(v.is_finite() && v > 0.0) {
+        issues.push(Issue::new(key, format!("{v}"), "must be a finite number > 0", allowed));
+    }
+}
+
+fn model(raw: &ModelRaw, issues: &mut Vec<Issue>) -> Option<ModelSpec> {
+    let before = issues.len();
+    let spec = match *raw {
+        ModelRaw::SpiralMlp { width, depth, bottleneck, activation } => ModelSpec::SpiralMlp {
+            width: count("model.width", width, 1, "units per hidden layer, e.g. 128", issues),
+            depth: count("model.depth", depth, 1, "hidden layers on each side of the bottleneck, e.g. 3", issues),
+            bottleneck: count("model.bottleneck", bottleneck, 1, "units in the bottleneck layer, e.g. 2", issues),
+            activation,
+        },
+    };
+    (issues.len() == before).then_some(spec)
+}
+
+fn data(raw: &DataRaw, issues: &mut Vec<Issue>) -> Option<DataSpec> {
+    let before = issues.len();
+    let spec = match *raw {
+        DataRaw::Spirals { n_train, n_test, noise, turns, seed } => {
+            if !(noise.is_finite() && noise >= 0.0) {
+                issues.push(Issue::new("data.noise", format!("{noise}"), "must be a finite number ≥ 0", "the std of Gaussian noise added to each point, e.g. 0.02"));
+            }
+            positive("data.turns", turns, "how many turns each arm makes, e.g. 1.5", issues);
+            DataSpec::Spirals {
+                n_train: count("data.n_train", n_train, 2, "training points, e.g. 1000", issues),
+                n_test: count("data.n_test", n_test, 1, "test points, e.g. 1000", issues),
+                noise,
+                turns,
+                seed: count("data.seed", seed, 0, "an integer ≥ 0", issues) as u64,
+            }
+        }
+    };
+    (issues.len() == before).then_some(spec)
+}
+
+fn train(raw: &TrainRaw, issues: &mut Vec<Issue>) -> Option<TrainSpec> {
+    let before = issues.len();
+    let epochs = count("train.epochs", raw.epochs, 1, "a whole number of epochs ≥ 1", issues);
+    let batch_size = count("train.batch_size", raw.batch_size, 1, "examples per minibatch ≥ 1, e.g. 100", issues);
+    positive("train.lr", raw.lr, "a learning rate > 0, e.g. 0.1 for SGD or 1e-3 for Adam", issues);
+    if !(raw.weight_decay.is_finite() && raw.weight_decay >= 0.0) {
+        issues.push(Issue::new("train.weight_decay", format!("{}", raw.weight_decay), "must be a finite number ≥ 0", "e.g. 1e-4 (the paper), or 0"));
+    }
+    positive("train.gamma", raw.gamma, "the lr factor at each milestone, e.g. 0.1", issues);
+    let mut milestones = Vec::new();
+    for (i, &m) in raw.milestones.iter().enumerate() {
+        let key = format!("train.milestones[{i}]");
+        if m < 1 || (epochs > 0 && m as usize >= epochs) {
+            issues.push(Issue::new(key, m.to_string(), format!("a milestone must lie inside the run (1..{epochs})"), "epochs at which the lr drops, increasing and < train.epochs"));
+        } else if milestones.last().is_some_and(|&last| m as usize <= last) {
+            issues.push(Issue::new(key, m.to_string(), "milestones must increase", "a strictly increasing list, e.g. [400, 800]"));
+        } else {
+            milestones.push(m as usize);
+        }
+    }
+    let (momentum, nesterov) = match raw.optimizer {
+        OptimizerKind::Sgd => {
+            if !(raw.momentum.is_finite() && (0.0..1.0).contains(&raw.momentum)) {
+                issues.push(Issue::new("train.momentum", format!("{}", raw.momentum), "must be in [0, 1)", "e.g. 0.9 (the paper), or 0 for plain SGD"));
+            }
+            if raw.nesterov && raw.momentum == 0.0 {
+                issues.push(Issue::new("train.nesterov", "true", "Nesterov needs momentum > 0", "set train.momentum > 0, or train.nesterov: false"));
+            }
+            (Some(raw.momentum), Some(raw.nesterov))
+        }
+        // Adam has no momentum or Nesterov setting: they are left out of its resolved spec.
+        OptimizerKind::Adam => (None, None),
+    };
+    let spec = TrainSpec {
+        epochs,
+        batch_size,
+        optimizer: raw.optimizer,
+        lr: raw.lr,
+        momentum,
+        nesterov,
+        weight_decay: raw.weight_decay,
+        milestones,
+        gamma: raw.gamma,
+        loss: raw.loss,
+    };
+    (issues.len() == before).then_some(spec)
+}
+
+fn eval(raw: &EvalRaw, issues: &mut Vec<Issue>) -> Option<EvalSpec> {
+    let before = issues.len();
+    let every = count("eval.every", raw.every, 1, "evaluate every N epochs, N ≥ 1", issues);
+    (issues.len() == before).then_some(EvalSpec { every })
+}

@@ -1,0 +1,121 @@
+//! The files a run leaves in its directory: status.json, metrics.jsonl, result.json.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a run stands, as recorded in status.json.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+/// Why a run failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// The loss became NaN or infinite.
+    Diverged,
+    /// The process ended with an error, a panic or a signal.
+    Crashed,
+    /// The spec in the run directory could not be read or is invalid.
+    BadSpec,
+}
+
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FailureClass::Diverged => "diverged",
+            FailureClass::Crashed => "crashed",
+            FailureClass::BadSpec => "bad_spec",
+        })
+    }
+}
+
+/// A failure's class and a one-line reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub class: FailureClass,
+    pub reason: String,
+}
+
+/// status.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub state: State,
+    /// How many times a process has started this run.
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Unix seconds of the last change.
+    pub updated: u64,
+}
+
+impl Status {
+    pub fn pending() -> Status {
+        Status { state: State::Pending, attempts: 0, failure: None, host: None, pid: None, updated: now() }
+    }
+}
+
+/// One line of metrics.jsonl: an evaluated epoch (1-based: the number of epochs trained).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub lr: f64,
+    /// Mean training loss over the epoch's minibatches, against the mixed targets.
+    pub train_loss: f64,
+    /// Fraction of test examples misclassified, in [0, 1].
+    pub test_error: f64,
+    /// Mean cross-entropy of the test labels under the model (nats).
+    pub test_nll: f64,
+    /// Seconds since training started.
+    pub elapsed: f64,
+}
+
+/// How and where a run was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub mixsweep_version: String,
+    pub git_commit: String,
+    pub burn_version: String,
+    pub device: String,
+    pub threads: usize,
+    pub host: String,
+    /// Seconds of training and evaluation.
+    pub wall_time: f64,
+    /// Training examples processed per second (forward + backward + step).
+    pub train_examples_per_sec: f64,
+}
+
+/// result.json: written once, when the run is done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub id: String,
+    pub slug: String,
+    /// The metrics after the last epoch (selection rule: final epoch).
+    pub final_metrics: EpochMetrics,
+    /// The evaluated epoch with the lowest test error. This is the paper's selection (best test
+    /// error over training, per the maintainers in issue #10); it is optimistic and labelled so.
+    pub best_on_test: EpochMetrics,
+    pub provenance: Provenance,
+}
+
+/// Unix time in seconds.
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}

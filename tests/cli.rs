@@ -1,0 +1,322 @@
+//! The command line end to end, as a user runs it: planning, bad input, sweeps, resume after a
+//! kill, determinism and reports. Every experiment here is tiny (a few epochs on 64 points).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mixsweep");
+
+const TINY: &str = r#"name: tiny
+base:
+  data: { name: spirals, n_train: 64, n_test: 64, noise: 0.02 }
+  model: { name: spiral_mlp, width: 8, depth: 3 }
+  train: { optimizer: adam, lr: 1.0e-2, weight_decay: 0.0, epochs: 3, batch_size: 32 }
+seeds: [0, 1]
+grid:
+  - { method: [erm] }
+  - { method: [input_mixup], alpha: [1.0] }
+  - { method: [manifold_mixup], alpha: [2.0], layers: [[4], [0, 4]] }
+"#;
+
+struct Sandbox {
+    dir: mixsweep::testing::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        Sandbox { dir: mixsweep::testing::TempDir::new().unwrap() }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        fs::write(&p, text).unwrap();
+        p
+    }
+    fn store(&self) -> PathBuf {
+        self.path().join("runs")
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(self.path()).arg("--store").arg(self.store()).args(args);
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    fn run_dirs(&self, exp: &str) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = fs::read_dir(self.store().join(exp))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        dirs
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn plan_ids(sb: &Sandbox, file: &str) -> Vec<String> {
+    let out = sb.run(&["plan", file, "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn plan_counts_blocks_seeds_and_excludes_and_writes_nothing() {
+    let sb = Sandbox::new();
+    sb.write("e.yaml", TINY);
+    // 2 seeds × (1 + 1 + 2) points.
+    assert_eq!(plan_ids(&sb, "e.yaml").len(), 8);
+    let out = sb.run(&["plan", "e.yaml", "-o", "seeds=[0, 1, 2]"]);
+    assert!(text(&out).contains("12 runs: 12 pending"), "{}", text(&out));
+    let with_exclude = format!("{TINY}exclude:\n  - {{ method: manifold_mixup, layers: [0, 4] }}\n  - {{ method: erm, seed: 1 }}\n");
+    sb.write("x.yaml", &with_exclude);
+    assert_eq!(plan_ids(&sb, "x.yaml").len(), 8 - 2 - 1);
+    assert!(!sb.store().exists(), "plan wrote to the store");
+}
+
+#[test]
+fn run_ids_ignore_formatting_and_defaults_but_not_values() {
+    let sb = Sandbox::new();
+    sb.write("a.yaml", TINY);
+    // Same runs: keys reordered, flow style changed, a default written out (momentum is
+    // dropped for Adam, eval.every: 1 is the default), alpha written as an int.
+    let reordered = r#"grid:
+  - method: [erm]
+  - { alpha: [1], method: [input_mixup] }
+  - { layers: [[4], [4, 0]], method: [manifold_mixup], alpha: [2] }
+seeds: [0, 1]
+name: tiny
+base:
+  eval: { every: 1 }
+  train:
+    batch_size: 32
+    epochs: 3
+    lr: 0.01
+    momentum: 0.5
+    weight_decay: 0
+    optimizer: adam
+  model: { depth: 3, width: 8, name: spiral_mlp }
+  data: { noise: 0.02, n_test: 64, n_train: 64, name: spirals }
+"#;
+    sb.write("b.yaml", reordered);
+    let a = plan_ids(&sb, "a.yaml");
+    let mut b = plan_ids(&sb, "b.yaml");
+    let mut a_sorted = a.clone();
+    a_sorted.sort();
+    b.sort();
+    assert_eq!(a_sorted, b);
+    // Any value that changes results changes the id.
+    for o in ["train.lr=0.02", "data.noise=0.03", "model.width=9", "train.epochs=4"] {
+        let changed = sb.run(&["plan", "a.yaml", "--json", "-o", o]);
+        let ids: Vec<String> = String::from_utf8_lossy(&changed.stdout).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
+        assert!(ids.iter().all(|id| !a.contains(id)), "{o} left an id unchanged");
+    }
+}
+
+/// Each bad input: exit code 2, a message with the file, line, key, value and what is allowed,
+/// and nothing written to the store.
+#[test]
+fn bad_input_is_reported_precisely_and_writes_nothing() {
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        ("yaml syntax", TINY.replace("seeds: [0, 1]", "seeds: [0, 1"), vec!["e.yaml:", "YAML"]),
+        ("unknown key", TINY.replace("epochs: 3", "epoch: 3"), vec!["e.yaml:5:", "train.epoch", "unknown field `epoch`", "epochs"]),
+        ("wrong type", TINY.replace("epochs: 3", "epochs: three"), vec!["e.yaml:5:", "train.epochs", "three"]),
+        ("alpha <= 0", TINY.replace("alpha: [2.0]", "alpha: [-1.0]"), vec!["e.yaml:10:", "`alpha` = -1", "> 0"]),
+        ("missing layer", TINY.replace("[[4], [0, 4]]", "[[4], [0, 9]]"), vec!["e.yaml:10:", "layers[1]", "= 9", "no mix point 9", "0..=7"]),
+        ("flat layer set", TINY.replace("[[4], [0, 4]]", "[4]"), vec!["e.yaml:10:", "layers[0]", "layers: [[4]]"]),
+        ("unknown method", TINY.replace("[erm]", "[ermm]"), vec!["e.yaml:8:", "method", "ermm", "manifold_mixup"]),
+        ("unknown model", TINY.replace("spiral_mlp", "resnet9"), vec!["e.yaml:4:", "model", "resnet9", "spiral_mlp"]),
+        ("zero epochs", TINY.replace("epochs: 3", "epochs: 0"), vec!["e.yaml:5:", "train.epochs", "= 0", "≥ 1"]),
+        ("bad milestone", TINY.replace("epochs: 3", "epochs: 3, milestones: [5]"), vec!["e.yaml:5:", "train.milestones[0]", "= 5"]),
+        ("negative seed", TINY.replace("seeds: [0, 1]", "seeds: [0, -1]"), vec!["e.yaml:6:", "seeds[1]", "-1"]),
+        ("unknown top key", format!("{TINY}grids: []\n"), vec!["e.yaml:11:", "grids", "unknown top-level key"]),
+        ("no name", TINY.replace("name: tiny", "name: \"a b\""), vec!["e.yaml:1:", "`name`", "directory name"]),
+    ];
+    for (what, yaml, needles) in cases {
+        let sb = Sandbox::new();
+        sb.write("e.yaml", &yaml);
+        for cmd in ["plan", "sweep"] {
+            let out = sb.run(&[cmd, "e.yaml"]);
+            let msg = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{what}: exit code, output:\n{msg}");
+            for n in &needles {
+                assert!(msg.contains(n), "{what}: `{n}` missing from:\n{msg}");
+            }
+            assert!(!sb.store().exists(), "{what}: {cmd} wrote to the store");
+        }
+    }
+}
+
+#[test]
+fn bad_overrides_name_the_argument() {
+    let sb = Sandbox::new();
+    sb.write("e.yaml", TINY);
+    let out = sb.run(&["plan", "e.yaml", "-o", "train.lr=-1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("-o train.lr=-1"), "{}", text(&out));
+    let out = sb.run(&["plan", "e.yaml", "-o", "train.lr"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("no `=`"), "{}", text(&out));
+    let out = sb.run(&["plan", "missing.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("missing.yaml: cannot read"), "{}", text(&out));
+}
+
+fn result(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(dir.join("result.json")).unwrap()).unwrap()
+}
+
+fn status(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(dir.join("status.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_sweep_runs_everything_once_then_reports_and_a_second_sweep_runs_nothing() {
+    let sb = Sandbox::new();
+    sb.write("e.yaml", TINY);
+    let out = sb.run(&["sweep", "e.yaml", "--threads", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dirs = sb.run_dirs("tiny");
+    assert_eq!(dirs.len(), 8);
+    for d in &dirs {
+        let r = result(d);
+        let err = r["final_metrics"]["test_error"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&err));
+        assert_eq!(status(d)["attempts"], 1);
+        assert_eq!(status(d)["state"], "done");
+        let lines = fs::read_to_string(d.join("metrics.jsonl")).unwrap().lines().count();
+        assert_eq!(lines, 3, "one metrics line per evaluated epoch");
+        assert!(d.join("spec.yaml").exists() && d.join("attempt-1.log").exists());
+        assert!(!d.join("claim").exists(), "claim left behind");
+    }
+    assert_eq!(fs::read_to_string(sb.store().join("tiny/plan.jsonl")).unwrap().lines().count(), 8);
+
+    let again = sb.run(&["sweep", "e.yaml"]);
+    assert!(again.status.success());
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("all 8 runs already done; nothing to run"), "{stdout}");
+
+    let rep = sb.run(&["report", "e.yaml", "--reports", "reports"]);
+    assert!(rep.status.success(), "{}", text(&rep));
+    let md = fs::read_to_string(sb.path().join("reports/tiny.md")).unwrap();
+    assert!(md.contains("| method | α | S | test error % ↓ | test NLL ↓ | n |"), "{md}");
+    assert!(md.contains("| erm | — | — |"), "{md}");
+    assert!(md.contains("| manifold_mixup | 2.0 | [0, 4] |"), "{md}");
+    assert!(md.contains(" | 2/2 |"), "{md}");
+    // Stable output: a second report is byte for byte the same.
+    sb.run(&["report", "e.yaml", "--reports", "reports"]);
+    assert_eq!(md, fs::read_to_string(sb.path().join("reports/tiny.md")).unwrap());
+}
+
+#[test]
+fn runs_are_deterministic_on_the_cpu() {
+    let sb = Sandbox::new();
+    sb.write("e.yaml", &TINY.replace("seeds: [0, 1]", "seeds: [5]"));
+    let other = Sandbox::new();
+    other.write("e.yaml", &TINY.replace("seeds: [0, 1]", "seeds: [5]"));
+    for s in [&sb, &other] {
+        let out = s.run(&["sweep", "e.yaml", "--threads", "1", "-o", "train.epochs=4"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let strip = |d: &Path| -> Vec<serde_json::Value> {
+        fs::read_to_string(d.join("metrics.jsonl")).unwrap().lines().map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("elapsed");
+            v
+        }).collect()
+    };
+    let (a, b) = (sb.run_dirs("tiny"), other.run_dirs("tiny"));
+    assert_eq!(a.len(), 4);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.file_name(), y.file_name());
+        assert_eq!(strip(x), strip(y), "{}", x.display());
+    }
+}
+
+#[test]
+fn a_killed_sweep_resumes_and_every_run_is_done_exactly_once() {
+    let sb = Sandbox::new();
+    // Longer runs, so the kill lands in the middle of one.
+    sb.write("e.yaml", &TINY.replace("epochs: 3", "epochs: 60").replace("n_train: 64", "n_train: 512"));
+    let mut child = sb.cmd(&["sweep", "e.yaml", "--threads", "1"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // Wait until two runs are done, then kill the scheduler in the middle of the third.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let done = sb.store().join("tiny").exists().then(|| sb.run_dirs("tiny").iter().filter(|d| d.join("result.json").exists()).count()).unwrap_or(0);
+        if done >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "runs did not finish in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let dirs = sb.run_dirs("tiny");
+    let done_before: Vec<PathBuf> = dirs.iter().filter(|d| d.join("result.json").exists()).cloned().collect();
+    assert!(done_before.len() < 8, "the kill came too late to test anything");
+    let results_before: Vec<String> = done_before.iter().map(|d| fs::read_to_string(d.join("result.json")).unwrap()).collect();
+    let st = sb.run(&["status", "e.yaml"]);
+    assert!(text(&st).contains("interrupted") || text(&st).contains("pending"), "{}", text(&st));
+
+    let out = sb.run(&["sweep", "e.yaml", "--threads", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for d in &sb.run_dirs("tiny") {
+        assert!(d.join("result.json").exists(), "{} not done", d.display());
+    }
+    // Runs finished before the kill were not run again.
+    for (d, before) in done_before.iter().zip(&results_before) {
+        assert_eq!(status(d)["attempts"], 1, "{} ran twice", d.display());
+        assert_eq!(&fs::read_to_string(d.join("result.json")).unwrap(), before);
+    }
+    // The run that was killed is recorded as a second attempt.
+    let retried = sb.run_dirs("tiny").iter().filter(|d| status(d)["attempts"] == 2).count();
+    assert_eq!(retried, 1, "exactly the interrupted run is re-run");
+}
+
+#[test]
+fn a_failed_run_does_not_stop_the_sweep() {
+    let sb = Sandbox::new();
+    let yaml = r#"name: div
+base:
+  data: { name: spirals, n_train: 64, n_test: 64 }
+  model: { name: spiral_mlp, width: 8, depth: 2 }
+  train: { optimizer: sgd, epochs: 3, batch_size: 32 }
+grid:
+  - { method: [erm], train.lr: [1.0e30, 0.01] }
+"#;
+    sb.write("e.yaml", yaml);
+    let out = sb.run(&["sweep", "e.yaml", "--threads", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let msg = text(&out);
+    assert!(msg.contains("FAILED (diverged)"), "{msg}");
+    assert!(msg.contains("attempt-1.log"), "{msg}");
+    let dirs = sb.run_dirs("div");
+    assert_eq!(dirs.iter().filter(|d| d.join("result.json").exists()).count(), 1);
+    let failed: Vec<&PathBuf> = dirs.iter().filter(|d| status(d)["state"] == "failed").collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(status(failed[0])["failure"]["class"], "diverged");
+    // A failed run is not retried by a plain sweep, and the report lists it.
+    let again = sb.run(&["sweep", "e.yaml"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again).contains("1 failed"), "{}", text(&again));
+    let rep = sb.run(&["report", "e.yaml", "--reports", "reports"]);
+    assert!(rep.status.success());
+    let md = fs::read_to_string(sb.path().join("reports/div.md")).unwrap();
+    assert!(md.contains("Failed runs") && md.contains("diverged"), "{md}");
+    assert!(md.contains("0/1 (1 failed)"), "{md}");
+}
