@@ -68,7 +68,8 @@ pub fn sweep(exp: &Experiment, store: &Store, opts: &SweepOptions) -> Result<Swe
     let bar = ProgressBar::new(todo.len() as u64);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} runs  {elapsed} elapsed, ~{eta} left  {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
     for (i, run) in todo.iter().enumerate() {
-        bar.set_message(run.slug.clone());
+        let name = run.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| run.slug.clone());
+        bar.set_message(name.clone());
         let started = Instant::now();
         let status = run_child(&run.dir, threads)?;
         summary.ran += 1;
@@ -92,7 +93,7 @@ pub fn sweep(exp: &Experiment, store: &Store, opts: &SweepOptions) -> Result<Swe
             }
             other => format!("ended as {}", other.label()),
         };
-        let line = format!("[{}/{}] {}  {line}", i + 1, todo.len(), run.slug);
+        let line = format!("[{}/{}] {name}  {line}", i + 1, todo.len());
         // A hidden bar (output not a terminal) prints nothing, so print the line ourselves.
         if bar.is_hidden() { println!("{line}") } else { bar.println(line) }
         bar.inc(1);

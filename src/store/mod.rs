@@ -185,12 +185,7 @@ pub fn run_state(run_dir: &Path) -> Result<RunState, StoreError> {
 
 /// status.json, if the run has one.
 pub fn read_status(run_dir: &Path) -> Result<Option<Status>, StoreError> {
-    let path = run_dir.join(RunFiles::STATUS);
-    match fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| StoreError::Corrupt { path, reason: e.to_string() }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StoreError::Io { path, source: e }),
-    }
+    read_json(&run_dir.join(RunFiles::STATUS))
 }
 
 pub fn write_status(run_dir: &Path, status: &Status) -> Result<(), StoreError> {
@@ -200,11 +195,15 @@ pub fn write_status(run_dir: &Path, status: &Status) -> Result<(), StoreError> {
 
 /// result.json, if the run is done.
 pub fn read_result(run_dir: &Path) -> Result<Option<RunResult>, StoreError> {
-    let path = run_dir.join(RunFiles::RESULT);
-    match fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| StoreError::Corrupt { path, reason: e.to_string() }),
+    read_json(&run_dir.join(RunFiles::RESULT))
+}
+
+/// A JSON file of the store: `None` if absent, `Corrupt` if it does not parse.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+    match fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| StoreError::Corrupt { path: path.to_path_buf(), reason: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StoreError::Io { path, source: e }),
+        Err(e) => Err(StoreError::Io { path: path.to_path_buf(), source: e }),
     }
 }
 
