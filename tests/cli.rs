@@ -133,6 +133,7 @@ fn bad_input_is_reported_precisely_and_writes_nothing() {
         ("yaml syntax", TINY.replace("seeds: [0, 1]", "seeds: [0, 1"), vec!["e.yaml:", "YAML"]),
         ("unknown key", TINY.replace("epochs: 3", "epoch: 3"), vec!["e.yaml:5:", "train.epoch", "unknown field `epoch`", "epochs"]),
         ("wrong type", TINY.replace("epochs: 3", "epochs: three"), vec!["e.yaml:5:", "train.epochs", "three"]),
+        ("missing alpha", TINY.replace("alpha: [2.0], ", ""), vec!["e.yaml:10:", "`alpha`", "needs α"]),
         ("alpha <= 0", TINY.replace("alpha: [2.0]", "alpha: [-1.0]"), vec!["e.yaml:10:", "`alpha` = -1", "> 0"]),
         ("missing layer", TINY.replace("[[4], [0, 4]]", "[[4], [0, 9]]"), vec!["e.yaml:10:", "layers[1]", "= 9", "no mix point 9", "0..=7"]),
         ("flat layer set", TINY.replace("[[4], [0, 4]]", "[4]"), vec!["e.yaml:10:", "layers[0]", "layers: [[4]]"]),
@@ -166,6 +167,9 @@ fn bad_overrides_name_the_argument() {
     let out = sb.run(&["plan", "e.yaml", "-o", "train.lr=-1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("-o train.lr=-1"), "{}", text(&out));
+    let out = sb.run(&["plan", "e.yaml", "-o", "model.widht=3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("`-o model.widht=3`") && text(&out).contains("unknown field `widht`"), "{}", text(&out));
     let out = sb.run(&["plan", "e.yaml", "-o", "train.lr"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("no `=`"), "{}", text(&out));
@@ -252,17 +256,23 @@ fn a_killed_sweep_resumes_and_every_run_is_done_exactly_once() {
     // Longer runs, so the kill lands in the middle of one.
     sb.write("e.yaml", &TINY.replace("epochs: 3", "epochs: 60").replace("n_train: 64", "n_train: 512"));
     let mut child = sb.cmd(&["sweep", "e.yaml", "--threads", "1"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    // Wait until two runs are done, then kill the scheduler in the middle of the third.
+    // Wait until two runs are done and a third is in the middle of training (its status says
+    // running and it has evaluated an epoch), then kill the scheduler.
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let done = sb.store().join("tiny").exists().then(|| sb.run_dirs("tiny").iter().filter(|d| d.join("result.json").exists()).count()).unwrap_or(0);
-        if done >= 2 {
+        let dirs = if sb.store().join("tiny").exists() { sb.run_dirs("tiny") } else { Vec::new() };
+        let done = dirs.iter().filter(|d| d.join("result.json").exists()).count();
+        let mid_run = dirs.iter().any(|d| {
+            !d.join("result.json").exists()
+                && d.join("metrics.jsonl").exists()
+                && fs::read_to_string(d.join("status.json")).is_ok_and(|s| s.contains("\"running\""))
+        });
+        if done >= 2 && mid_run {
             break;
         }
-        assert!(Instant::now() < deadline, "runs did not finish in time");
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(Instant::now() < deadline, "runs did not progress in time");
+        std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(300));

@@ -75,7 +75,13 @@ impl SpecError {
 
     pub fn from_yaml(file: &str, err: &serde_saphyr::Error) -> Self {
         let (line, column) = err.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-        let message = err.to_string().lines().next().unwrap_or("").to_string();
+        // serde-saphyr's first line is `error: line L column C: message`; keep the message.
+        let first = err.to_string().lines().next().unwrap_or("").to_string();
+        let message = first.split_once(": ").map(|(_, rest)| rest).unwrap_or(&first);
+        let message = match message.split_once(": ") {
+            Some((place, rest)) if place.starts_with("line ") => rest.to_string(),
+            _ => message.to_string(),
+        };
         SpecError::Syntax { file: file.to_string(), line, column, message }
     }
 }

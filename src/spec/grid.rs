@@ -19,13 +19,15 @@ struct Axis {
 #[derive(Debug, Clone)]
 pub struct Point {
     pub block: usize,
+    /// Where the block is written (for errors about keys it lacks).
+    pub origin: Origin,
     pub assignments: Vec<(Vec<Step>, Node)>,
 }
 
 /// Expands `grid:` (a list of blocks) into points. `zip` holds groups of dotted keys.
 pub fn expand(grid: Option<&Node>, zip: &[Vec<String>]) -> Result<Vec<Point>, Vec<Issue>> {
     let Some(grid) = grid else {
-        return Ok(vec![Point { block: 0, assignments: Vec::new() }]);
+        return Ok(vec![Point { block: 0, origin: Origin::Implied, assignments: Vec::new() }]);
     };
     let Value::Seq(blocks) = &grid.value else {
         return Err(vec![Issue::new("grid", grid.show(), "grid must be a list of blocks", "grid:\n    - { method: [erm] }\n    - { method: [manifold_mixup], alpha: [2.0], layers: [[0, 1, 2]] }").at(grid.origin.clone())]);
@@ -34,7 +36,7 @@ pub fn expand(grid: Option<&Node>, zip: &[Vec<String>]) -> Result<Vec<Point>, Ve
     let mut issues = Vec::new();
     for (b, block) in blocks.iter().enumerate() {
         match axes(b, block, zip) {
-            Ok(axes) => product(b, &axes, &mut points),
+            Ok(axes) => product(b, &block.origin, &axes, &mut points),
             Err(mut e) => issues.append(&mut e),
         }
     }
@@ -112,7 +114,7 @@ fn key_is(name: &str, single: &[(String, Vec<Node>, Origin)]) -> bool {
 }
 
 /// Cartesian product, first axis slowest.
-fn product(block: usize, axes: &[Axis], out: &mut Vec<Point>) {
+fn product(block: usize, origin: &Origin, axes: &[Axis], out: &mut Vec<Point>) {
     let total: usize = axes.iter().map(|a| a.candidates.len()).product();
     for mut index in 0..total {
         let mut choice = vec![0; axes.len()];
@@ -126,7 +128,7 @@ fn product(block: usize, axes: &[Axis], out: &mut Vec<Point>) {
                 assignments.push((key.clone(), value.clone()));
             }
         }
-        out.push(Point { block, assignments });
+        out.push(Point { block, origin: origin.clone(), assignments });
     }
 }
 

@@ -191,7 +191,10 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
                     }
                 }
                 Err(found) => {
-                    for issue in found {
+                    for mut issue in found {
+                        if issue.origin == Origin::Implied || issue.origin == base.origin {
+                            issue.origin = point.origin.clone();
+                        }
                         let issue = issue.in_context(&context);
                         if !issues.iter().any(|i: &Issue| i.key == issue.key && i.problem == issue.problem && i.value == issue.value) {
                             issues.push(issue);
@@ -218,6 +221,7 @@ pub fn resolve(tree: &Node) -> Result<RunSpec, Vec<Issue>> {
     let raw: raw::RunRaw = match from_tree(tree) {
         Ok(raw) => raw,
         Err((path, message)) => {
+            let path = point_at_unknown_field(tree, path, &message);
             let steps = parse_path(&path);
             let value = tree.get(&steps).map(Node::show).unwrap_or_default();
             return Err(vec![Issue::new(if path.is_empty() { "(run)".into() } else { path }, value, message, "see the README's experiment-file reference").at(tree.locate(&steps))]);
@@ -232,6 +236,16 @@ pub fn resolve(tree: &Node) -> Result<RunSpec, Vec<Issue>> {
             })
             .collect()
     })
+}
+
+/// serde reports an unknown field inside a tagged enum (`model:`, `data:`) at the enum's path;
+/// point at the misspelt key itself, so the message shows its line and value.
+fn point_at_unknown_field(tree: &Node, path: String, message: &str) -> String {
+    let Some(name) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) else {
+        return path;
+    };
+    let inner = if path.is_empty() { name.to_string() } else { format!("{path}.{name}") };
+    if !path.ends_with(name) && tree.get(&parse_path(&inner)).is_some() { inner } else { path }
 }
 
 /// Typed deserialization of a tree; on error, the dotted path and serde's message.
