@@ -40,6 +40,14 @@ const METRICS: [Metric; 3] = [
     Metric { key: "train_loss", header: "train loss ↓", scale: 1.0, decimals: 4 },
 ];
 
+/// A metric's statistics over the seeds of one group.
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    mean: Option<f64>,
+    std: Option<f64>,
+    n: u32,
+}
+
 /// One run as a row: flattened spec values (as text) and final-epoch metrics.
 struct Row {
     keys: BTreeMap<String, String>,
@@ -191,16 +199,15 @@ fn render_table(exp: &Experiment, table: &TableSpec, rows: &[Row], varying: &[St
     // Done runs into a DataFrame; mean, sample std and n per group with polars.
     let done: Vec<&Row> = rows.iter().filter(|r| r.state == RunState::Done).collect();
     let mut columns: Vec<Column> = Vec::new();
-    for (i, k) in group_keys.iter().enumerate() {
+    for i in 0..group_keys.len() {
         let values: Vec<String> = done.iter().map(|r| group_of(r)[i].clone()).collect();
         columns.push(Column::new(format!("g{i}").into(), values));
-        let _ = k;
     }
     for m in &metrics {
         let values: Vec<Option<f64>> = done.iter().map(|r| r.metrics.get(m.key).copied()).collect();
         columns.push(Column::new(m.key.into(), values));
     }
-    let mut stats: BTreeMap<Vec<String>, Vec<(Option<f64>, Option<f64>, u32)>> = BTreeMap::new();
+    let mut stats: BTreeMap<Vec<String>, Vec<Stat>> = BTreeMap::new();
     if !done.is_empty() {
         let df = DataFrame::new(columns)?;
         let by: Vec<Expr> = (0..group_keys.len()).map(|i| col(format!("g{i}"))).collect();
@@ -221,7 +228,7 @@ fn render_table(exp: &Experiment, table: &TableSpec, rows: &[Row], varying: &[St
                 let mean = grouped.column(&format!("{}_mean", m.key))?.f64()?.get(row);
                 let std = grouped.column(&format!("{}_std", m.key))?.f64()?.get(row);
                 let n = grouped.column(&format!("{}_n", m.key))?.u32()?.get(row).unwrap_or(0);
-                per.push((mean, std, n));
+                per.push(Stat { mean, std, n });
             }
             stats.insert(g, per);
         }
@@ -229,7 +236,7 @@ fn render_table(exp: &Experiment, table: &TableSpec, rows: &[Row], varying: &[St
 
     // The best mean of each metric (all shown metrics are lower-is-better) is set in bold.
     let best: Vec<Option<f64>> = (0..metrics.len())
-        .map(|j| stats.values().filter_map(|v| v[j].0).filter(|x| x.is_finite()).min_by(f64::total_cmp))
+        .map(|j| stats.values().filter_map(|v| v[j].mean).filter(|x| x.is_finite()).min_by(f64::total_cmp))
         .collect();
     let mut out = String::new();
     let _ = writeln!(out, "## {}\n", table.title);
@@ -244,7 +251,7 @@ fn render_table(exp: &Experiment, table: &TableSpec, rows: &[Row], varying: &[St
         let mut n_done = 0;
         for (j, m) in metrics.iter().enumerate() {
             let cell = match per.map(|p| p[j]) {
-                Some((Some(mean), std, n)) => {
+                Some(Stat { mean: Some(mean), std, n }) => {
                     n_done = n_done.max(n);
                     let text = match std {
                         Some(s) if n > 1 => format!("{:.*} ± {:.*}", m.decimals, mean * m.scale, m.decimals, s * m.scale),
