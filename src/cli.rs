@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::exec::{ExecOutcome, exec};
+use crate::exec::{ExecOptions, ExecOutcome, exec};
 use crate::report;
-use crate::schedule::{self, EXIT_CLAIMED_ELSEWHERE, SweepOptions};
+use crate::schedule::{self, EXIT_CLAIMED_ELSEWHERE, EXIT_INTERRUPTED, SweepOptions};
 use crate::spec::{self, Experiment, Override, SpecError};
 use crate::store::{self, RunState, Store, StoreError};
 
@@ -46,12 +46,18 @@ pub enum Command {
         /// Also take runs in these states again.
         #[arg(long, value_enum)]
         rerun: Vec<Rerun>,
+        /// Each run writes a checkpoint after every N epochs (and when stopped).
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        checkpoint_every: usize,
     },
     /// Run one run directory in this process (what `sweep` starts for each run).
     Exec {
         run_dir: PathBuf,
         #[arg(long)]
         threads: Option<usize>,
+        /// Write a checkpoint after every N epochs (and when stopped).
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        checkpoint_every: usize,
     },
     /// Totals by state, and every run that is not done, from the store as it is now.
     Status {
@@ -129,9 +135,9 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             plan(&exp, &store, json)?;
             Ok(0)
         }
-        Command::Sweep { experiment, overrides, threads, rerun } => {
+        Command::Sweep { experiment, overrides, threads, rerun, checkpoint_every } => {
             let exp = load(&experiment, &overrides)?;
-            let opts = SweepOptions { threads, rerun_failed: rerun.contains(&Rerun::Failed) };
+            let opts = SweepOptions { threads, rerun_failed: rerun.contains(&Rerun::Failed), checkpoint_every };
             let summary = schedule::sweep(&exp, &store, &opts)?;
             if summary.ran > 0 {
                 println!("{}: {} of {} runs done ({} just now), {} failed.", exp.name, summary.already_done + summary.done_now, summary.total, summary.done_now, summary.failed.len());
@@ -139,16 +145,21 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             for f in &summary.failed {
                 println!("  failed: {} ({}: {}); log: {}", f.slug, f.failure.class, f.failure.reason, f.log.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| f.dir.display().to_string()));
             }
+            if summary.stopped {
+                println!("{}: stopped on request; `mixsweep sweep` again resumes from the checkpoints.", exp.name);
+                return Ok(EXIT_INTERRUPTED as u8);
+            }
             Ok(if summary.failed.is_empty() { 0 } else { 1 })
         }
-        Command::Exec { run_dir, threads } => {
+        Command::Exec { run_dir, threads, checkpoint_every } => {
             let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
             if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global() {
                 return Err(CliError::Other(format!("cannot size the thread pool: {e}")));
             }
-            match exec(&run_dir, threads)? {
+            match exec(&run_dir, &ExecOptions { threads, checkpoint_every })? {
                 ExecOutcome::Done => Ok(0),
                 ExecOutcome::Failed(_) => Ok(1),
+                ExecOutcome::Interrupted { .. } => Ok(EXIT_INTERRUPTED as u8),
                 ExecOutcome::ClaimedElsewhere => {
                     eprintln!("{}: claimed by another live process; not run", run_dir.display());
                     Ok(EXIT_CLAIMED_ELSEWHERE as u8)

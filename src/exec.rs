@@ -3,11 +3,13 @@
 //! end, marks it done or failed, and lets go of the claim. Everything it writes is atomic.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use crate::spec::RunSpec;
 use crate::store::records::{Failure, FailureClass, Provenance, RunResult, State, Status, hostname, now};
 use crate::store::{self, RunFiles, atomic, claim};
-use crate::train::{self, TrainError};
+use crate::train::{self, Control, Ended, TrainError};
 
 /// How `exec` ended; the process exit code follows from it.
 #[derive(Debug, PartialEq)]
@@ -16,6 +18,8 @@ pub enum ExecOutcome {
     Done,
     /// Failed and recorded as such in status.json.
     Failed(Failure),
+    /// Stopped on request after a checkpoint; the next `exec` resumes it.
+    Interrupted { epoch: usize, step: usize },
     /// Another live process holds the claim.
     ClaimedElsewhere,
 }
@@ -23,8 +27,18 @@ pub enum ExecOutcome {
 /// The version of burn we build against (pinned exactly in Cargo.toml).
 pub const BURN_VERSION: &str = "0.22.1";
 
-/// Runs the run in `run_dir`; `threads` is the CPU thread pool size in use.
-pub fn exec(run_dir: &Path, threads: usize) -> Result<ExecOutcome, store::StoreError> {
+/// Options of one run's process.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// The CPU thread pool size in use.
+    pub threads: usize,
+    /// Checkpoint after every this many epochs (0 = only at a stop and at the end).
+    pub checkpoint_every: usize,
+}
+
+/// Runs (or resumes) the run in `run_dir`. SIGINT and SIGTERM make it checkpoint at the next
+/// minibatch boundary and stop.
+pub fn exec(run_dir: &Path, opts: &ExecOptions) -> Result<ExecOutcome, store::StoreError> {
     let io = |source| store::StoreError::Io { path: run_dir.to_path_buf(), source };
     if store::read_result(run_dir)?.is_some() {
         return Ok(ExecOutcome::Done);
@@ -41,12 +55,19 @@ pub fn exec(run_dir: &Path, threads: usize) -> Result<ExecOutcome, store::StoreE
     status.updated = now();
     store::write_status(run_dir, &status)?;
 
-    let outcome = run_claimed(run_dir, threads);
+    let stop = stop_flag().map_err(io)?;
+    let outcome = run_claimed(run_dir, opts, &stop);
     let outcome = match outcome {
-        Ok(result) => {
+        Ok(Some(result)) => {
             atomic::write_json(&run_dir.join(RunFiles::RESULT), &result).map_err(io)?;
             status.state = State::Done;
             ExecOutcome::Done
+        }
+        Ok(None) => {
+            status.state = State::Interrupted;
+            let (epoch, step) = read_stop_point(run_dir);
+            eprintln!("stopped on request at epoch {epoch}, minibatch {step}; checkpoint written, the next sweep resumes it");
+            ExecOutcome::Interrupted { epoch, step }
         }
         Err(failure) => {
             eprintln!("run failed ({}): {}", failure.class, failure.reason);
@@ -61,7 +82,27 @@ pub fn exec(run_dir: &Path, threads: usize) -> Result<ExecOutcome, store::StoreE
     Ok(outcome)
 }
 
-fn run_claimed(run_dir: &Path, threads: usize) -> Result<RunResult, Failure> {
+/// A flag that SIGINT and SIGTERM set. A second signal, with the flag already set, ends the
+/// process at once (exit code 130): the usual double Ctrl-C.
+pub fn stop_flag() -> std::io::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    Ok(stop)
+}
+
+/// Where the last checkpoint of `run_dir` stands, as (epoch 1-based, minibatch).
+fn read_stop_point(run_dir: &Path) -> (usize, usize) {
+    match train::checkpoint::load(&run_dir.join(RunFiles::CHECKPOINT)) {
+        Ok(Some(saved)) => (saved.state.epoch + 1, saved.state.step),
+        _ => (0, 0),
+    }
+}
+
+/// Trains the claimed run: `Ok(None)` when it stopped on request.
+fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool) -> Result<Option<RunResult>, Failure> {
     let spec_path = run_dir.join(RunFiles::SPEC);
     let bad_spec = |reason: String| Failure { class: FailureClass::BadSpec, reason };
     let text = std::fs::read_to_string(&spec_path).map_err(|e| bad_spec(format!("{}: {e}", spec_path.display())))?;
@@ -84,27 +125,35 @@ fn run_claimed(run_dir: &Path, threads: usize) -> Result<RunResult, Failure> {
         }
         atomic::write(&metrics_path, text.as_bytes())
     };
-    let outcome = train::train(&spec, &mut write_metrics).map_err(|e| match e {
+    let checkpoint_dir = run_dir.join(RunFiles::CHECKPOINT);
+    let control = Control { checkpoint_dir: Some(&checkpoint_dir), checkpoint_every: opts.checkpoint_every, stop };
+    let ended = train::train(&spec, &control, &mut write_metrics).map_err(|e| match e {
         TrainError::Diverged { .. } => Failure { class: FailureClass::Diverged, reason: e.to_string() },
-        TrainError::Io(_) => Failure { class: FailureClass::Crashed, reason: e.to_string() },
+        TrainError::Io(_) | TrainError::Checkpoint(_) => Failure { class: FailureClass::Crashed, reason: e.to_string() },
     })?;
+    let outcome = match ended {
+        Ended::Finished(outcome) => outcome,
+        Ended::Stopped { .. } => return Ok(None),
+    };
     let (Some(final_metrics), Some(best)) = (outcome.history.last().cloned(), outcome.history.iter().min_by(|a, b| a.test_error.total_cmp(&b.test_error)).cloned()) else {
         return Err(Failure { class: FailureClass::Crashed, reason: "training ended without an evaluation".into() });
     };
-    Ok(RunResult {
+    Ok(Some(RunResult {
         id: id.clone(),
         slug: spec.slug(),
         final_metrics,
         best_on_test: best,
+        best_on_validation: outcome.history.iter().filter(|m| m.val_error.is_some()).min_by(|a, b| a.val_error.unwrap_or(f64::INFINITY).total_cmp(&b.val_error.unwrap_or(f64::INFINITY))).cloned(),
         provenance: Provenance {
             mixsweep_version: env!("CARGO_PKG_VERSION").to_string(),
             git_commit: env!("MIXSWEEP_GIT_COMMIT").to_string(),
             burn_version: BURN_VERSION.to_string(),
             device: outcome.device,
-            threads,
+            threads: opts.threads,
             host: hostname(),
             wall_time: outcome.wall_time,
             train_examples_per_sec: outcome.train_examples_per_sec,
+            resumed_from_epoch: outcome.resumed_from_epoch,
         },
-    })
+    }))
 }

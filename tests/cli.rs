@@ -3,65 +3,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mixsweep");
-
-const TINY: &str = r#"name: tiny
-base:
-  data: { name: spirals, n_train: 64, n_test: 64, noise: 0.02 }
-  model: { name: spiral_mlp, width: 8, depth: 3 }
-  train: { optimizer: adam, lr: 1.0e-2, weight_decay: 0.0, epochs: 3, batch_size: 32 }
-seeds: [0, 1]
-grid:
-  - { method: [erm] }
-  - { method: [input_mixup], alpha: [1.0] }
-  - { method: [manifold_mixup], alpha: [2.0], layers: [[4], [0, 4]] }
-"#;
-
-struct Sandbox {
-    dir: mixsweep::testing::TempDir,
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        Sandbox { dir: mixsweep::testing::TempDir::new().unwrap() }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path().join(name);
-        fs::write(&p, text).unwrap();
-        p
-    }
-    fn store(&self) -> PathBuf {
-        self.path().join("runs")
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.current_dir(self.path()).arg("--store").arg(self.store()).args(args);
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    fn run_dirs(&self, exp: &str) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = fs::read_dir(self.store().join(exp))
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect();
-        dirs.sort();
-        dirs
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
+mod common;
+use common::*;
 
 fn plan_ids(sb: &Sandbox, file: &str) -> Vec<String> {
     let out = sb.run(&["plan", file, "--json"]);
@@ -141,6 +86,8 @@ fn bad_input_is_reported_precisely_and_writes_nothing() {
         ("unknown model", TINY.replace("spiral_mlp", "resnet9"), vec!["e.yaml:4:", "model", "resnet9", "spiral_mlp"]),
         ("zero epochs", TINY.replace("epochs: 3", "epochs: 0"), vec!["e.yaml:5:", "train.epochs", "= 0", "≥ 1"]),
         ("bad milestone", TINY.replace("epochs: 3", "epochs: 3, milestones: [5]"), vec!["e.yaml:5:", "train.milestones[0]", "= 5"]),
+        ("val split too big", TINY.replace("noise: 0.02", "noise: 0.02, val_split: 64"), vec!["e.yaml:3:", "data.val_split", "= 64", "0..64"]),
+        ("cosine with milestones", TINY.replace("epochs: 3", "epochs: 3, schedule: cosine, milestones: [2]"), vec!["e.yaml:5:", "train.milestones", "multistep"]),
         ("negative seed", TINY.replace("seeds: [0, 1]", "seeds: [0, -1]"), vec!["e.yaml:6:", "seeds[1]", "-1"]),
         ("unknown top key", format!("{TINY}grids: []\n"), vec!["e.yaml:11:", "grids", "unknown top-level key"]),
         ("no name", TINY.replace("name: tiny", "name: \"a b\""), vec!["e.yaml:1:", "`name`", "directory name"]),
@@ -176,14 +123,6 @@ fn bad_overrides_name_the_argument() {
     let out = sb.run(&["plan", "missing.yaml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("missing.yaml: cannot read"), "{}", text(&out));
-}
-
-fn result(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&fs::read_to_string(dir.join("result.json")).unwrap()).unwrap()
-}
-
-fn status(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&fs::read_to_string(dir.join("status.json")).unwrap()).unwrap()
 }
 
 #[test]
@@ -329,4 +268,21 @@ grid:
     let md = fs::read_to_string(sb.path().join("reports/div.md")).unwrap();
     assert!(md.contains("Failed runs") && md.contains("diverged"), "{md}");
     assert!(md.contains("0/1 (1 failed)"), "{md}");
+}
+
+#[test]
+fn a_validation_split_gives_validation_metrics_and_honest_selection() {
+    let sb = Sandbox::new();
+    sb.write("e.yaml", &TINY.replace("seeds: [0, 1]", "seeds: [0]"));
+    let out = sb.run(&["sweep", "e.yaml", "--threads", "1", "-o", "data.val_split=16", "-o", "method=erm"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dirs = sb.run_dirs("tiny");
+    assert_eq!(dirs.len(), 1);
+    let r = result(&dirs[0]);
+    let best = &r["best_on_validation"];
+    assert!(best["val_error"].as_f64().is_some(), "{r}");
+    // The selected epoch is one with the lowest validation error.
+    let lines: Vec<serde_json::Value> = fs::read_to_string(dirs[0].join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let min = lines.iter().map(|m| m["val_error"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+    assert_eq!(best["val_error"].as_f64().unwrap(), min);
 }

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -15,6 +16,8 @@ use crate::store::{self, PlannedRun, RunState, Store, StoreError};
 
 /// Exit code of `mixsweep exec` when another live process holds the run's claim.
 pub const EXIT_CLAIMED_ELSEWHERE: i32 = 3;
+/// Exit code of `mixsweep exec` and `sweep` when stopped by Ctrl-C or SIGTERM (128 + SIGINT).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Options of a sweep.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +26,8 @@ pub struct SweepOptions {
     pub threads: Option<usize>,
     /// Take failed runs again.
     pub rerun_failed: bool,
+    /// Each run checkpoints after every this many epochs.
+    pub checkpoint_every: usize,
 }
 
 /// A run that failed, with where to read why.
@@ -43,6 +48,8 @@ pub struct SweepSummary {
     pub done_now: usize,
     pub running_elsewhere: usize,
     pub failed: Vec<FailedRun>,
+    /// Stopped by Ctrl-C or SIGTERM: the run in progress checkpointed, the rest did not start.
+    pub stopped: bool,
 }
 
 /// Plans `exp` into `store` and runs every run that is pending or interrupted (and failed,
@@ -65,13 +72,15 @@ pub fn sweep(exp: &Experiment, store: &Store, opts: &SweepOptions) -> Result<Swe
     }
     println!("{}: {} runs planned, {} done, {} to run{}.", exp.name, summary.total, summary.already_done, todo.len(), remainder(&summary));
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let io = |source| StoreError::Io { path: store.root.clone(), source };
+    let stop = crate::exec::stop_flag().map_err(io)?;
     let bar = ProgressBar::new(todo.len() as u64);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} runs  {elapsed} elapsed, ~{eta} left  {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
     for (i, run) in todo.iter().enumerate() {
         let name = run.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| run.slug.clone());
         bar.set_message(name.clone());
         let started = Instant::now();
-        let status = run_child(&run.dir, threads)?;
+        let status = run_child(&run.dir, threads, opts.checkpoint_every, &stop)?;
         summary.ran += 1;
         let state = settle(&run.dir, status)?;
         let seconds = started.elapsed().as_secs_f64();
@@ -91,12 +100,20 @@ pub fn sweep(exp: &Experiment, store: &Store, opts: &SweepOptions) -> Result<Swe
                 summary.failed.push(failed_run(run, f.clone()));
                 format!("FAILED ({}): {}", f.class, f.reason)
             }
+            RunState::Interrupted => {
+                summary.stopped = true;
+                "stopped; its checkpoint is kept and the next sweep resumes it".to_string()
+            }
             other => format!("ended as {}", other.label()),
         };
         let line = format!("[{}/{}] {name}  {line}", i + 1, todo.len());
         // A hidden bar (output not a terminal) prints nothing, so print the line ourselves.
         if bar.is_hidden() { println!("{line}") } else { bar.println(line) }
         bar.inc(1);
+        if stop.load(Ordering::Relaxed) {
+            summary.stopped = true;
+            break;
+        }
     }
     bar.finish_and_clear();
     Ok(summary)
@@ -118,17 +135,35 @@ fn failed_run(run: &PlannedRun, failure: Failure) -> FailedRun {
 }
 
 /// Starts `mixsweep exec <dir>` with its output in the next attempt log, and waits for it.
-fn run_child(dir: &Path, threads: usize) -> Result<ExitStatus, StoreError> {
+/// When `stop` is set (Ctrl-C reaches the child by itself; SIGTERM does not), the child is
+/// sent SIGTERM so that it checkpoints and stops.
+fn run_child(dir: &Path, threads: usize, checkpoint_every: usize, stop: &AtomicBool) -> Result<ExitStatus, StoreError> {
     let io = |source| StoreError::Io { path: dir.to_path_buf(), source };
     let attempt = store::attempt_logs(dir).len() + 1;
     let log = File::create(dir.join(format!("attempt-{attempt}.log"))).map_err(io)?;
     let exe = std::env::current_exe().map_err(io)?;
     let mut cmd = Command::new(exe);
-    cmd.arg("exec").arg(dir).arg("--threads").arg(threads.to_string());
+    cmd.arg("exec").arg(dir).arg("--threads").arg(threads.to_string()).arg("--checkpoint-every").arg(checkpoint_every.to_string());
     cmd.env("RAYON_NUM_THREADS", threads.to_string());
     cmd.stdin(Stdio::null()).stdout(log.try_clone().map_err(io)?).stderr(log);
     die_with_parent(&mut cmd);
-    cmd.status().map_err(io)
+    let mut child = cmd.spawn().map_err(io)?;
+    let mut forwarded = false;
+    loop {
+        if let Some(status) = child.try_wait().map_err(io)? {
+            return Ok(status);
+        }
+        if stop.load(Ordering::Relaxed) && !forwarded {
+            forwarded = true;
+            if let Ok(pid) = i32::try_from(child.id()) {
+                // SAFETY: kill(2) on our own child's pid.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// On Linux the child is killed if the scheduler dies, so a killed sweep leaves no orphan
@@ -152,7 +187,7 @@ fn die_with_parent(_cmd: &mut Command) {}
 /// (a signal, a panic, an abort) is recorded here as crashed.
 fn settle(dir: &Path, exit: ExitStatus) -> Result<RunState, StoreError> {
     let state = store::run_state(dir)?;
-    if exit.code() == Some(EXIT_CLAIMED_ELSEWHERE) {
+    if exit.code() == Some(EXIT_CLAIMED_ELSEWHERE) || exit.code() == Some(EXIT_INTERRUPTED) {
         return Ok(state);
     }
     if let RunState::Interrupted | RunState::Pending = state {

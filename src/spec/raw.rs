@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::types::{Activation, LossKind, Method, OptimizerKind};
+use super::types::{Activation, LossKind, Method, OptimizerKind, ScheduleKind};
 
 /// One run after base, grid point, seed and `-o` overrides are merged.
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +70,9 @@ pub enum DataRaw {
         turns: f64,
         #[serde(default)]
         seed: i64,
+        /// Training examples held out (seeded) as a validation set for model selection.
+        #[serde(default)]
+        val_split: i64,
     },
 }
 
@@ -105,6 +108,8 @@ pub struct TrainRaw {
     #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
     #[serde(default)]
+    pub schedule: ScheduleKind,
+    #[serde(default)]
     pub milestones: Vec<i64>,
     #[serde(default = "default_gamma")]
     pub gamma: f64,
@@ -122,6 +127,7 @@ impl Default for TrainRaw {
             momentum: default_momentum(),
             nesterov: true,
             weight_decay: default_weight_decay(),
+            schedule: ScheduleKind::default(),
             milestones: Vec::new(),
             gamma: default_gamma(),
             loss: LossKind::default(),

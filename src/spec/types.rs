@@ -61,6 +61,17 @@ pub enum OptimizerKind {
     Adam,
 }
 
+/// How the learning rate changes over epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleKind {
+    /// lr × gamma^(number of milestones ≤ epoch), set at the start of each epoch (official code).
+    #[default]
+    Multistep,
+    /// lr × (1 + cos(π·epoch/epochs)) / 2, set at the start of each epoch.
+    Cosine,
+}
+
 /// The training loss against (mixed) soft targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -146,7 +157,7 @@ impl ModelSpec {
 #[serde(tag = "name", rename_all = "snake_case")]
 pub enum DataSpec {
     /// Two interleaved spiral arms; see `data::spirals`.
-    Spirals { n_train: usize, n_test: usize, noise: f64, turns: f64, seed: u64 },
+    Spirals { n_train: usize, n_test: usize, noise: f64, turns: f64, seed: u64, val_split: usize },
 }
 
 impl DataSpec {
@@ -158,6 +169,12 @@ impl DataSpec {
     pub fn n_train(&self) -> usize {
         match self {
             DataSpec::Spirals { n_train, .. } => *n_train,
+        }
+    }
+    /// Training examples held out for validation (0 = no validation set).
+    pub fn val_split(&self) -> usize {
+        match self {
+            DataSpec::Spirals { val_split, .. } => *val_split,
         }
     }
 }
@@ -176,18 +193,29 @@ pub struct TrainSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nesterov: Option<bool>,
     pub weight_decay: f64,
-    /// Epochs (0-based) at whose start the lr is multiplied by `gamma`, as the official code.
+    pub schedule: ScheduleKind,
+    /// Multistep only: epochs (0-based) at whose start the lr is multiplied by `gamma`, as the
+    /// official code.
     pub milestones: Vec<usize>,
     pub gamma: f64,
     pub loss: LossKind,
 }
 
 impl TrainSpec {
-    /// The learning rate in effect during `epoch` (0-based): lr × gamma^(milestones ≤ epoch).
-    /// Same rule as `adjust_learning_rate` in the official `main.py`.
+    /// The learning rate in effect during `epoch` (0-based). Multistep: lr × gamma^(milestones
+    /// ≤ epoch), the rule of `adjust_learning_rate` in the official `main.py`. Cosine: annealed
+    /// from lr at epoch 0 towards 0, per epoch.
     pub fn lr_at(&self, epoch: usize) -> f64 {
-        let drops = self.milestones.iter().filter(|&&m| m <= epoch).count();
-        self.lr * self.gamma.powi(drops as i32)
+        match self.schedule {
+            ScheduleKind::Multistep => {
+                let drops = self.milestones.iter().filter(|&&m| m <= epoch).count();
+                self.lr * self.gamma.powi(drops as i32)
+            }
+            ScheduleKind::Cosine => {
+                let t = epoch as f64 / self.epochs.max(1) as f64;
+                self.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
     }
 }
 
@@ -245,6 +273,7 @@ mod tests {
             momentum: Some(0.9),
             nesterov: Some(true),
             weight_decay: 1e-4,
+            schedule: ScheduleKind::Multistep,
             milestones: vec![500, 1000, 1500],
             gamma: 0.1,
             loss: LossKind::SoftCe,
@@ -253,6 +282,11 @@ mod tests {
         assert!((t.lr_at(500) - 0.01).abs() < 1e-12);
         assert!((t.lr_at(1000) - 0.001).abs() < 1e-12);
         assert!((t.lr_at(1999) - 0.0001).abs() < 1e-12);
+        // Cosine, by hand: lr/2 at mid-run, lr·(1 + cos(π/4))/2 a quarter in.
+        let c = TrainSpec { schedule: ScheduleKind::Cosine, milestones: vec![], ..t };
+        assert!((c.lr_at(0) - 0.1).abs() < 1e-12);
+        assert!((c.lr_at(1000) - 0.05).abs() < 1e-12);
+        assert!((c.lr_at(500) - 0.1 * (1.0 + std::f64::consts::FRAC_1_SQRT_2) / 2.0).abs() < 1e-12);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use super::error::Issue;
 use super::raw::{DataRaw, EvalRaw, ModelRaw, RunRaw, TrainRaw};
 use super::types::{
-    Alpha, DataSpec, EvalSpec, LayerSet, Method, ModelSpec, OptimizerKind, RunSpec, TrainSpec,
+    Alpha, DataSpec, EvalSpec, LayerSet, Method, ModelSpec, OptimizerKind, RunSpec, ScheduleKind, TrainSpec,
 };
 
 /// Checks a raw run; all problems found are returned, each with its key path.
@@ -150,7 +150,7 @@ fn model(raw: &ModelRaw, issues: &mut Vec<Issue>) -> Option<ModelSpec> {
 fn data(raw: &DataRaw, issues: &mut Vec<Issue>) -> Option<DataSpec> {
     let before = issues.len();
     let spec = match *raw {
-        DataRaw::Spirals { n_train, n_test, noise, turns, seed } => {
+        DataRaw::Spirals { n_train, n_test, noise, turns, seed, val_split } => {
             if !(noise.is_finite() && noise >= 0.0) {
                 issues.push(Issue::new("data.noise", format!("{noise}"), "must be a finite number ≥ 0", "the std of Gaussian noise added to each point, e.g. 0.02"));
             }
@@ -161,10 +161,20 @@ fn data(raw: &DataRaw, issues: &mut Vec<Issue>) -> Option<DataSpec> {
                 noise,
                 turns,
                 seed: count("data.seed", seed, 0, "an integer ≥ 0", issues) as u64,
+                val_split: held_out(n_train, val_split, issues),
             }
         }
     };
     (issues.len() == before).then_some(spec)
+}
+
+/// A validation split must leave at least one training example... and be ≥ 0.
+fn held_out(n_train: i64, val_split: i64, issues: &mut Vec<Issue>) -> usize {
+    if val_split < 0 || (n_train > 0 && val_split >= n_train) {
+        issues.push(Issue::new("data.val_split", val_split.to_string(), format!("must be in 0..{n_train} (the training examples)"), "how many training examples to hold out for validation, e.g. 100; 0 for none"));
+        return 0;
+    }
+    val_split as usize
 }
 
 fn train(raw: &TrainRaw, issues: &mut Vec<Issue>) -> Option<TrainSpec> {
@@ -200,6 +210,9 @@ fn train(raw: &TrainRaw, issues: &mut Vec<Issue>) -> Option<TrainSpec> {
         // Adam has no momentum or Nesterov setting: they are left out of its resolved spec.
         OptimizerKind::Adam => (None, None),
     };
+    if raw.schedule == ScheduleKind::Cosine && !raw.milestones.is_empty() {
+        issues.push(Issue::new("train.milestones", format!("{:?}", raw.milestones), "milestones belong to the multistep schedule", "remove them, or set train.schedule: multistep"));
+    }
     let spec = TrainSpec {
         epochs,
         batch_size,
@@ -208,6 +221,7 @@ fn train(raw: &TrainRaw, issues: &mut Vec<Issue>) -> Option<TrainSpec> {
         momentum,
         nesterov,
         weight_decay: raw.weight_decay,
+        schedule: raw.schedule,
         milestones,
         gamma: raw.gamma,
         loss: raw.loss,

@@ -93,6 +93,7 @@ impl RunFiles {
     pub const STATUS: &'static str = "status.json";
     pub const METRICS: &'static str = "metrics.jsonl";
     pub const RESULT: &'static str = "result.json";
+    pub const CHECKPOINT: &'static str = "checkpoint";
 }
 
 /// The root of a store (`runs/` by default).
@@ -176,7 +177,7 @@ pub fn run_state(run_dir: &Path) -> Result<RunState, StoreError> {
     Ok(match (status.state, status.failure) {
         (State::Failed, Some(f)) => RunState::Failed(f),
         (State::Failed, None) => RunState::Failed(Failure { class: records::FailureClass::Crashed, reason: "no reason recorded".into() }),
-        (State::Running, _) => RunState::Interrupted,
+        (State::Running | State::Interrupted, _) => RunState::Interrupted,
         // Done in status.json but no result.json: the result was never written.
         (State::Done, _) => RunState::Interrupted,
         (State::Pending, _) => RunState::Pending,

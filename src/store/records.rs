@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub enum State {
     Pending,
     Running,
+    /// Stopped cleanly on request (Ctrl-C, SIGTERM) after writing a checkpoint.
+    Interrupted,
     Done,
     Failed,
 }
@@ -74,6 +76,11 @@ pub struct EpochMetrics {
     pub test_error: f64,
     /// Mean cross-entropy of the test labels under the model (nats).
     pub test_nll: f64,
+    /// The same on the held-out validation split, when the spec has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_error: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_nll: Option<f64>,
     /// Seconds since training started.
     pub elapsed: f64,
 }
@@ -91,6 +98,8 @@ pub struct Provenance {
     pub wall_time: f64,
     /// Training examples processed per second (forward + backward + step).
     pub train_examples_per_sec: f64,
+    /// The epoch the last attempt resumed from (0: trained in one go from scratch).
+    pub resumed_from_epoch: usize,
 }
 
 /// result.json: written once, when the run is done.
@@ -103,6 +112,10 @@ pub struct RunResult {
     /// The evaluated epoch with the lowest test error. This is the paper's selection (best test
     /// error over training, per the maintainers in issue #10); it is optimistic and labelled so.
     pub best_on_test: EpochMetrics,
+    /// The evaluated epoch with the lowest validation error: honest model selection. Present
+    /// when the spec holds out a validation split (`data.val_split`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_on_validation: Option<EpochMetrics>,
     pub provenance: Provenance,
 }
 

@@ -1,14 +1,18 @@
 //! Training and evaluating one run on one device. Knows nothing of sweeps: it takes a spec and
 //! reports each evaluated epoch to a callback.
 
+pub mod checkpoint;
 pub mod loss;
 pub mod mixing;
 pub mod optim;
 
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::optim::GradientsParams;
 use burn::prelude::*;
+use burn::tensor::Bytes;
 use rand::seq::SliceRandom;
 
 use crate::data::{self, Dataset};
@@ -16,15 +20,18 @@ use crate::models::NoMix;
 use crate::models::mlp::SpiralMlp;
 use crate::spec::types::RunSpec;
 use crate::store::records::EpochMetrics;
+use checkpoint::LoopState;
 use mixing::{MixStreams, Mixer};
 
-/// Why training stopped early.
+/// Why training failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("diverged: the training loss became {loss} at epoch {epoch}, minibatch {step}")]
     Diverged { epoch: usize, step: usize, loss: f64 },
-    #[error("writing metrics: {0}")]
+    #[error("writing metrics or a checkpoint: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the checkpoint cannot be restored: {0}")]
+    Checkpoint(String),
 }
 
 /// What a finished training run measured.
@@ -34,6 +41,26 @@ pub struct Outcome {
     pub device: String,
     pub wall_time: f64,
     pub train_examples_per_sec: f64,
+    /// The epoch training resumed from (0 for a fresh start).
+    pub resumed_from_epoch: usize,
+}
+
+/// How training ended without an error.
+#[derive(Debug, Clone)]
+pub enum Ended {
+    Finished(Outcome),
+    /// A stop was requested; a checkpoint at (epoch, minibatch) was written.
+    Stopped { epoch: usize, step: usize },
+}
+
+/// How the loop is driven from outside: checkpoints and stop requests.
+pub struct Control<'a> {
+    /// Where checkpoints live; `None` = none are written or read.
+    pub checkpoint_dir: Option<&'a Path>,
+    /// Write a checkpoint after every this many epochs (0 = only at a stop and at the end).
+    pub checkpoint_every: usize,
+    /// Set (e.g. by a signal handler) to checkpoint at the next minibatch boundary and stop.
+    pub stop: &'a AtomicBool,
 }
 
 /// The device a run computes on. For now the Flex CPU backend; `threads` sizes its pool.
@@ -41,32 +68,61 @@ pub fn cpu_device() -> Device {
     Device::flex()
 }
 
-/// Trains `spec` from scratch, calling `on_eval` with the whole history after each evaluation.
-pub fn train(spec: &RunSpec, on_eval: &mut dyn FnMut(&[EpochMetrics]) -> std::io::Result<()>) -> Result<Outcome, TrainError> {
+/// Trains `spec`, continuing from the checkpoint in `control.checkpoint_dir` if there is one,
+/// and calls `on_eval` with the whole metric history after each evaluation.
+pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochMetrics]) -> std::io::Result<()>) -> Result<Ended, TrainError> {
     let device = cpu_device();
     let ad = device.clone().autodiff();
-    let (train_set, test_set) = data::load(&spec.data);
+    let splits = data::load(&spec.data);
+    let (train_set, test_set) = (&splits.train, &splits.test);
     let mut model = SpiralMlp::new(&spec.model, train_set.features, train_set.classes, &mut crate::rng::stream(spec.seed, "init"), &ad);
     let mut optimizer = optim::optimizer(&spec.train);
     let mut order_rng = crate::rng::stream(spec.seed, "order");
     let mut mix_rng = MixStreams::new(spec.seed);
     let mixing = spec.alpha.zip(spec.layers.clone());
 
+    let mut st = LoopState { epoch: 0, step: 0, order_pos: 0, layer_pos: 0, lambda_pos: 0, partner_pos: 0, loss_sum: 0.0, batches: 0, examples: 0, train_time: 0.0, elapsed: 0.0, history: Vec::new() };
+    if let Some(saved) = control.checkpoint_dir.map(checkpoint::load).transpose()?.flatten() {
+        let bad = |e: burn::store::RecordError| TrainError::Checkpoint(e.to_string());
+        let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(saved.model)).map_err(bad)?;
+        model = model.try_load_record(record).map_err(bad)?;
+        let record = burn::optim::OptimizerRecord::from_bytes(Bytes::from_bytes_vec(saved.optim)).map_err(bad)?;
+        optimizer = optimizer.load_record(record);
+        st = saved.state;
+        mix_rng.layer.set_word_pos(st.layer_pos);
+        mix_rng.lambda.set_word_pos(st.lambda_pos);
+        mix_rng.partner.set_word_pos(st.partner_pos);
+        eprintln!("resuming from the checkpoint at epoch {}, minibatch {}", st.epoch + 1, st.step);
+    }
+    let resumed_from_epoch = st.epoch;
+    let elapsed_before = st.elapsed;
     let started = Instant::now();
-    let mut train_time = 0.0;
-    let mut examples = 0usize;
-    let mut history = Vec::new();
-    let mut order: Vec<usize> = (0..train_set.len()).collect();
-    for epoch in 0..spec.train.epochs {
+    let save = |st: &mut LoopState, model: &SpiralMlp, optimizer: &burn::optim::ModuleOptimizer, mix_rng: &MixStreams| -> Result<(), TrainError> {
+        let Some(dir) = control.checkpoint_dir else { return Ok(()) };
+        st.layer_pos = mix_rng.layer.get_word_pos();
+        st.lambda_pos = mix_rng.lambda.get_word_pos();
+        st.partner_pos = mix_rng.partner.get_word_pos();
+        st.elapsed = elapsed_before + started.elapsed().as_secs_f64();
+        let bad = |e: burn::store::RecordError| TrainError::Checkpoint(e.to_string());
+        let model_bytes = model.clone().into_record().into_bytes().map_err(bad)?;
+        let optim_bytes = optimizer.to_record().into_bytes().map_err(bad)?;
+        checkpoint::save(dir, st, &model_bytes, &optim_bytes)?;
+        Ok(())
+    };
+
+    while st.epoch < spec.train.epochs {
+        let epoch = st.epoch;
         let epoch_start = Instant::now();
         let lr = spec.train.lr_at(epoch);
+        // A fresh permutation each epoch, as PyTorch's RandomSampler, drawn from the stream
+        // position recorded at the epoch's start (so a resumed epoch draws the same one).
+        order_rng.set_word_pos(st.order_pos);
+        let mut order: Vec<usize> = (0..train_set.len()).collect();
         order.shuffle(&mut order_rng);
-        let mut loss_sum = 0.0;
-        let mut batches = 0usize;
         // No drop_last, as PyTorch's DataLoader in the official code: the last batch may be short.
-        for (step, idx) in order.chunks(spec.train.batch_size).enumerate() {
+        for (step, idx) in order.chunks(spec.train.batch_size).enumerate().skip(st.step) {
             let x = Tensor::<2>::from_data(TensorData::new(train_set.gather(idx), [idx.len(), train_set.features]), &ad);
-            let y = one_hot(&train_set, idx, &ad);
+            let y = one_hot(train_set, idx, &ad);
             let (logits, targets) = match &mixing {
                 Some((alpha, layers)) => {
                     let mixer = Mixer::new(&mix_rng.draw(*alpha, layers, idx.len()), &ad);
@@ -81,31 +137,51 @@ pub fn train(spec: &RunSpec, on_eval: &mut dyn FnMut(&[EpochMetrics]) -> std::io
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optimizer.step(lr, model, grads);
-            loss_sum += value;
-            batches += 1;
-            examples += idx.len();
+            st.loss_sum += value;
+            st.batches += 1;
+            st.examples += idx.len();
+            st.step = step + 1;
+            if control.stop.load(Ordering::Relaxed) {
+                st.train_time += epoch_start.elapsed().as_secs_f64();
+                save(&mut st, &model, &optimizer, &mix_rng)?;
+                return Ok(Ended::Stopped { epoch: epoch + 1, step: st.step });
+            }
         }
-        train_time += epoch_start.elapsed().as_secs_f64();
+        st.train_time += epoch_start.elapsed().as_secs_f64();
         let done = epoch + 1;
         if done % spec.eval.every == 0 || done == spec.train.epochs {
-            let (test_error, test_nll) = evaluate(&model.valid(), &test_set, &device);
-            history.push(EpochMetrics {
+            let frozen = model.valid();
+            let (test_error, test_nll) = evaluate(&frozen, test_set, &device);
+            let val = splits.val.as_ref().map(|v| evaluate(&frozen, v, &device));
+            st.history.push(EpochMetrics {
                 epoch: done,
                 lr,
-                train_loss: loss_sum / batches.max(1) as f64,
+                train_loss: st.loss_sum / st.batches.max(1) as f64,
                 test_error,
                 test_nll,
-                elapsed: started.elapsed().as_secs_f64(),
+                val_error: val.map(|v| v.0),
+                val_nll: val.map(|v| v.1),
+                elapsed: elapsed_before + started.elapsed().as_secs_f64(),
             });
-            on_eval(&history)?;
+            on_eval(&st.history)?;
+        }
+        st.epoch = done;
+        st.step = 0;
+        st.order_pos = order_rng.get_word_pos();
+        st.loss_sum = 0.0;
+        st.batches = 0;
+        let periodic = control.checkpoint_every > 0 && done % control.checkpoint_every == 0;
+        if periodic || done == spec.train.epochs {
+            save(&mut st, &model, &optimizer, &mix_rng)?;
         }
     }
-    Ok(Outcome {
-        history,
+    Ok(Ended::Finished(Outcome {
+        history: st.history,
         device: "cpu (burn flex)".to_string(),
-        wall_time: started.elapsed().as_secs_f64(),
-        train_examples_per_sec: examples as f64 / train_time.max(1e-9),
-    })
+        wall_time: elapsed_before + started.elapsed().as_secs_f64(),
+        train_examples_per_sec: st.examples as f64 / st.train_time.max(1e-9),
+        resumed_from_epoch,
+    }))
 }
 
 /// One-hot targets `[batch, classes]` for rows `idx`.

@@ -1,0 +1,73 @@
+//! What the integration tests share: a sandbox directory with its own store, the binary,
+//! and readers for the files a run leaves.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mixsweep");
+
+pub const TINY: &str = r#"name: tiny
+base:
+  data: { name: spirals, n_train: 64, n_test: 64, noise: 0.02 }
+  model: { name: spiral_mlp, width: 8, depth: 3 }
+  train: { optimizer: adam, lr: 1.0e-2, weight_decay: 0.0, epochs: 3, batch_size: 32 }
+seeds: [0, 1]
+grid:
+  - { method: [erm] }
+  - { method: [input_mixup], alpha: [1.0] }
+  - { method: [manifold_mixup], alpha: [2.0], layers: [[4], [0, 4]] }
+"#;
+
+pub struct Sandbox {
+    dir: mixsweep::testing::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox { dir: mixsweep::testing::TempDir::new().unwrap() }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        fs::write(&p, text).unwrap();
+        p
+    }
+    pub fn store(&self) -> PathBuf {
+        self.path().join("runs")
+    }
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(self.path()).arg("--store").arg(self.store()).args(args);
+        c
+    }
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    pub fn run_dirs(&self, exp: &str) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = fs::read_dir(self.store().join(exp))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        dirs
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+pub fn result(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(dir.join("result.json")).unwrap()).unwrap()
+}
+
+pub fn status(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(dir.join("status.json")).unwrap()).unwrap()
+}
+
