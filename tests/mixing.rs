@@ -6,7 +6,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use mixsweep::models::mlp::SpiralMlp;
 use mixsweep::models::{MixHook, NoMix};
-use mixsweep::spec::types::{Activation, Alpha, LayerSet, ModelSpec};
+use mixsweep::spec::types::{Activation, Alpha, LayerSet};
 use mixsweep::train::loss::loss;
 use mixsweep::train::mixing::{MixDraw, MixStreams, Mixer, mix};
 
@@ -24,8 +24,7 @@ fn values(t: Tensor<2>) -> Vec<f32> {
 }
 
 fn model(device: &Device) -> SpiralMlp {
-    let spec = ModelSpec::SpiralMlp { width: 8, depth: 3, bottleneck: 2, activation: Activation::LeakyRelu };
-    SpiralMlp::new(&spec, 2, 2, &mut mixsweep::rng::stream(0, "init"), device)
+    SpiralMlp::new(2, 8, 3, 2, Activation::LeakyRelu, 2, &mut mixsweep::rng::stream(0, "init"), device)
 }
 
 #[test]

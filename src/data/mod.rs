@@ -13,6 +13,8 @@ pub struct Dataset {
     pub inputs: Vec<f32>,
     pub labels: Vec<usize>,
     pub features: usize,
+    /// The shape of one input: `[features]` or `[channels, height, width]`.
+    pub shape: Vec<usize>,
     pub classes: usize,
 }
 
@@ -64,6 +66,6 @@ fn hold_out(set: Dataset, n: usize, seed: u64) -> (Dataset, Option<Dataset>) {
     let mut train_idx = idx[n..].to_vec();
     val_idx.sort_unstable();
     train_idx.sort_unstable();
-    let pick = |rows: &[usize]| Dataset { inputs: set.gather(rows), labels: rows.iter().map(|&i| set.labels[i]).collect(), features: set.features, classes: set.classes };
+    let pick = |rows: &[usize]| Dataset { inputs: set.gather(rows), labels: rows.iter().map(|&i| set.labels[i]).collect(), features: set.features, shape: set.shape.clone(), classes: set.classes };
     (pick(&train_idx), Some(pick(&val_idx)))
 }

@@ -26,7 +26,7 @@ pub fn generate(n: usize, noise: f64, turns: f64, seed: u64, stream_name: &str) 
         inputs.push((t * theta.sin() + noise * ny) as f32);
         labels.push(class);
     }
-    Dataset { inputs, labels, features: 2, classes: 2 }
+    Dataset { inputs, labels, features: 2, shape: vec![2], classes: 2 }
 }
 
 #[cfg(test)]

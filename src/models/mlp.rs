@@ -7,15 +7,14 @@
 //! default, U(−1/√fan_in, 1/√fan_in) for weights and biases, drawn from our own seeded stream
 //! so that initialisation does not depend on the backend.
 
-use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation;
-use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
 use super::MixHook;
-use crate::spec::types::{Activation, ModelSpec};
+use super::layers::linear;
+use crate::spec::types::Activation;
 
 /// 2 → depth×width → bottleneck → depth×width → classes.
 #[derive(Module, Debug)]
@@ -27,9 +26,9 @@ pub struct SpiralMlp {
 }
 
 impl SpiralMlp {
-    /// Builds the network of `spec` for `inputs` features and `classes` outputs.
-    pub fn new(spec: &ModelSpec, inputs: usize, classes: usize, rng: &mut ChaCha8Rng, device: &Device) -> SpiralMlp {
-        let ModelSpec::SpiralMlp { width, depth, bottleneck, activation } = *spec;
+    /// inputs → depth×width → bottleneck → depth×width → classes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(inputs: usize, width: usize, depth: usize, bottleneck: usize, activation: Activation, classes: usize, rng: &mut ChaCha8Rng, device: &Device) -> SpiralMlp {
         let mut sizes = vec![inputs];
         sizes.extend(std::iter::repeat_n(width, depth));
         sizes.push(bottleneck);
@@ -60,13 +59,4 @@ impl SpiralMlp {
             Activation::Tanh => activation::tanh(h),
         }
     }
-}
-
-/// A `Linear` with PyTorch's default initialisation from `rng`. Weight layout `[d_in, d_out]`.
-fn linear(d_in: usize, d_out: usize, rng: &mut ChaCha8Rng, device: &Device) -> Linear {
-    let bound = 1.0 / (d_in as f64).sqrt();
-    let mut uniform = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound) as f32).collect() };
-    let weight = Tensor::<2>::from_data(TensorData::new(uniform(d_in * d_out), [d_in, d_out]), device);
-    let bias = Tensor::<1>::from_data(TensorData::new(uniform(d_out), [d_out]), device);
-    Linear { weight: Param::from_tensor(weight), bias: Some(Param::from_tensor(bias)) }
 }

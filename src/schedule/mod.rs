@@ -141,8 +141,7 @@ fn run_child(dir: &Path, threads: usize, checkpoint_every: usize, stop: &AtomicB
     let io = |source| StoreError::Io { path: dir.to_path_buf(), source };
     let attempt = store::attempt_logs(dir).len() + 1;
     let log = File::create(dir.join(format!("attempt-{attempt}.log"))).map_err(io)?;
-    let exe = std::env::current_exe().map_err(io)?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = Command::new(own_executable().map_err(io)?);
     cmd.arg("exec").arg(dir).arg("--threads").arg(threads.to_string()).arg("--checkpoint-every").arg(checkpoint_every.to_string());
     cmd.env("RAYON_NUM_THREADS", threads.to_string());
     cmd.stdin(Stdio::null()).stdout(log.try_clone().map_err(io)?).stderr(log);
@@ -164,6 +163,13 @@ fn run_child(dir: &Path, threads: usize, checkpoint_every: usize, stop: &AtomicB
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// The scheduler's own binary. On Linux `/proc/self/exe`, which stays this very binary even
+/// when a rebuild replaces the file mid-sweep, so every run of a sweep uses the same code.
+fn own_executable() -> std::io::Result<PathBuf> {
+    let proc_exe = Path::new("/proc/self/exe");
+    if proc_exe.exists() { Ok(proc_exe.to_path_buf()) } else { std::env::current_exe() }
 }
 
 /// On Linux the child is killed if the scheduler dies, so a killed sweep leaves no orphan

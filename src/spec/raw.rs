@@ -42,6 +42,36 @@ pub enum ModelRaw {
         #[serde(default)]
         activation: Activation,
     },
+    /// PreActResNet-`depth` (18, 34, 50, 101, 152).
+    PreactResnet {
+        depth: i64,
+        #[serde(default = "default_resnet_width")]
+        width: i64,
+        #[serde(default = "default_stem_stride")]
+        stem_stride: i64,
+    },
+    /// WRN-`depth`-`widen`.
+    WideResnet {
+        #[serde(default = "default_wrn_depth")]
+        depth: i64,
+        #[serde(default = "default_widen")]
+        widen: i64,
+        #[serde(default = "default_stem_stride")]
+        stem_stride: i64,
+    },
+}
+
+fn default_resnet_width() -> i64 {
+    64
+}
+fn default_stem_stride() -> i64 {
+    1
+}
+fn default_wrn_depth() -> i64 {
+    28
+}
+fn default_widen() -> i64 {
+    10
 }
 
 fn default_width() -> i64 {

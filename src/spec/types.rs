@@ -141,14 +141,38 @@ pub enum ModelSpec {
     /// (input, 3 hidden, bottleneck, 3 hidden, output). Mix point k is the output of the k-th
     /// hidden layer after its activation; the bottleneck is mix point `depth + 1`.
     SpiralMlp { width: usize, depth: usize, bottleneck: usize, activation: Activation },
+    /// PreActResNet of `depth` 18, 34 (basic blocks), 50, 101, 152 (bottlenecks); `width` is the
+    /// first stage's channels (64 in the paper); `stem_stride` 2 for 64×64 inputs. Mix points:
+    /// 0 = input, k = output of residual stage k (1..=4).
+    PreactResnet { depth: usize, width: usize, stem_stride: usize },
+    /// WRN-`depth`-`widen` (WRN-28-10 in the paper), no dropout. Mix points 0..=3.
+    WideResnet { depth: usize, widen: usize, stem_stride: usize },
 }
 
+/// The depths a PreActResNet comes in.
+pub const PREACT_DEPTHS: [usize; 5] = [18, 34, 50, 101, 152];
+
 impl ModelSpec {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelSpec::SpiralMlp { .. } => "spiral_mlp",
+            ModelSpec::PreactResnet { .. } => "preact_resnet",
+            ModelSpec::WideResnet { .. } => "wide_resnet",
+        }
+    }
+
     /// How many mix points the model has (0 = the input included).
     pub fn mix_points(&self) -> usize {
         match self {
             ModelSpec::SpiralMlp { depth, .. } => 2 * depth + 2,
+            ModelSpec::PreactResnet { .. } => 5,
+            ModelSpec::WideResnet { .. } => 4,
         }
+    }
+
+    /// Whether the network takes images `[c, h, w]` (else flat feature vectors).
+    pub fn needs_images(&self) -> bool {
+        !matches!(self, ModelSpec::SpiralMlp { .. })
     }
 }
 
@@ -164,6 +188,17 @@ impl DataSpec {
     pub fn name(&self) -> &'static str {
         match self {
             DataSpec::Spirals { .. } => "spirals",
+        }
+    }
+    /// The shape of one input: `[features]` or `[channels, height, width]`.
+    pub fn input_shape(&self) -> Vec<usize> {
+        match self {
+            DataSpec::Spirals { .. } => vec![2],
+        }
+    }
+    pub fn classes(&self) -> usize {
+        match self {
+            DataSpec::Spirals { .. } => 2,
         }
     }
     pub fn n_train(&self) -> usize {

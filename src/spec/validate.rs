@@ -4,7 +4,7 @@
 use super::error::Issue;
 use super::raw::{DataRaw, EvalRaw, ModelRaw, RunRaw, TrainRaw};
 use super::types::{
-    Alpha, DataSpec, EvalSpec, LayerSet, Method, ModelSpec, OptimizerKind, RunSpec, ScheduleKind, TrainSpec,
+    Alpha, DataSpec, EvalSpec, LayerSet, Method, ModelSpec, OptimizerKind, PREACT_DEPTHS, RunSpec, ScheduleKind, TrainSpec,
 };
 
 /// Checks a raw run; all problems found are returned, each with its key path.
@@ -12,6 +12,12 @@ pub fn validate(raw: &RunRaw) -> Result<RunSpec, Vec<Issue>> {
     let mut issues = Vec::new();
     let model = model(&raw.model, &mut issues);
     let data = data(&raw.data, &mut issues);
+    if let (Some(m), Some(d)) = (&model, &data)
+        && m.needs_images()
+        && d.input_shape().len() != 3
+    {
+        issues.push(Issue::new("model.name", m.name(), format!("a convolutional network needs image data, and data `{}` is points of shape {:?}", d.name(), d.input_shape()), "model spiral_mlp for 2-D points, or an image data set"));
+    }
     let train = train(&raw.train, &mut issues);
     let eval = eval(&raw.eval, &mut issues);
     let seed = match u64::try_from(raw.seed) {
@@ -143,8 +149,40 @@ fn model(raw: &ModelRaw, issues: &mut Vec<Issue>) -> Option<ModelSpec> {
             bottleneck: count("model.bottleneck", bottleneck, 1, "units in the bottleneck layer, e.g. 2", issues),
             activation,
         },
+        ModelRaw::PreactResnet { depth, width, stem_stride } => {
+            if preact_resnet_depth(depth).is_none() {
+                issues.push(Issue::new("model.depth", depth.to_string(), "PreActResNet comes in depths 18, 34 (basic blocks) and 50, 101, 152 (bottlenecks)", "one of 18, 34, 50, 101, 152"));
+            }
+            ModelSpec::PreactResnet {
+                depth: depth.max(0) as usize,
+                width: count("model.width", width, 1, "channels of the first stage: 64 in the paper, e.g. 16 for a narrow CPU variant", issues),
+                stem_stride: stride(stem_stride, issues),
+            }
+        }
+        ModelRaw::WideResnet { depth, widen, stem_stride } => {
+            if depth < 10 || (depth - 4) % 6 != 0 {
+                issues.push(Issue::new("model.depth", depth.to_string(), "a Wide ResNet has depth 6n + 4 with n ≥ 1", "e.g. 28 (the paper's WRN-28-10), 16, 10"));
+            }
+            ModelSpec::WideResnet {
+                depth: depth.max(0) as usize,
+                widen: count("model.widen", widen, 1, "the width factor k, e.g. 10", issues),
+                stem_stride: stride(stem_stride, issues),
+            }
+        }
     };
     (issues.len() == before).then_some(spec)
+}
+
+fn preact_resnet_depth(depth: i64) -> Option<usize> {
+    usize::try_from(depth).ok().filter(|d| PREACT_DEPTHS.contains(d))
+}
+
+fn stride(v: i64, issues: &mut Vec<Issue>) -> usize {
+    if !(1..=2).contains(&v) {
+        issues.push(Issue::new("model.stem_stride", v.to_string(), "the stem conv's stride is 1 or 2", "1 for 32×32 inputs (CIFAR, SVHN), 2 for 64×64 (Tiny-ImageNet)"));
+        return 1;
+    }
+    v as usize
 }
 
 fn data(raw: &DataRaw, issues: &mut Vec<Issue>) -> Option<DataSpec> {

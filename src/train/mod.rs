@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 
 use crate::data::{self, Dataset};
 use crate::models::NoMix;
-use crate::models::mlp::SpiralMlp;
+use crate::models::Network;
 use crate::spec::types::RunSpec;
 use crate::store::records::EpochMetrics;
 use checkpoint::LoopState;
@@ -75,7 +75,7 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
     let ad = device.clone().autodiff();
     let splits = data::load(&spec.data);
     let (train_set, test_set) = (&splits.train, &splits.test);
-    let mut model = SpiralMlp::new(&spec.model, train_set.features, train_set.classes, &mut crate::rng::stream(spec.seed, "init"), &ad);
+    let mut model = Network::new(&spec.model, &train_set.shape, train_set.classes, &mut crate::rng::stream(spec.seed, "init"), &ad);
     let mut optimizer = optim::optimizer(&spec.train);
     let mut order_rng = crate::rng::stream(spec.seed, "order");
     let mut mix_rng = MixStreams::new(spec.seed);
@@ -97,7 +97,7 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
     let resumed_from_epoch = st.epoch;
     let elapsed_before = st.elapsed;
     let started = Instant::now();
-    let save = |st: &mut LoopState, model: &SpiralMlp, optimizer: &burn::optim::ModuleOptimizer, mix_rng: &MixStreams| -> Result<(), TrainError> {
+    let save = |st: &mut LoopState, model: &Network, optimizer: &burn::optim::ModuleOptimizer, mix_rng: &MixStreams| -> Result<(), TrainError> {
         let Some(dir) = control.checkpoint_dir else { return Ok(()) };
         st.layer_pos = mix_rng.layer.get_word_pos();
         st.lambda_pos = mix_rng.lambda.get_word_pos();
@@ -195,7 +195,7 @@ fn one_hot(set: &Dataset, idx: &[usize], device: &Device) -> Tensor<2> {
 
 /// Test error (fraction) and NLL (mean cross-entropy, nats) of `model` on `set`, computed in
 /// f64 from the logits, in batches of 1,000.
-pub fn evaluate(model: &SpiralMlp, set: &Dataset, device: &Device) -> (f64, f64) {
+pub fn evaluate(model: &Network, set: &Dataset, device: &Device) -> (f64, f64) {
     let mut wrong = 0usize;
     let mut nll = 0.0;
     let all: Vec<usize> = (0..set.len()).collect();

@@ -1,0 +1,52 @@
+//! Layers with PyTorch's default initialisation, drawn from our own seeded stream so that a
+//! model starts the same on every backend: weights and biases of `nn.Linear` and `nn.Conv2d`
+//! ~ U(−1/√fan_in, 1/√fan_in) (kaiming_uniform with a = √5); BatchNorm γ = 1, β = 0.
+
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
+use burn::prelude::*;
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+
+fn uniform(n: usize, bound: f64, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-bound..bound) as f32).collect()
+}
+
+/// `nn.Linear(d_in, d_out)`. Weight layout `[d_in, d_out]`.
+pub fn linear(d_in: usize, d_out: usize, rng: &mut ChaCha8Rng, device: &Device) -> Linear {
+    let bound = 1.0 / (d_in as f64).sqrt();
+    let weight = Tensor::<2>::from_data(TensorData::new(uniform(d_in * d_out, bound, rng), [d_in, d_out]), device);
+    let bias = Tensor::<1>::from_data(TensorData::new(uniform(d_out, bound, rng), [d_out]), device);
+    Linear { weight: Param::from_tensor(weight), bias: Some(Param::from_tensor(bias)) }
+}
+
+/// `nn.Conv2d(c_in, c_out, k, stride, padding, bias)`. Weight layout `[c_out, c_in, k, k]`.
+pub fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, bias: bool, rng: &mut ChaCha8Rng, device: &Device) -> Conv2d {
+    let mut layer = Conv2dConfig::new([c_in, c_out], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+        .with_bias(bias)
+        .init(device);
+    let bound = 1.0 / ((c_in * k * k) as f64).sqrt();
+    let weight = Tensor::<4>::from_data(TensorData::new(uniform(c_out * c_in * k * k, bound, rng), [c_out, c_in, k, k]), device);
+    layer.weight = Param::from_tensor(weight);
+    if bias {
+        let b = Tensor::<1>::from_data(TensorData::new(uniform(c_out, bound, rng), [c_out]), device);
+        layer.bias = Some(Param::from_tensor(b));
+    }
+    layer
+}
+
+/// `nn.BatchNorm2d(n)`: momentum 0.1, eps 1e-5, γ = 1, β = 0.
+pub fn batch_norm(n: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(n).with_momentum(0.1).with_epsilon(1e-5).init(device)
+}
+
+/// Global average pooling `[b, c, h, w]` → `[b, c]`. On the final 4×4 (PreActResNet, 32×32
+/// input) or 8×8 (WRN) maps this is the official `avg_pool2d(out, 4)` / `(out, 8)`; on other
+/// input sizes it is the natural generalisation.
+pub fn global_avg_pool(x: Tensor<4>) -> Tensor<2> {
+    let [b, c, _, _] = x.dims();
+    x.mean_dim(3).mean_dim(2).reshape([b, c])
+}
