@@ -21,8 +21,27 @@ pub fn linear(d_in: usize, d_out: usize, rng: &mut ChaCha8Rng, device: &Device) 
     Linear { weight: Param::from_tensor(weight), bias: Some(Param::from_tensor(bias)) }
 }
 
-/// `nn.Conv2d(c_in, c_out, k, stride, padding, bias)`. Weight layout `[c_out, c_in, k, k]`.
-pub fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, bias: bool, rng: &mut ChaCha8Rng, device: &Device) -> Conv2d {
+/// The shape of a square convolution: `nn.Conv2d(c_in, c_out, k, stride, padding, bias)`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvShape {
+    pub c_in: usize,
+    pub c_out: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub bias: bool,
+}
+
+impl ConvShape {
+    /// A k×k conv with "same" padding (k / 2).
+    pub fn new(c_in: usize, c_out: usize, k: usize, stride: usize, bias: bool) -> ConvShape {
+        ConvShape { c_in, c_out, k, stride, bias }
+    }
+}
+
+/// `nn.Conv2d` of `shape`, padding k / 2. Weight layout `[c_out, c_in, k, k]`.
+pub fn conv(shape: ConvShape, rng: &mut ChaCha8Rng, device: &Device) -> Conv2d {
+    let ConvShape { c_in, c_out, k, stride, bias } = shape;
+    let padding = k / 2;
     let mut layer = Conv2dConfig::new([c_in, c_out], [k, k])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))

@@ -16,6 +16,9 @@ use wide_resnet::WideResNet;
 
 /// Any network of a run spec. Inputs are flat rows `[batch, features]`; image networks reshape
 /// them to `[batch, c, h, w]` themselves, so mixing at the input is the same operation for all.
+// One network per run: the size difference between variants does not matter, and burn's
+// Module is not implemented for Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Network {
     Mlp(SpiralMlp),

@@ -13,7 +13,7 @@ use burn::tensor::activation::relu;
 use rand_chacha::ChaCha8Rng;
 
 use super::MixHook;
-use super::layers::{batch_norm, conv, global_avg_pool, linear};
+use super::layers::{ConvShape, batch_norm, conv, global_avg_pool, linear};
 
 /// Blocks per stage and whether they are bottlenecks, for a depth.
 pub fn stages(depth: usize) -> Option<([usize; 4], bool)> {
@@ -44,23 +44,23 @@ impl Block {
     fn new(c_in: usize, planes: usize, stride: usize, bottleneck: bool, rng: &mut ChaCha8Rng, device: &Device) -> (Block, usize) {
         let expansion = if bottleneck { 4 } else { 1 };
         let c_out = planes * expansion;
-        let shortcut = (stride != 1 || c_in != c_out).then(|| conv(c_in, c_out, 1, stride, 0, false, rng, device));
+        let shortcut = (stride != 1 || c_in != c_out).then(|| conv(ConvShape::new(c_in, c_out, 1, stride, false), rng, device));
         let block = if bottleneck {
             Block {
                 bn1: batch_norm(c_in, device),
-                conv1: conv(c_in, planes, 1, 1, 0, false, rng, device),
+                conv1: conv(ConvShape::new(c_in, planes, 1, 1, false), rng, device),
                 bn2: batch_norm(planes, device),
-                conv2: conv(planes, planes, 3, stride, 1, false, rng, device),
+                conv2: conv(ConvShape::new(planes, planes, 3, stride, false), rng, device),
                 bn3: Some(batch_norm(planes, device)),
-                conv3: Some(conv(planes, c_out, 1, 1, 0, false, rng, device)),
+                conv3: Some(conv(ConvShape::new(planes, c_out, 1, 1, false), rng, device)),
                 shortcut,
             }
         } else {
             Block {
                 bn1: batch_norm(c_in, device),
-                conv1: conv(c_in, planes, 3, stride, 1, false, rng, device),
+                conv1: conv(ConvShape::new(c_in, planes, 3, stride, false), rng, device),
                 bn2: batch_norm(planes, device),
-                conv2: conv(planes, planes, 3, 1, 1, false, rng, device),
+                conv2: conv(ConvShape::new(planes, planes, 3, 1, false), rng, device),
                 bn3: None,
                 conv3: None,
                 shortcut,
@@ -99,7 +99,7 @@ impl PreActResNet {
     /// channels (64 in the paper); `stem_stride` 1 for 32×32 inputs, 2 for Tiny-ImageNet.
     pub fn new(depth: usize, width: usize, stem_stride: usize, input: [usize; 3], classes: usize, rng: &mut ChaCha8Rng, device: &Device) -> PreActResNet {
         let (blocks, bottleneck) = stages(depth).unwrap_or(([2, 2, 2, 2], false));
-        let stem = conv(input[0], width, 3, stem_stride, 1, false, rng, device);
+        let stem = conv(ConvShape::new(input[0], width, 3, stem_stride, false), rng, device);
         let mut c = width;
         let mut all = Vec::new();
         for (s, &n) in blocks.iter().enumerate() {

@@ -18,7 +18,7 @@ use burn::tensor::activation::relu;
 use rand_chacha::ChaCha8Rng;
 
 use super::MixHook;
-use super::layers::{batch_norm, conv, global_avg_pool, linear};
+use super::layers::{ConvShape, batch_norm, conv, global_avg_pool, linear};
 
 #[derive(Module, Debug)]
 pub struct WideBlock {
@@ -33,10 +33,10 @@ impl WideBlock {
     fn new(c_in: usize, c_out: usize, stride: usize, rng: &mut ChaCha8Rng, device: &Device) -> WideBlock {
         WideBlock {
             bn1: batch_norm(c_in, device),
-            conv1: conv(c_in, c_out, 3, 1, 1, true, rng, device),
+            conv1: conv(ConvShape::new(c_in, c_out, 3, 1, true), rng, device),
             bn2: batch_norm(c_out, device),
-            conv2: conv(c_out, c_out, 3, stride, 1, true, rng, device),
-            shortcut: (stride != 1 || c_in != c_out).then(|| conv(c_in, c_out, 1, stride, 0, true, rng, device)),
+            conv2: conv(ConvShape::new(c_out, c_out, 3, stride, true), rng, device),
+            shortcut: (stride != 1 || c_in != c_out).then(|| conv(ConvShape::new(c_in, c_out, 1, stride, true), rng, device)),
         }
     }
 
@@ -66,7 +66,7 @@ impl WideResNet {
     pub fn new(depth: usize, widen: usize, stem_stride: usize, input: [usize; 3], classes: usize, rng: &mut ChaCha8Rng, device: &Device) -> WideResNet {
         let n = (depth.saturating_sub(4) / 6).max(1);
         let widths = [16 * widen, 32 * widen, 64 * widen];
-        let stem = conv(input[0], 16, 3, stem_stride, 1, true, rng, device);
+        let stem = conv(ConvShape::new(input[0], 16, 3, stem_stride, true), rng, device);
         let mut c = 16;
         let mut stages = Vec::new();
         for (s, &width) in widths.iter().enumerate() {

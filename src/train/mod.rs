@@ -149,7 +149,7 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
         }
         st.train_time += epoch_start.elapsed().as_secs_f64();
         let done = epoch + 1;
-        if done % spec.eval.every == 0 || done == spec.train.epochs {
+        if done.is_multiple_of(spec.eval.every) || done == spec.train.epochs {
             let frozen = model.valid();
             let (test_error, test_nll) = evaluate(&frozen, test_set, &device);
             let val = splits.val.as_ref().map(|v| evaluate(&frozen, v, &device));
@@ -170,7 +170,7 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
         st.order_pos = order_rng.get_word_pos();
         st.loss_sum = 0.0;
         st.batches = 0;
-        let periodic = control.checkpoint_every > 0 && done % control.checkpoint_every == 0;
+        let periodic = control.checkpoint_every > 0 && done.is_multiple_of(control.checkpoint_every);
         if periodic || done == spec.train.epochs {
             save(&mut st, &model, &optimizer, &mix_rng)?;
         }
