@@ -11,6 +11,7 @@ use crate::report;
 use crate::schedule::{self, EXIT_CLAIMED_ELSEWHERE, EXIT_INTERRUPTED, SweepOptions};
 use crate::spec::{self, Experiment, Override, SpecError};
 use crate::store::{self, RunState, Store, StoreError};
+use crate::train::device::{DeviceChoice, DeviceError};
 
 /// Declarative Manifold Mixup experiment sweeps: plan, run, resume and report.
 #[derive(Debug, Parser)]
@@ -49,6 +50,9 @@ pub enum Command {
         /// Each run writes a checkpoint after every N epochs (and when stopped).
         #[arg(long, default_value_t = 10, value_name = "N")]
         checkpoint_every: usize,
+        /// Where every run computes: cpu, cuda:N or vulkan:N.
+        #[arg(long, default_value = "cpu")]
+        device: DeviceChoice,
     },
     /// Run one run directory in this process (what `sweep` starts for each run).
     Exec {
@@ -58,6 +62,9 @@ pub enum Command {
         /// Write a checkpoint after every N epochs (and when stopped).
         #[arg(long, default_value_t = 10, value_name = "N")]
         checkpoint_every: usize,
+        /// Where to compute: cpu, cuda:N or vulkan:N.
+        #[arg(long, default_value = "cpu")]
+        device: DeviceChoice,
     },
     /// Totals by state, and every run that is not done, from the store as it is now.
     Status {
@@ -92,6 +99,8 @@ enum CliError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Report(#[from] report::ReportError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     #[error("{0}")]
     Other(String),
 }
@@ -99,7 +108,7 @@ enum CliError {
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
-            CliError::Spec(_) | CliError::Store(StoreError::Corrupt { .. } | StoreError::Mismatch { .. }) => 2,
+            CliError::Spec(_) | CliError::Device(_) | CliError::Store(StoreError::Corrupt { .. } | StoreError::Mismatch { .. }) => 2,
             CliError::Report(report::ReportError::UnknownKey { .. }) => 2,
             _ => 1,
         }
@@ -135,9 +144,13 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             plan(&exp, &store, json)?;
             Ok(0)
         }
-        Command::Sweep { experiment, overrides, threads, rerun, checkpoint_every } => {
+        Command::Sweep { experiment, overrides, threads, rerun, checkpoint_every, device } => {
             let exp = load(&experiment, &overrides)?;
-            let opts = SweepOptions { threads, rerun_failed: rerun.contains(&Rerun::Failed), checkpoint_every };
+            // A backend that is not built in fails every run: say so once, before any runs.
+            if let Err(e @ DeviceError::NotBuilt { .. }) = crate::train::device::check_built(device) {
+                return Err(CliError::Device(e));
+            }
+            let opts = SweepOptions { threads, rerun_failed: rerun.contains(&Rerun::Failed), checkpoint_every, device };
             let summary = schedule::sweep(&exp, &store, &opts)?;
             if summary.ran > 0 {
                 println!("{}: {} of {} runs done ({} just now), {} failed.", exp.name, summary.already_done + summary.done_now, summary.total, summary.done_now, summary.failed.len());
@@ -151,12 +164,12 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             }
             Ok(if summary.failed.is_empty() { 0 } else { 1 })
         }
-        Command::Exec { run_dir, threads, checkpoint_every } => {
+        Command::Exec { run_dir, threads, checkpoint_every, device } => {
             let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
             if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global() {
                 return Err(CliError::Other(format!("cannot size the thread pool: {e}")));
             }
-            match exec(&run_dir, &ExecOptions { threads, checkpoint_every })? {
+            match exec(&run_dir, &ExecOptions { threads, checkpoint_every, device })? {
                 ExecOutcome::Done => Ok(0),
                 ExecOutcome::Failed(_) => Ok(1),
                 ExecOutcome::Interrupted { .. } => Ok(EXIT_INTERRUPTED as u8),

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use crate::spec::RunSpec;
 use crate::store::records::{Failure, FailureClass, Provenance, RunResult, State, Status, hostname, now};
 use crate::store::{self, RunFiles, atomic, claim};
+use crate::train::device::DeviceChoice;
 use crate::train::{self, Control, Ended, TrainError};
 
 /// How `exec` ended; the process exit code follows from it.
@@ -34,6 +35,8 @@ pub struct ExecOptions {
     pub threads: usize,
     /// Checkpoint after every this many epochs (0 = only at a stop and at the end).
     pub checkpoint_every: usize,
+    /// Where to compute.
+    pub device: DeviceChoice,
 }
 
 /// Runs (or resumes) the run in `run_dir`. SIGINT and SIGTERM make it checkpoint at the next
@@ -125,8 +128,13 @@ fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool) -> Result<
         }
         atomic::write(&metrics_path, text.as_bytes())
     };
+    let device = train::device::open(opts.device).map_err(|e| Failure { class: FailureClass::NoDevice, reason: e.to_string() })?;
+    let device_name = match opts.device {
+        DeviceChoice::Cpu => format!("cpu (burn flex, {} threads)", opts.threads),
+        other => other.to_string(),
+    };
     let checkpoint_dir = run_dir.join(RunFiles::CHECKPOINT);
-    let control = Control { checkpoint_dir: Some(&checkpoint_dir), checkpoint_every: opts.checkpoint_every, stop };
+    let control = Control { device: &device, device_name, checkpoint_dir: Some(&checkpoint_dir), checkpoint_every: opts.checkpoint_every, stop };
     let ended = train::train(&spec, &control, &mut write_metrics).map_err(|e| match e {
         TrainError::Diverged { .. } => Failure { class: FailureClass::Diverged, reason: e.to_string() },
         TrainError::Io(_) | TrainError::Checkpoint(_) => Failure { class: FailureClass::Crashed, reason: e.to_string() },

@@ -11,6 +11,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::spec::Experiment;
+use crate::train::device::DeviceChoice;
 use crate::store::records::{Failure, FailureClass, State};
 use crate::store::{self, PlannedRun, RunState, Store, StoreError};
 
@@ -28,6 +29,8 @@ pub struct SweepOptions {
     pub rerun_failed: bool,
     /// Each run checkpoints after every this many epochs.
     pub checkpoint_every: usize,
+    /// The device every run computes on.
+    pub device: DeviceChoice,
 }
 
 /// A run that failed, with where to read why.
@@ -80,7 +83,7 @@ pub fn sweep(exp: &Experiment, store: &Store, opts: &SweepOptions) -> Result<Swe
         let name = run.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| run.slug.clone());
         bar.set_message(name.clone());
         let started = Instant::now();
-        let status = run_child(&run.dir, threads, opts.checkpoint_every, &stop)?;
+        let status = run_child(&run.dir, threads, opts, &stop)?;
         summary.ran += 1;
         let state = settle(&run.dir, status)?;
         let seconds = started.elapsed().as_secs_f64();
@@ -137,12 +140,12 @@ fn failed_run(run: &PlannedRun, failure: Failure) -> FailedRun {
 /// Starts `mixsweep exec <dir>` with its output in the next attempt log, and waits for it.
 /// When `stop` is set (Ctrl-C reaches the child by itself; SIGTERM does not), the child is
 /// sent SIGTERM so that it checkpoints and stops.
-fn run_child(dir: &Path, threads: usize, checkpoint_every: usize, stop: &AtomicBool) -> Result<ExitStatus, StoreError> {
+fn run_child(dir: &Path, threads: usize, opts: &SweepOptions, stop: &AtomicBool) -> Result<ExitStatus, StoreError> {
     let io = |source| StoreError::Io { path: dir.to_path_buf(), source };
     let attempt = store::attempt_logs(dir).len() + 1;
     let log = File::create(dir.join(format!("attempt-{attempt}.log"))).map_err(io)?;
     let mut cmd = Command::new(own_executable().map_err(io)?);
-    cmd.arg("exec").arg(dir).arg("--threads").arg(threads.to_string()).arg("--checkpoint-every").arg(checkpoint_every.to_string());
+    cmd.arg("exec").arg(dir).arg("--threads").arg(threads.to_string()).arg("--checkpoint-every").arg(opts.checkpoint_every.to_string()).arg("--device").arg(opts.device.to_string());
     cmd.env("RAYON_NUM_THREADS", threads.to_string());
     cmd.stdin(Stdio::null()).stdout(log.try_clone().map_err(io)?).stderr(log);
     die_with_parent(&mut cmd);

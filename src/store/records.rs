@@ -24,6 +24,8 @@ pub enum FailureClass {
     Crashed,
     /// The spec in the run directory could not be read or is invalid.
     BadSpec,
+    /// The device it was given is not built in or not present.
+    NoDevice,
 }
 
 impl std::fmt::Display for FailureClass {
@@ -32,6 +34,7 @@ impl std::fmt::Display for FailureClass {
             FailureClass::Diverged => "diverged",
             FailureClass::Crashed => "crashed",
             FailureClass::BadSpec => "bad_spec",
+            FailureClass::NoDevice => "no_device",
         })
     }
 }

@@ -2,6 +2,7 @@
 //! reports each evaluated epoch to a callback.
 
 pub mod checkpoint;
+pub mod device;
 pub mod loss;
 pub mod mixing;
 pub mod optim;
@@ -55,6 +56,10 @@ pub enum Ended {
 
 /// How the loop is driven from outside: checkpoints and stop requests.
 pub struct Control<'a> {
+    /// Where to compute (opened and checked by `device::open`).
+    pub device: &'a Device,
+    /// How the device is named in provenance.
+    pub device_name: String,
     /// Where checkpoints live; `None` = none are written or read.
     pub checkpoint_dir: Option<&'a Path>,
     /// Write a checkpoint after every this many epochs (0 = only at a stop and at the end).
@@ -63,15 +68,10 @@ pub struct Control<'a> {
     pub stop: &'a AtomicBool,
 }
 
-/// The device a run computes on. For now the Flex CPU backend; `threads` sizes its pool.
-pub fn cpu_device() -> Device {
-    Device::flex()
-}
-
 /// Trains `spec`, continuing from the checkpoint in `control.checkpoint_dir` if there is one,
 /// and calls `on_eval` with the whole metric history after each evaluation.
 pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochMetrics]) -> std::io::Result<()>) -> Result<Ended, TrainError> {
-    let device = cpu_device();
+    let device = control.device.clone();
     let ad = device.clone().autodiff();
     let splits = data::load(&spec.data);
     let (train_set, test_set) = (&splits.train, &splits.test);
@@ -177,7 +177,7 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
     }
     Ok(Ended::Finished(Outcome {
         history: st.history,
-        device: "cpu (burn flex)".to_string(),
+        device: control.device_name.clone(),
         wall_time: elapsed_before + started.elapsed().as_secs_f64(),
         train_examples_per_sec: st.examples as f64 / st.train_time.max(1e-9),
         resumed_from_epoch,
