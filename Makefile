@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR
 MIXSWEEP := $(CARGO_TARGET_DIR)/release/mixsweep
 EXPERIMENT ?= experiments/spirals.yaml
 
-.PHONY: build sweep plan status report test clean-runs
+.PHONY: build sweep plan status report test bench clean-runs
 
 build:
 	cargo build --release --locked
@@ -25,6 +25,10 @@ report: build
 
 test:
 	cargo test --release --locked
+
+# Training throughput, ERM vs Manifold Mixup, and the cost of mixing: reports/bench.md.
+bench: build
+	$(MIXSWEEP) bench --out reports/bench.md
 
 clean-runs:
 	rm -rf runs

@@ -72,6 +72,24 @@ pub enum Command {
         #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
+    /// Measure training throughput (ERM vs Manifold Mixup) and the cost of mixing; write
+    /// reports/bench.md.
+    Bench {
+        /// Where the markdown goes.
+        #[arg(long, default_value = "reports/bench.md")]
+        out: PathBuf,
+        #[arg(long, default_value = "cpu")]
+        device: DeviceChoice,
+        /// CPU threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// A quarter of the steps: a rough figure in a quarter of the time.
+        #[arg(long)]
+        quick: bool,
+        /// Only the networks whose name contains this text (e.g. "MLP", "width 16").
+        #[arg(long)]
+        only: Option<String>,
+    },
     /// Write reports/<name>.md for each experiment from the runs in the store.
     Report {
         #[arg(required = true)]
@@ -165,10 +183,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             Ok(if summary.failed.is_empty() { 0 } else { 1 })
         }
         Command::Exec { run_dir, threads, checkpoint_every, device } => {
-            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-            if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global() {
-                return Err(CliError::Other(format!("cannot size the thread pool: {e}")));
-            }
+            let threads = init_threads(threads)?;
             match exec(&run_dir, &ExecOptions { threads, checkpoint_every, device })? {
                 ExecOutcome::Done => Ok(0),
                 ExecOutcome::Failed(_) => Ok(1),
@@ -178,6 +193,19 @@ fn run(cli: Cli) -> Result<u8, CliError> {
                     Ok(EXIT_CLAIMED_ELSEWHERE as u8)
                 }
             }
+        }
+        Command::Bench { out, device, threads, quick, only } => {
+            let threads = init_threads(threads)?;
+            let dev = crate::train::device::open(device)?;
+            let cases: Vec<_> = crate::train::bench::default_cases(quick).into_iter().filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))).collect();
+            let text = crate::train::bench::run(&cases, &dev, device, threads);
+            if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| CliError::Other(format!("{}: {e}", dir.display())))?;
+            }
+            store::atomic::write(&out, text.as_bytes()).map_err(|e| CliError::Other(format!("{}: {e}", out.display())))?;
+            print!("{text}");
+            println!("wrote {}", out.display());
+            Ok(0)
         }
         Command::Status { experiment, overrides } => {
             let exp = load(&experiment, &overrides)?;
@@ -193,6 +221,13 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             Ok(0)
         }
     }
+}
+
+/// Sizes the CPU thread pool (all cores by default) and returns its size.
+fn init_threads(threads: Option<usize>) -> Result<usize, CliError> {
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().map_err(|e| CliError::Other(format!("cannot size the thread pool: {e}")))?;
+    Ok(threads)
 }
 
 /// Each planned run's state, reading the store without writing to it.

@@ -214,7 +214,7 @@ fn a_killed_sweep_resumes_and_every_run_is_done_exactly_once() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_nothing_runs(&sb, "e.yaml");
     let dirs = sb.run_dirs("tiny");
     let done_before: Vec<PathBuf> = dirs.iter().filter(|d| d.join("result.json").exists()).cloned().collect();
     assert!(done_before.len() < 8, "the kill came too late to test anything");

@@ -64,6 +64,22 @@ fn the_mix_happens_only_at_the_drawn_layer() {
 }
 
 #[test]
+fn the_matrix_form_equals_the_definition() {
+    // Mixer mixes by M·h with M = λI + (1−λ)P; it must equal λ·h + (1−λ)·h[perm] on every
+    // shape a network mixes (rows × features, and images [batch, c, h, w]).
+    let d = device();
+    let draw = MixDraw { layer: 0, lambda: 0.37, partner: vec![3, 0, 2, 1, 4] };
+    let mixer = Mixer::new(&draw, &d);
+    let flat: Vec<f32> = (0..5 * 2 * 3 * 3).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
+    let h4 = Tensor::<4>::from_data(TensorData::new(flat.clone(), [5, 2, 3, 3]), &d);
+    let a: Vec<f32> = mixer.apply(h4.clone()).into_data().try_to_vec().unwrap();
+    let b: Vec<f32> = mix(h4, 0.37, &mixer.partner).into_data().try_to_vec().unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+    }
+}
+
+#[test]
 fn mixing_at_the_input_equals_running_on_mixed_inputs() {
     let d = device();
     let m = model(&d);

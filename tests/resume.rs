@@ -80,6 +80,7 @@ fn a_killed_run_resumes_from_its_checkpoint_bit_for_bit() {
     let mut child = start_and_wait(&sb, 12);
     child.kill().unwrap(); // SIGKILL: no chance to checkpoint; the child dies with it
     child.wait().unwrap();
+    wait_until_nothing_runs(&sb, "e.yaml");
     let dir = only_run(&sb);
     assert!(!dir.join("result.json").exists(), "the kill came too late");
     assert!(dir.join("checkpoint/state.json").exists());

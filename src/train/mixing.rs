@@ -54,34 +54,57 @@ impl MixStreams {
     }
 }
 
-/// `λ·t + (1−λ)·t[perm]` along the batch dimension.
+/// `λ·t + (1−λ)·t[perm]` along the batch dimension: the definition, written as the paper does.
+/// The training step computes the same thing with one matrix product (`Mixer`).
 pub fn mix<const D: usize>(t: Tensor<D>, lambda: f64, partner: &Tensor<1, Int>) -> Tensor<D> {
     let shuffled = t.clone().select(0, partner.clone());
     t.mul_scalar(lambda) + shuffled.mul_scalar(1.0 - lambda)
 }
 
 /// A minibatch's mix, ready to be applied inside a forward pass.
+///
+/// It mixes by one product with the constant matrix M = λ·I + (1−λ)·P (P the partner
+/// permutation, row i has a 1 at column perm[i]): (M·h)_i = λ·h_i + (1−λ)·h_perm[i]. One matmul
+/// forward and one backward replace a gather, two scalings and an add with their gradients,
+/// which on small networks costs measurably less (see reports/bench.md).
 pub struct Mixer {
     pub layer: usize,
     pub lambda: f64,
     pub partner: Tensor<1, Int>,
+    /// M, `[batch, batch]`, with no gradient.
+    matrix: Tensor<2>,
 }
 
 impl Mixer {
     pub fn new(draw: &MixDraw, device: &Device) -> Mixer {
+        let n = draw.partner.len();
         let idx: Vec<i64> = draw.partner.iter().map(|&i| i as i64).collect();
-        let partner = Tensor::<1, Int>::from_data(TensorData::new(idx, [draw.partner.len()]), device);
-        Mixer { layer: draw.layer, lambda: draw.lambda, partner }
+        let partner = Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), device);
+        let mut m = vec![0f32; n * n];
+        for (i, &p) in draw.partner.iter().enumerate() {
+            m[i * n + i] += draw.lambda as f32;
+            m[i * n + p] += (1.0 - draw.lambda) as f32;
+        }
+        let matrix = Tensor::<2>::from_data(TensorData::new(m, [n, n]), device);
+        Mixer { layer: draw.layer, lambda: draw.lambda, partner, matrix }
+    }
+
+    /// λ·t + (1−λ)·t[perm] for any `[batch, ...]` tensor, as M·t.
+    pub fn apply<const D: usize>(&self, t: Tensor<D>) -> Tensor<D> {
+        let dims = t.dims();
+        let rows = dims[0];
+        let rest = dims.iter().skip(1).product::<usize>();
+        self.matrix.clone().matmul(t.reshape([rows, rest])).reshape(dims)
     }
 
     /// The targets mixed with the same λ and partner as the hidden state.
     pub fn targets(&self, y: Tensor<2>) -> Tensor<2> {
-        mix(y, self.lambda, &self.partner)
+        self.apply(y)
     }
 }
 
 impl MixHook for Mixer {
     fn at<const D: usize>(&self, k: usize, h: Tensor<D>) -> Tensor<D> {
-        if k == self.layer { mix(h, self.lambda, &self.partner) } else { h }
+        if k == self.layer { self.apply(h) } else { h }
     }
 }

@@ -71,3 +71,17 @@ pub fn status(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&fs::read_to_string(dir.join("status.json")).unwrap()).unwrap()
 }
 
+
+/// After killing a sweep, its run process dies a moment later (the kernel sends it SIGKILL
+/// when its parent dies); wait until `status` shows no run as running.
+pub fn wait_until_nothing_runs(sb: &Sandbox, experiment_file: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = sb.run(&["status", experiment_file]);
+        if !text(&out).contains("running") {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "a run process outlived its sweep:\n{}", text(&out));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

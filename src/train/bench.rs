@@ -1,0 +1,202 @@
+//! `mixsweep bench`: training throughput of the paper's networks with ERM and with Manifold
+//! Mixup, measured side by side in one process (interleaved rounds, so drift of a noisy
+//! machine hits both alike), the cost of mixing itself, and where a training step's time goes.
+//! Inputs are random tensors of the right shape: throughput does not depend on pixel values.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+
+use super::device::DeviceChoice;
+use super::loss::loss;
+use super::mixing::{MixStreams, Mixer};
+use crate::models::{MixHook, Network, NoMix};
+use crate::spec::types::{Activation, Alpha, LayerSet, LossKind, ModelSpec, OptimizerKind, ScheduleKind, TrainSpec};
+
+/// One network to measure.
+pub struct Case {
+    pub name: &'static str,
+    pub model: ModelSpec,
+    /// One input's shape.
+    pub shape: Vec<usize>,
+    pub classes: usize,
+    pub batch: usize,
+    /// The eligible set used for Manifold Mixup.
+    pub layers: Vec<usize>,
+    /// Timed steps per method per round.
+    pub steps: usize,
+    pub rounds: usize,
+}
+
+/// The default cases: the spiral MLP and PreActResNet18 at width 16 and 64 on CIFAR shapes.
+pub fn default_cases(quick: bool) -> Vec<Case> {
+    let scale = |n: usize| if quick { n.div_ceil(4).max(1) } else { n };
+    vec![
+        Case { name: "spiral MLP (2-128×3-2-128×3-2)", model: ModelSpec::SpiralMlp { width: 128, depth: 3, bottleneck: 2, activation: Activation::LeakyRelu }, shape: vec![2], classes: 2, batch: 100, layers: vec![4], steps: scale(200), rounds: 3 },
+        Case { name: "PreActResNet18, width 16, 3×32×32", model: ModelSpec::PreactResnet { depth: 18, width: 16, stem_stride: 1 }, shape: vec![3, 32, 32], classes: 10, batch: 100, layers: vec![0, 1, 2], steps: scale(8), rounds: 3 },
+        Case { name: "PreActResNet18, width 64, 3×32×32", model: ModelSpec::PreactResnet { depth: 18, width: 64, stem_stride: 1 }, shape: vec![3, 32, 32], classes: 10, batch: 100, layers: vec![0, 1, 2], steps: scale(2), rounds: 2 },
+    ]
+}
+
+/// What one case measured.
+pub struct Measured {
+    pub erm_per_sec: f64,
+    pub mixup_per_sec: f64,
+    /// Seconds per step in each phase (ERM): input upload, forward + loss, backward, optimiser.
+    pub phases: [f64; 4],
+    /// Seconds per step of the mixing operations alone (hidden state and targets).
+    pub mix_ops: f64,
+}
+
+fn random(n: usize, salt: usize) -> Vec<f32> {
+    (0..n).map(|i| (((i + salt) * 2_654_435_761) % 1000) as f32 / 1000.0 - 0.5).collect()
+}
+
+/// Measures one case on `device`.
+pub fn measure(case: &Case, device: &Device) -> Measured {
+    let ad = device.clone().autodiff();
+    let features: usize = case.shape.iter().product();
+    let mut net = Network::new(&case.model, &case.shape, case.classes, &mut crate::rng::stream(0, "init"), &ad);
+    let train = TrainSpec { epochs: 1, batch_size: case.batch, optimizer: OptimizerKind::Sgd, lr: 0.01, momentum: Some(0.9), nesterov: Some(true), weight_decay: 1e-4, schedule: ScheduleKind::Multistep, milestones: vec![], gamma: 0.1, loss: LossKind::SoftCe };
+    let mut optim = super::optim::optimizer(&train);
+    let x_host = random(case.batch * features, 1);
+    let mut y_host = vec![0f32; case.batch * case.classes];
+    for i in 0..case.batch {
+        y_host[i * case.classes + i % case.classes] = 1.0;
+    }
+    let alpha = Alpha::new(2.0).unwrap_or_else(|| unreachable!("2.0 is a valid alpha"));
+    let layers = LayerSet::new(case.layers.clone());
+    let mut streams = MixStreams::new(0);
+    let mut phases = [0.0; 4];
+    let mut phase_steps = 0usize;
+    let mut step = |net: Network, mixing: bool, phases: &mut [f64; 4], record: bool| -> Network {
+        let t0 = Instant::now();
+        let x = Tensor::<2>::from_data(TensorData::new(x_host.clone(), [case.batch, features]), &ad);
+        let y = Tensor::<2>::from_data(TensorData::new(y_host.clone(), [case.batch, case.classes]), &ad);
+        let t1 = Instant::now();
+        let l = if mixing {
+            let mixer = Mixer::new(&streams.draw(alpha, &layers, case.batch), &ad);
+            loss(LossKind::SoftCe, net.forward(x, &mixer), mixer.targets(y))
+        } else {
+            loss(LossKind::SoftCe, net.forward(x, &NoMix), y)
+        };
+        let _ = l.clone().into_scalar::<f32>();
+        let t2 = Instant::now();
+        let grads = GradientsParams::from_grads(l.backward(), &net);
+        let t3 = Instant::now();
+        let net = optim.step(0.01, net, grads);
+        let _ = device.sync();
+        let t4 = Instant::now();
+        if record {
+            for (p, (a, b)) in phases.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3), (t3, t4)]) {
+                *p += (b - a).as_secs_f64();
+            }
+        }
+        net
+    };
+    // Warm-up: first allocations and kernel choices.
+    for mixing in [false, true] {
+        net = step(net, mixing, &mut phases, false);
+    }
+    let (mut erm_time, mut mix_time) = (0.0, 0.0);
+    for _ in 0..case.rounds {
+        for mixing in [false, true] {
+            let t = Instant::now();
+            for _ in 0..case.steps {
+                net = step(net, mixing, &mut phases, !mixing);
+            }
+            let dt = t.elapsed().as_secs_f64();
+            if mixing { mix_time += dt } else { erm_time += dt }
+        }
+        phase_steps += case.steps;
+    }
+    let examples = (case.rounds * case.steps * case.batch) as f64;
+    for p in &mut phases {
+        *p /= phase_steps.max(1) as f64;
+    }
+    Measured { erm_per_sec: examples / erm_time, mixup_per_sec: examples / mix_time, phases, mix_ops: mix_op_time(case, &net, device) }
+}
+
+/// The mixing operations alone, on the hidden states a step mixes (each mix point of S in
+/// turn) and on the targets: `λ·h + (1−λ)·h[perm]` as the training step does it.
+fn mix_op_time(case: &Case, net: &Network, device: &Device) -> f64 {
+    struct Shapes(std::cell::RefCell<Vec<Vec<usize>>>);
+    impl MixHook for Shapes {
+        fn at<const D: usize>(&self, _k: usize, h: Tensor<D>) -> Tensor<D> {
+            self.0.borrow_mut().push(h.dims().to_vec());
+            h
+        }
+    }
+    let features: usize = case.shape.iter().product();
+    let x = Tensor::<2>::from_data(TensorData::new(random(case.batch * features, 2), [case.batch, features]), device);
+    let shapes = Shapes(std::cell::RefCell::new(Vec::new()));
+    let _ = net.valid().forward(x, &shapes);
+    let shapes = shapes.0.into_inner();
+    let partner: Vec<usize> = (0..case.batch).rev().collect();
+    let mixer = Mixer::new(&super::mixing::MixDraw { layer: 0, lambda: 0.3, partner }, device);
+    let reps = 20;
+    let mut total = 0.0;
+    for &k in &case.layers {
+        let dims = &shapes[k.min(shapes.len() - 1)];
+        let n: usize = dims.iter().product();
+        let h = Tensor::<1>::from_data(TensorData::new(random(n, 3), [n]), device).reshape([case.batch, n / case.batch]);
+        let y = Tensor::<2>::from_data(TensorData::new(random(case.batch * case.classes, 4), [case.batch, case.classes]), device);
+        let t = Instant::now();
+        for _ in 0..reps {
+            let out = mixer.apply(h.clone());
+            let yt = mixer.targets(y.clone());
+            let _ = (out.into_data(), yt.into_data());
+        }
+        total += t.elapsed().as_secs_f64() / reps as f64;
+    }
+    total / case.layers.len() as f64
+}
+
+/// Runs every case and renders reports/bench.md.
+pub fn run(cases: &[Case], device: &Device, choice: DeviceChoice, threads: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# mixsweep benchmark\n");
+    let _ = writeln!(out, "Machine: {} ({} threads used); device {choice}; mixsweep {}, burn {}.", cpu_model(), threads, env!("CARGO_PKG_VERSION"), crate::exec::BURN_VERSION);
+    let _ = writeln!(out, "Training step = upload a batch of random inputs, forward, soft-target cross-entropy, backward, SGD (momentum 0.9, Nesterov, weight decay) — the training loop's own step. ERM and Manifold Mixup (α = 2, one layer of S drawn per step) run in interleaved rounds in one process; throughput is training examples per second.\n");
+    let _ = writeln!(out, "| network | batch | S | ERM examples/s | Manifold Mixup examples/s | Manifold Mixup / ERM | mixing ops, % of an ERM step |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let mut breakdown = String::new();
+    for case in cases {
+        eprintln!("bench: {} ...", case.name);
+        let m = measure(case, device);
+        let step = case.batch as f64 / m.erm_per_sec;
+        let _ = writeln!(out, "| {} | {} | {{{}}} | {:.0} | {:.0} | {:.3} | {:.2}% |", case.name, case.batch, case.layers.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "), m.erm_per_sec, m.mixup_per_sec, m.mixup_per_sec / m.erm_per_sec, 100.0 * m.mix_ops / step);
+        let total: f64 = m.phases.iter().sum();
+        let _ = writeln!(breakdown, "| {} | {:.2} ms | {:.1}% | {:.1}% | {:.1}% | {:.1}% |", case.name, 1000.0 * total, 100.0 * m.phases[0] / total, 100.0 * m.phases[1] / total, 100.0 * m.phases[2] / total, 100.0 * m.phases[3] / total);
+    }
+    let _ = writeln!(out, "\n\"Mixing ops\" times the mixing alone — `λ·h + (1−λ)·h[perm]`, computed as one product with λI + (1−λ)P — on the hidden state of each layer of S and on the targets — against an ERM step; \"Manifold Mixup / ERM\" is the whole step, where the mix's backward and the noise of the machine also show.\n");
+    let _ = writeln!(out, "## Where an ERM step's time goes\n");
+    let _ = writeln!(out, "| network | step | input upload | forward + loss | backward | optimiser |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    out.push_str(&breakdown);
+    out
+}
+
+fn cpu_model() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()));
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{}, {cores} cores", model.unwrap_or_else(|| "unknown CPU".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tiny_case_measures_every_figure() {
+        let case = Case { name: "tiny", model: ModelSpec::PreactResnet { depth: 18, width: 2, stem_stride: 1 }, shape: vec![1, 8, 8], classes: 3, batch: 4, layers: vec![0, 2], steps: 2, rounds: 1 };
+        let m = measure(&case, &Device::flex());
+        assert!(m.erm_per_sec > 0.0 && m.mixup_per_sec > 0.0);
+        assert!(m.mix_ops > 0.0);
+        assert!(m.phases.iter().all(|&p| p >= 0.0) && m.phases[1] > 0.0 && m.phases[2] > 0.0);
+        let text = run(&[case], &Device::flex(), DeviceChoice::Cpu, 1);
+        assert!(text.contains("| tiny | 4 | {0, 2} |"), "{text}");
+    }
+}
