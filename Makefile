@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR
 MIXSWEEP := $(CARGO_TARGET_DIR)/release/mixsweep
 EXPERIMENT ?= experiments/spirals.yaml
 
-.PHONY: build sweep plan status report test bench clean-runs
+.PHONY: build sweep plan status report test bench data clean-runs
 
 build:
 	cargo build --release --locked
@@ -29,6 +29,11 @@ test:
 # Training throughput, ERM vs Manifold Mixup, and the cost of mixing: reports/bench.md.
 bench: build
 	$(MIXSWEEP) bench --out reports/bench.md
+
+# Real data that can be had here: Fashion-MNIST from Debian's dataset-fashion-mnist package
+# (installed system-wide when root, else unpacked into data/fashion-mnist).
+data:
+	@./scripts/get-data.sh
 
 clean-runs:
 	rm -rf runs

@@ -119,6 +119,8 @@ enum CliError {
     Report(#[from] report::ReportError),
     #[error(transparent)]
     Device(#[from] DeviceError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
     #[error("{0}")]
     Other(String),
 }
@@ -126,7 +128,7 @@ enum CliError {
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
-            CliError::Spec(_) | CliError::Device(_) | CliError::Store(StoreError::Corrupt { .. } | StoreError::Mismatch { .. }) => 2,
+            CliError::Spec(_) | CliError::Device(_) | CliError::Data(_) | CliError::Store(StoreError::Corrupt { .. } | StoreError::Mismatch { .. }) => 2,
             CliError::Report(report::ReportError::UnknownKey { .. }) => 2,
             _ => 1,
         }
@@ -168,6 +170,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             if let Err(e @ DeviceError::NotBuilt { .. }) = crate::train::device::check_built(device) {
                 return Err(CliError::Device(e));
             }
+            check_data(&exp)?;
             let opts = SweepOptions { threads, rerun_failed: rerun.contains(&Rerun::Failed), checkpoint_every, device };
             let summary = schedule::sweep(&exp, &store, &opts)?;
             if summary.ran > 0 {
@@ -221,6 +224,18 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             Ok(0)
         }
     }
+}
+
+/// Reads every distinct data set of the experiment once, so that a missing or damaged file
+/// stops the sweep before anything is written (the runs would all fail on it).
+fn check_data(exp: &Experiment) -> Result<(), CliError> {
+    let mut seen = std::collections::HashSet::new();
+    for run in &exp.runs {
+        if run.data.image().is_some() && seen.insert(serde_json::to_string(&run.data).unwrap_or_default()) {
+            crate::data::load(&run.data)?;
+        }
+    }
+    Ok(())
 }
 
 /// Sizes the CPU thread pool (all cores by default) and returns its size.

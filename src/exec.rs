@@ -137,6 +137,7 @@ fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool) -> Result<
     let control = Control { device: &device, device_name, checkpoint_dir: Some(&checkpoint_dir), checkpoint_every: opts.checkpoint_every, stop };
     let ended = train::train(&spec, &control, &mut write_metrics).map_err(|e| match e {
         TrainError::Diverged { .. } => Failure { class: FailureClass::Diverged, reason: e.to_string() },
+        TrainError::Data(_) => Failure { class: FailureClass::BadData, reason: e.to_string() },
         TrainError::Io(_) | TrainError::Checkpoint(_) => Failure { class: FailureClass::Crashed, reason: e.to_string() },
     })?;
     let outcome = match ended {

@@ -88,6 +88,10 @@ fn bad_input_is_reported_precisely_and_writes_nothing() {
         ("bad milestone", TINY.replace("epochs: 3", "epochs: 3, milestones: [5]"), vec!["e.yaml:5:", "train.milestones[0]", "= 5"]),
         ("val split too big", TINY.replace("noise: 0.02", "noise: 0.02, val_split: 64"), vec!["e.yaml:3:", "data.val_split", "= 64", "0..64"]),
         ("cosine with milestones", TINY.replace("epochs: 3", "epochs: 3, schedule: cosine, milestones: [2]"), vec!["e.yaml:5:", "train.milestones", "multistep"]),
+        ("cutout on points", TINY.replace("[erm]", "[cutout]"), vec!["e.yaml:8:", "`method` = cutout", "not images"]),
+        ("conv net on points", TINY.replace("name: spiral_mlp, width: 8, depth: 3", "name: preact_resnet, depth: 18"), vec!["e.yaml:4:", "model.name", "needs image data"]),
+        ("resnet depth", TINY.replace("name: spiral_mlp, width: 8, depth: 3", "name: preact_resnet, depth: 20").replace("name: spirals, n_train: 64, n_test: 64, noise: 0.02", "name: cifar10"), vec!["e.yaml:4:", "model.depth", "= 20", "18, 34, 50, 101, 152"]),
+        ("bad augment", TINY.replace("name: spiral_mlp, width: 8, depth: 3", "name: preact_resnet, depth: 18").replace("name: spirals, n_train: 64, n_test: 64, noise: 0.02", "name: cifar10, augment: [crop, flip]"), vec!["e.yaml:3:", "data.augment[0]", "crop", "cropN"]),
         ("negative seed", TINY.replace("seeds: [0, 1]", "seeds: [0, -1]"), vec!["e.yaml:6:", "seeds[1]", "-1"]),
         ("unknown top key", format!("{TINY}grids: []\n"), vec!["e.yaml:11:", "grids", "unknown top-level key"]),
         ("no name", TINY.replace("name: tiny", "name: \"a b\""), vec!["e.yaml:1:", "`name`", "directory name"]),
@@ -285,4 +289,14 @@ fn a_validation_split_gives_validation_metrics_and_honest_selection() {
     let lines: Vec<serde_json::Value> = fs::read_to_string(dirs[0].join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let min = lines.iter().map(|m| m["val_error"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
     assert_eq!(best["val_error"].as_f64().unwrap(), min);
+}
+
+#[test]
+fn missing_data_stops_the_sweep_before_anything_is_written() {
+    let sb = Sandbox::new();
+    sb.write("e.yaml", &TINY.replace("name: spiral_mlp, width: 8, depth: 3", "name: preact_resnet, depth: 18, width: 4").replace("name: spirals, n_train: 64, n_test: 64, noise: 0.02", "name: cifar10, dir: nowhere/cifar"));
+    let out = sb.run(&["sweep", "e.yaml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("nowhere/cifar/data_batch_1.bin: not found") && text(&out).contains("cifar-10-binary.tar.gz"), "{}", text(&out));
+    assert!(!sb.store().exists());
 }

@@ -8,7 +8,7 @@
 use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::Dataset;
+use super::{Dataset, Inputs};
 use crate::rng::stream;
 
 /// `n` points from the stream `stream_name` of `seed`.
@@ -26,7 +26,7 @@ pub fn generate(n: usize, noise: f64, turns: f64, seed: u64, stream_name: &str) 
         inputs.push((t * theta.sin() + noise * ny) as f32);
         labels.push(class);
     }
-    Dataset { inputs, labels, features: 2, shape: vec![2], classes: 2 }
+    Dataset { inputs: Inputs::Float(inputs), labels, shape: vec![2], classes: 2 }
 }
 
 #[cfg(test)]
@@ -40,11 +40,13 @@ mod tests {
         assert_eq!(a.labels.iter().filter(|&&c| c == 1).count(), 500);
         // Without noise every point lies on its arm: radius t and angle 2π·1.5·t + π·c.
         for (i, &c) in a.labels.iter().enumerate() {
-            let (x, y) = (a.inputs[2 * i] as f64, a.inputs[2 * i + 1] as f64);
+            let row = a.gather(&[i]);
+            let (x, y) = (row[0] as f64, row[1] as f64);
             let r = (x * x + y * y).sqrt();
             let theta = 2.0 * std::f64::consts::PI * 1.5 * r + std::f64::consts::PI * c as f64;
             assert!((x - r * theta.cos()).abs() < 1e-4 && (y - r * theta.sin()).abs() < 1e-4);
         }
         assert_ne!(a.inputs, generate(1000, 0.0, 1.5, 3, "data/test").inputs);
+        assert_eq!(a.features(), 2);
     }
 }

@@ -17,6 +17,9 @@ pub struct RunRaw {
     pub alpha: Option<f64>,
     #[serde(default)]
     pub layers: Option<Vec<i64>>,
+    /// Side of the Cutout hole, for method `cutout`.
+    #[serde(default)]
+    pub cutout: Option<i64>,
     pub seed: i64,
     pub model: ModelRaw,
     pub data: DataRaw,
@@ -103,6 +106,54 @@ pub enum DataRaw {
         /// Training examples held out (seeded) as a validation set for model selection.
         #[serde(default)]
         val_split: i64,
+    },
+    Mnist {
+        #[serde(default)]
+        dir: Option<String>,
+        #[serde(default)]
+        train_subset: i64,
+        #[serde(default)]
+        val_split: i64,
+        #[serde(default)]
+        seed: i64,
+        #[serde(default)]
+        augment: Option<Vec<String>>,
+    },
+    FashionMnist {
+        #[serde(default)]
+        dir: Option<String>,
+        #[serde(default)]
+        train_subset: i64,
+        #[serde(default)]
+        val_split: i64,
+        #[serde(default)]
+        seed: i64,
+        #[serde(default)]
+        augment: Option<Vec<String>>,
+    },
+    Cifar10 {
+        #[serde(default)]
+        dir: Option<String>,
+        #[serde(default)]
+        train_subset: i64,
+        #[serde(default)]
+        val_split: i64,
+        #[serde(default)]
+        seed: i64,
+        #[serde(default)]
+        augment: Option<Vec<String>>,
+    },
+    Cifar100 {
+        #[serde(default)]
+        dir: Option<String>,
+        #[serde(default)]
+        train_subset: i64,
+        #[serde(default)]
+        val_split: i64,
+        #[serde(default)]
+        seed: i64,
+        #[serde(default)]
+        augment: Option<Vec<String>>,
     },
 }
 

@@ -4,7 +4,7 @@
 use super::error::Issue;
 use super::raw::{DataRaw, EvalRaw, ModelRaw, RunRaw, TrainRaw};
 use super::types::{
-    Alpha, DataSpec, EvalSpec, LayerSet, Method, ModelSpec, OptimizerKind, PREACT_DEPTHS, RunSpec, ScheduleKind, TrainSpec,
+    Alpha, Augment, DataSpec, EvalSpec, ImageData, ImageSet, LayerSet, Method, ModelSpec, OptimizerKind, PREACT_DEPTHS, RunSpec, ScheduleKind, TrainSpec,
 };
 
 /// Checks a raw run; all problems found are returned, each with its key path.
@@ -28,11 +28,13 @@ pub fn validate(raw: &RunRaw) -> Result<RunSpec, Vec<Issue>> {
         }
     };
     let (alpha, layers) = mixing(raw, model.as_ref(), &mut issues);
+    let cutout = cutout(raw, data.as_ref(), &mut issues);
     match (model, data, train, eval) {
         (Some(model), Some(data), Some(train), Some(eval)) if issues.is_empty() => Ok(RunSpec {
             method: raw.method,
             alpha,
             layers,
+            cutout,
             seed,
             model,
             data,
@@ -95,9 +97,30 @@ fn mixing(raw: &RunRaw, model: Option<&ModelSpec>, issues: &mut Vec<Issue>) -> (
             None
         }
         (Method::ManifoldMixup, Some(l)) => layer_set(l, points, issues),
-        (Method::Erm, _) => None,
+        (Method::Erm | Method::Cutout, _) => None,
     };
     (alpha, layers)
+}
+
+/// The Cutout hole (16 pixels by default, as the official code's `--cutout 16`); only for
+/// method cutout and image data. Other methods drop it.
+fn cutout(raw: &RunRaw, data: Option<&DataSpec>, issues: &mut Vec<Issue>) -> Option<usize> {
+    if raw.method != Method::Cutout {
+        return None;
+    }
+    let size = raw.cutout.unwrap_or(16);
+    let side = data.and_then(|d| d.image()).map(|(set, _)| set.shape()[1]);
+    match side {
+        None if data.is_some() => {
+            issues.push(Issue::new("method", "cutout", "Cutout cuts holes in images, and this data is not images", "an image data set (mnist, fashion_mnist, cifar10, cifar100), or another method"));
+            None
+        }
+        Some(side) if size < 1 || size as usize > side => {
+            issues.push(Issue::new("cutout", size.to_string(), format!("the hole must fit the {side}×{side} image"), format!("a side in pixels, 1..={side}; the official code uses 16 on CIFAR")));
+            None
+        }
+        _ => Some(size.max(1) as usize),
+    }
 }
 
 fn layer_set(layers: &[i64], points: Option<usize>, issues: &mut Vec<Issue>) -> Option<LayerSet> {
@@ -187,8 +210,26 @@ fn stride(v: i64, issues: &mut Vec<Issue>) -> usize {
 
 fn data(raw: &DataRaw, issues: &mut Vec<Issue>) -> Option<DataSpec> {
     let before = issues.len();
-    let spec = match *raw {
-        DataRaw::Spirals { n_train, n_test, noise, turns, seed, val_split } => {
+    let spec = match raw {
+        DataRaw::Mnist { dir, train_subset, val_split, seed, augment }
+        | DataRaw::FashionMnist { dir, train_subset, val_split, seed, augment }
+        | DataRaw::Cifar10 { dir, train_subset, val_split, seed, augment }
+        | DataRaw::Cifar100 { dir, train_subset, val_split, seed, augment } => {
+            let set = match raw {
+                DataRaw::Mnist { .. } => ImageSet::Mnist,
+                DataRaw::FashionMnist { .. } => ImageSet::FashionMnist,
+                DataRaw::Cifar10 { .. } => ImageSet::Cifar10,
+                _ => ImageSet::Cifar100,
+            };
+            let image = image_data(set, dir, *train_subset, *val_split, *seed, augment.as_deref(), issues);
+            match set {
+                ImageSet::Mnist => DataSpec::Mnist(image),
+                ImageSet::FashionMnist => DataSpec::FashionMnist(image),
+                ImageSet::Cifar10 => DataSpec::Cifar10(image),
+                ImageSet::Cifar100 => DataSpec::Cifar100(image),
+            }
+        }
+        &DataRaw::Spirals { n_train, n_test, noise, turns, seed, val_split } => {
             if !(noise.is_finite() && noise >= 0.0) {
                 issues.push(Issue::new("data.noise", format!("{noise}"), "must be a finite number ≥ 0", "the std of Gaussian noise added to each point, e.g. 0.02"));
             }
@@ -204,6 +245,34 @@ fn data(raw: &DataRaw, issues: &mut Vec<Issue>) -> Option<DataSpec> {
         }
     };
     (issues.len() == before).then_some(spec)
+}
+
+fn image_data(set: ImageSet, dir: &Option<String>, train_subset: i64, val_split: i64, seed: i64, augment: Option<&[String]>, issues: &mut Vec<Issue>) -> ImageData {
+    let total = set.n_train() as i64;
+    let val_split = held_out(total, val_split, issues);
+    if train_subset < 0 || train_subset > total - val_split as i64 {
+        issues.push(Issue::new("data.train_subset", train_subset.to_string(), format!("must be in 0..={} (the training examples left after the validation split)", total - val_split as i64), "how many training examples to train on, e.g. 10000; 0 for all"));
+    }
+    let augment = match augment {
+        None => set.default_augment(),
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| match Augment::try_from(a.clone()) {
+                Ok(aug) => Some(aug),
+                Err(problem) => {
+                    issues.push(Issue::new(format!("data.augment[{i}]"), a.clone(), problem, "flip, or cropN (random crop after zero-padding by N pixels), e.g. [flip, crop2]; [] for none"));
+                    None
+                }
+            })
+            .collect(),
+    };
+    if let Some(d) = dir
+        && d.trim().is_empty()
+    {
+        issues.push(Issue::new("data.dir", "\"\"", "an empty directory name", "leave data.dir out to use $MIXSWEEP_DATA or data/, or give a path"));
+    }
+    ImageData { dir: dir.clone(), train_subset: train_subset.max(0) as usize, val_split, seed: count("data.seed", seed, 0, "an integer ≥ 0", issues) as u64, augment }
 }
 
 /// A validation split must leave at least one training example... and be ≥ 0.

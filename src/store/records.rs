@@ -26,6 +26,8 @@ pub enum FailureClass {
     BadSpec,
     /// The device it was given is not built in or not present.
     NoDevice,
+    /// Its data files are missing or damaged.
+    BadData,
 }
 
 impl std::fmt::Display for FailureClass {
@@ -35,6 +37,7 @@ impl std::fmt::Display for FailureClass {
             FailureClass::Crashed => "crashed",
             FailureClass::BadSpec => "bad_spec",
             FailureClass::NoDevice => "no_device",
+            FailureClass::BadData => "bad_data",
         })
     }
 }

@@ -34,7 +34,7 @@ pub struct Case {
 pub fn default_cases(quick: bool) -> Vec<Case> {
     let scale = |n: usize| if quick { n.div_ceil(4).max(1) } else { n };
     vec![
-        Case { name: "spiral MLP (2-128×3-2-128×3-2)", model: ModelSpec::SpiralMlp { width: 128, depth: 3, bottleneck: 2, activation: Activation::LeakyRelu }, shape: vec![2], classes: 2, batch: 100, layers: vec![4], steps: scale(200), rounds: 3 },
+        Case { name: "spiral MLP (2-128×3-2-128×3-2)", model: ModelSpec::SpiralMlp { width: 128, depth: 3, bottleneck: 2, activation: Activation::LeakyRelu }, shape: vec![2], classes: 2, batch: 100, layers: vec![4], steps: scale(50), rounds: 12 },
         Case { name: "PreActResNet18, width 16, 3×32×32", model: ModelSpec::PreactResnet { depth: 18, width: 16, stem_stride: 1 }, shape: vec![3, 32, 32], classes: 10, batch: 100, layers: vec![0, 1, 2], steps: scale(8), rounds: 3 },
         Case { name: "PreActResNet18, width 64, 3×32×32", model: ModelSpec::PreactResnet { depth: 18, width: 64, stem_stride: 1 }, shape: vec![3, 32, 32], classes: 10, batch: 100, layers: vec![0, 1, 2], steps: scale(2), rounds: 2 },
     ]

@@ -28,6 +28,9 @@ pub struct LoopState {
     pub layer_pos: u128,
     pub lambda_pos: u128,
     pub partner_pos: u128,
+    /// Current word position of the "augment" stream (crops, flips, Cutout holes).
+    #[serde(default)]
+    pub augment_pos: u128,
     /// Sum of minibatch losses and minibatches so far in `epoch`.
     pub loss_sum: f64,
     pub batches: usize,

@@ -34,6 +34,8 @@ pub enum TrainError {
     Io(#[from] std::io::Error),
     #[error("the checkpoint cannot be restored: {0}")]
     Checkpoint(String),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
 }
 
 /// What a finished training run measured.
@@ -74,15 +76,17 @@ pub struct Control<'a> {
 pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochMetrics]) -> std::io::Result<()>) -> Result<Ended, TrainError> {
     let device = control.device.clone();
     let ad = device.clone().autodiff();
-    let splits = data::load(&spec.data);
+    let splits = data::load(&spec.data)?;
     let (train_set, test_set) = (&splits.train, &splits.test);
+    let transform = data::TrainTransform { augment: splits.augment.clone(), cutout: spec.cutout };
+    let mut augment_rng = crate::rng::stream(spec.seed, "augment");
     let mut model = Network::new(&spec.model, &train_set.shape, train_set.classes, &mut crate::rng::stream(spec.seed, "init"), &ad);
     let mut optimizer = optim::optimizer(&spec.train);
     let mut order_rng = crate::rng::stream(spec.seed, "order");
     let mut mix_rng = MixStreams::new(spec.seed);
     let mixing = spec.alpha.zip(spec.layers.clone());
 
-    let mut st = LoopState { epoch: 0, step: 0, order_pos: 0, layer_pos: 0, lambda_pos: 0, partner_pos: 0, loss_sum: 0.0, batches: 0, examples: 0, train_time: 0.0, elapsed: 0.0, history: Vec::new() };
+    let mut st = LoopState { epoch: 0, step: 0, order_pos: 0, layer_pos: 0, lambda_pos: 0, partner_pos: 0, augment_pos: 0, loss_sum: 0.0, batches: 0, examples: 0, train_time: 0.0, elapsed: 0.0, history: Vec::new() };
     if let Some(saved) = control.checkpoint_dir.map(checkpoint::load).transpose()?.flatten() {
         let bad = |e: burn::store::RecordError| TrainError::Checkpoint(e.to_string());
         let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(saved.model)).map_err(bad)?;
@@ -93,13 +97,15 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
         mix_rng.layer.set_word_pos(st.layer_pos);
         mix_rng.lambda.set_word_pos(st.lambda_pos);
         mix_rng.partner.set_word_pos(st.partner_pos);
+        augment_rng.set_word_pos(st.augment_pos);
         eprintln!("resuming from the checkpoint at epoch {}, minibatch {}", st.epoch + 1, st.step);
     }
     let resumed_from_epoch = st.epoch;
     let elapsed_before = st.elapsed;
     let started = Instant::now();
-    let save = |st: &mut LoopState, model: &Network, optimizer: &burn::optim::ModuleOptimizer, mix_rng: &MixStreams| -> Result<(), TrainError> {
+    let save = |st: &mut LoopState, model: &Network, optimizer: &burn::optim::ModuleOptimizer, mix_rng: &MixStreams, augment_rng: &rand_chacha::ChaCha8Rng| -> Result<(), TrainError> {
         let Some(dir) = control.checkpoint_dir else { return Ok(()) };
+        st.augment_pos = augment_rng.get_word_pos();
         st.layer_pos = mix_rng.layer.get_word_pos();
         st.lambda_pos = mix_rng.lambda.get_word_pos();
         st.partner_pos = mix_rng.partner.get_word_pos();
@@ -122,7 +128,7 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
         order.shuffle(&mut order_rng);
         // No drop_last, as PyTorch's DataLoader in the official code: the last batch may be short.
         for (step, idx) in order.chunks(spec.train.batch_size).enumerate().skip(st.step) {
-            let x = Tensor::<2>::from_data(TensorData::new(train_set.gather(idx), [idx.len(), train_set.features]), &ad);
+            let x = Tensor::<2>::from_data(TensorData::new(train_set.gather_train(idx, &transform, &mut augment_rng), [idx.len(), train_set.features()]), &ad);
             let y = one_hot(train_set, idx, &ad);
             let (logits, targets) = match &mixing {
                 Some((alpha, layers)) => {
@@ -144,7 +150,7 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
             st.step = step + 1;
             if control.stop.load(Ordering::Relaxed) {
                 st.train_time += epoch_start.elapsed().as_secs_f64();
-                save(&mut st, &model, &optimizer, &mix_rng)?;
+                save(&mut st, &model, &optimizer, &mix_rng, &augment_rng)?;
                 return Ok(Ended::Stopped { epoch: epoch + 1, step: st.step });
             }
         }
@@ -173,7 +179,7 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
         st.batches = 0;
         let periodic = control.checkpoint_every > 0 && done.is_multiple_of(control.checkpoint_every);
         if periodic || done == spec.train.epochs {
-            save(&mut st, &model, &optimizer, &mix_rng)?;
+            save(&mut st, &model, &optimizer, &mix_rng, &augment_rng)?;
         }
     }
     Ok(Ended::Finished(Outcome {
@@ -201,7 +207,7 @@ pub fn evaluate(model: &Network, set: &Dataset, device: &Device) -> (f64, f64) {
     let mut nll = 0.0;
     let all: Vec<usize> = (0..set.len()).collect();
     for idx in all.chunks(1000) {
-        let x = Tensor::<2>::from_data(TensorData::new(set.gather(idx), [idx.len(), set.features]), device);
+        let x = Tensor::<2>::from_data(TensorData::new(set.gather(idx), [idx.len(), set.features()]), device);
         let logits: Vec<f32> = model.forward(x, &NoMix).into_data().try_to_vec().unwrap_or_default();
         for (row, &i) in idx.iter().enumerate() {
             let z = &logits[row * set.classes..(row + 1) * set.classes];

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Gets the real data sets that can be had without a browser:
+# - Fashion-MNIST (full 60k/10k) from Debian's package dataset-fashion-mnist: installed with
+#   apt-get when we are root (into /usr/share/datasets/fashion-mnist), else downloaded with
+#   `apt-get download` and unpacked into data/fashion-mnist.
+# Then says where to put the sets that only their home sites serve.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fm_system=/usr/share/datasets/fashion-mnist
+fm_local=data/fashion-mnist
+if [ -f "$fm_system/train-images-idx3-ubyte.gz" ] || [ -f "$fm_local/train-images-idx3-ubyte.gz" ]; then
+  echo "Fashion-MNIST: present"
+elif [ "$(id -u)" = 0 ]; then
+  echo "Fashion-MNIST: apt-get install dataset-fashion-mnist"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
+else
+  echo "Fashion-MNIST: apt-get download dataset-fashion-mnist, unpacked into $fm_local"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download dataset-fashion-mnist && dpkg-deb -x dataset-fashion-mnist_*.deb root)
+  mkdir -p "$fm_local"
+  cp "$tmp"/root/usr/share/datasets/fashion-mnist/*.gz "$fm_local"/
+  rm -rf "$tmp"
+fi
+
+cat <<'TXT'
+Sets you bring yourself (their home sites serve them; put them here, or set MIXSWEEP_DATA to
+a folder holding these subfolders, or give data.dir in the experiment file):
+  data/cifar-10-batches-bin/   data_batch_1..5.bin, test_batch.bin   (cifar-10-binary.tar.gz)
+  data/cifar-100-binary/       train.bin, test.bin                   (cifar-100-binary.tar.gz)
+  data/mnist/                  {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]
+TXT

@@ -1,0 +1,164 @@
+//! Real data in its real formats. Fashion-MNIST comes from Debian's `dataset-fashion-mnist`
+//! (`make data` fetches it; CI installs it), so these tests read the genuine files; CIFAR's
+//! binary layout is checked on files written here byte for byte in that layout.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use mixsweep::data::{self, Inputs};
+use mixsweep::spec::types::{Augment, DataSpec, ImageData};
+
+mod common;
+use common::*;
+
+fn fashion(train_subset: usize, val_split: usize) -> DataSpec {
+    DataSpec::FashionMnist(ImageData { dir: None, train_subset, val_split, seed: 0, augment: vec![] })
+}
+
+fn fashion_dir() -> std::path::PathBuf {
+    let Some((set, opts)) = fashion(0, 0).image().map(|(s, o)| (s, o.clone())) else { unreachable!() };
+    data::locate(set, &opts)
+}
+
+#[test]
+fn fashion_mnist_files_match_their_published_checksums() {
+    // MD5 of the uncompressed files, as published by Zalando Research (and listed in
+    // shared/reference/datasets.md).
+    let dir = fashion_dir();
+    for (file, md5) in [
+        ("train-images-idx3-ubyte.gz", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+        ("train-labels-idx1-ubyte.gz", "9018921c3c673c538a1fc5bad174d6f9"),
+        ("t10k-images-idx3-ubyte.gz", "8181f5470baa50b63fa0f6fddb340f0a"),
+        ("t10k-labels-idx1-ubyte.gz", "15d484375f8d13e6eb1aabb0c3f46965"),
+    ] {
+        let path = dir.join(file);
+        assert!(path.exists(), "{} is missing: run `make data`", path.display());
+        let out = Command::new("sh").arg("-c").arg(format!("gzip -dc '{}' | md5sum", path.display())).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).split_whitespace().next(), Some(md5), "{file}");
+    }
+}
+
+#[test]
+fn fashion_mnist_loads_whole_balanced_and_normalised() {
+    let splits = data::load(&fashion(0, 0)).unwrap();
+    assert_eq!((splits.train.len(), splits.test.len()), (60_000, 10_000));
+    assert_eq!(splits.train.shape, vec![1, 28, 28]);
+    // 6,000 training and 1,000 test images per class (the published split).
+    for c in 0..10 {
+        assert_eq!(splits.train.labels.iter().filter(|&&l| l == c).count(), 6_000);
+        assert_eq!(splits.test.labels.iter().filter(|&&l| l == c).count(), 1_000);
+    }
+    // The first labels as `gzip -dc train-labels-idx1-ubyte.gz | od -An -tu1 -j8 -N10` prints.
+    assert_eq!(&splits.train.labels[..10], &[9, 0, 0, 3, 0, 2, 7, 2, 5, 5]);
+    assert_eq!(&splits.test.labels[..10], &[9, 2, 1, 1, 6, 1, 4, 6, 5, 7]);
+    // Normalised with the training set's mean 0.2860 and std 0.3530: mean ≈ 0, std ≈ 1.
+    let rows: Vec<usize> = (0..60_000).step_by(7).collect();
+    let x = splits.train.gather(&rows);
+    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
+    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / x.len() as f64;
+    assert!(mean.abs() < 0.01 && (var.sqrt() - 1.0).abs() < 0.01, "mean {mean}, std {}", var.sqrt());
+}
+
+#[test]
+fn subsets_and_validation_splits_are_seeded_and_disjoint() {
+    let a = data::load(&fashion(1000, 500)).unwrap();
+    let b = data::load(&fashion(1000, 500)).unwrap();
+    assert_eq!(a.train.len(), 1000);
+    assert_eq!(a.val.as_ref().map(|v| v.len()), Some(500));
+    assert_eq!(a.train, b.train);
+    let (Inputs::Pixels { data: t, .. }, Some(Inputs::Pixels { data: v, .. })) = (&a.train.inputs, a.val.as_ref().map(|v| &v.inputs)) else { panic!("pixels expected") };
+    // No training image is also a validation image (compare whole images).
+    let train: std::collections::HashSet<&[u8]> = t.chunks(784).collect();
+    assert!(v.chunks(784).all(|img| !train.contains(img)));
+    let other = data::load(&DataSpec::FashionMnist(ImageData { dir: None, train_subset: 1000, val_split: 500, seed: 1, augment: vec![Augment::Flip] })).unwrap();
+    assert_ne!(a.train, other.train, "another data seed draws another subset");
+}
+
+/// Writes the CIFAR-10 binary files: record i of file f has label (f + i) % 10 and pixels
+/// p = (i + channel + row) % 256 so that the plane order can be checked.
+fn write_cifar10(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    let files = ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"];
+    for (f, name) in files.iter().enumerate() {
+        let mut bytes = Vec::with_capacity(10_000 * 3073);
+        for i in 0..10_000 {
+            bytes.push(((f + i) % 10) as u8);
+            for ch in 0..3 {
+                for row in 0..32 {
+                    bytes.extend(std::iter::repeat_n(((i + ch * 50 + row) % 256) as u8, 32));
+                }
+            }
+        }
+        fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+#[test]
+fn cifar10_binary_records_load_and_bad_files_are_named() {
+    let tmp = mixsweep::testing::TempDir::new().unwrap();
+    let dir = tmp.path().join("cifar-10-batches-bin");
+    write_cifar10(&dir);
+    let spec = DataSpec::Cifar10(ImageData { dir: Some(dir.display().to_string()), train_subset: 0, val_split: 0, seed: 0, augment: vec![] });
+    let s = data::load(&spec).unwrap();
+    assert_eq!((s.train.len(), s.test.len(), s.train.shape.clone()), (50_000, 10_000, vec![3, 32, 32]));
+    assert_eq!(s.train.labels[10_000 + 3], 4, "file 2, record 3: (1 + 3) % 10");
+    let Inputs::Pixels { data: px, .. } = &s.train.inputs else { panic!() };
+    // Record 7 of file 1: the green plane (channel 1), row 2 holds (7 + 50 + 2) % 256.
+    assert_eq!(px[7 * 3072 + 1024 + 2 * 32 + 5], 59);
+
+    // A truncated batch: the error names the file, the size found and the size expected.
+    let bytes = fs::read(dir.join("data_batch_3.bin")).unwrap();
+    fs::write(dir.join("data_batch_3.bin"), &bytes[..bytes.len() - 100]).unwrap();
+    let err = data::load(&spec).unwrap_err().to_string();
+    assert!(err.contains("data_batch_3.bin") && err.contains("30729900 bytes") && err.contains("30730000") && err.contains("binary version"), "{err}");
+    fs::remove_file(dir.join("test_batch.bin")).unwrap();
+    fs::write(dir.join("data_batch_3.bin"), &bytes).unwrap();
+    let err = data::load(&spec).unwrap_err().to_string();
+    assert!(err.contains("test_batch.bin: not found") && err.contains("cifar-10-binary.tar.gz"), "{err}");
+}
+
+#[test]
+fn a_truncated_or_missing_idx_file_is_named_with_the_fix() {
+    let tmp = mixsweep::testing::TempDir::new().unwrap();
+    let dir = tmp.path().join("fm");
+    fs::create_dir_all(&dir).unwrap();
+    let src = fashion_dir();
+    for f in ["train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let spec = DataSpec::FashionMnist(ImageData { dir: Some(dir.display().to_string()), train_subset: 0, val_split: 0, seed: 0, augment: vec![] });
+    let err = data::load(&spec).unwrap_err().to_string();
+    assert!(err.contains("train-images-idx3-ubyte: not found") && err.contains("make data"), "{err}");
+    let gz = fs::read(src.join("train-images-idx3-ubyte.gz")).unwrap();
+    fs::write(dir.join("train-images-idx3-ubyte.gz"), &gz[..gz.len() / 2]).unwrap();
+    let err = data::load(&spec).unwrap_err().to_string();
+    assert!(err.contains("train-images-idx3-ubyte.gz"), "{err}");
+}
+
+#[test]
+fn conv_nets_train_on_fashion_mnist_with_every_method_end_to_end() {
+    let sb = Sandbox::new();
+    sb.write("f.yaml", r#"name: fm
+base:
+  data: { name: fashion_mnist, train_subset: 256, val_split: 64, augment: [crop2, flip] }
+  model: { name: preact_resnet, depth: 18, width: 4 }
+  train: { optimizer: sgd, lr: 0.05, epochs: 1, batch_size: 64 }
+seeds: [0]
+grid:
+  - { method: [erm] }
+  - { method: [input_mixup], alpha: [1.0] }
+  - { method: [manifold_mixup], alpha: [2.0], layers: [[0, 1, 2]] }
+  - { method: [cutout], cutout: [8] }
+"#);
+    let out = sb.run(&["sweep", "f.yaml", "--threads", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dirs = sb.run_dirs("fm");
+    assert_eq!(dirs.len(), 4);
+    for d in &dirs {
+        let r = result(d);
+        assert!(r["final_metrics"]["test_error"].as_f64().unwrap() < 0.9, "{r}");
+        assert!(r["best_on_validation"]["val_error"].as_f64().is_some());
+    }
+    assert!(dirs.iter().any(|d| d.file_name().unwrap().to_string_lossy().starts_with("cutout-c8-s0")));
+}
