@@ -50,9 +50,10 @@ pub enum Command {
         /// Each run writes a checkpoint after every N epochs (and when stopped).
         #[arg(long, default_value_t = 10, value_name = "N")]
         checkpoint_every: usize,
-        /// Where every run computes: cpu, cuda:N or vulkan:N.
-        #[arg(long, default_value = "cpu")]
-        device: DeviceChoice,
+        /// Where every run computes: cpu, cuda:N or vulkan:N (default: the experiment file's
+        /// `device:`, else cpu).
+        #[arg(long)]
+        device: Option<DeviceChoice>,
     },
     /// Run one run directory in this process (what `sweep` starts for each run).
     Exec {
@@ -166,6 +167,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
         }
         Command::Sweep { experiment, overrides, threads, rerun, checkpoint_every, device } => {
             let exp = load(&experiment, &overrides)?;
+            let device = device.or(exp.device).unwrap_or_default();
             // A backend that is not built in fails every run: say so once, before any runs.
             if let Err(e @ DeviceError::NotBuilt { .. }) = crate::train::device::check_built(device) {
                 return Err(CliError::Device(e));

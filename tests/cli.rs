@@ -92,6 +92,7 @@ fn bad_input_is_reported_precisely_and_writes_nothing() {
         ("conv net on points", TINY.replace("name: spiral_mlp, width: 8, depth: 3", "name: preact_resnet, depth: 18"), vec!["e.yaml:4:", "model.name", "needs image data"]),
         ("resnet depth", TINY.replace("name: spiral_mlp, width: 8, depth: 3", "name: preact_resnet, depth: 20").replace("name: spirals, n_train: 64, n_test: 64, noise: 0.02", "name: cifar10"), vec!["e.yaml:4:", "model.depth", "= 20", "18, 34, 50, 101, 152"]),
         ("bad augment", TINY.replace("name: spiral_mlp, width: 8, depth: 3", "name: preact_resnet, depth: 18").replace("name: spirals, n_train: 64, n_test: 64, noise: 0.02", "name: cifar10, augment: [crop, flip]"), vec!["e.yaml:3:", "data.augment[0]", "crop", "cropN"]),
+        ("bad device", format!("device: tpu:1\n{TINY}"), vec!["e.yaml:1:", "`device` = tpu:1", "cpu, cuda:N or vulkan:N"]),
         ("negative seed", TINY.replace("seeds: [0, 1]", "seeds: [0, -1]"), vec!["e.yaml:6:", "seeds[1]", "-1"]),
         ("unknown top key", format!("{TINY}grids: []\n"), vec!["e.yaml:11:", "grids", "unknown top-level key"]),
         ("no name", TINY.replace("name: tiny", "name: \"a b\""), vec!["e.yaml:1:", "`name`", "directory name"]),
@@ -289,6 +290,19 @@ fn a_validation_split_gives_validation_metrics_and_honest_selection() {
     let lines: Vec<serde_json::Value> = fs::read_to_string(dirs[0].join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let min = lines.iter().map(|m| m["val_error"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
     assert_eq!(best["val_error"].as_f64().unwrap(), min);
+}
+
+#[test]
+fn a_gpu_this_binary_was_built_without_is_refused_before_any_run() {
+    let sb = Sandbox::new();
+    sb.write("e.yaml", &format!("device: cuda:0\n{TINY}"));
+    let out = sb.run(&["sweep", "e.yaml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("built without the `cuda` feature") && text(&out).contains("--features cuda"), "{}", text(&out));
+    assert!(!sb.store().exists());
+    // --device overrides the file's device.
+    let out = sb.run(&["sweep", "e.yaml", "--device", "cpu", "-o", "seeds=[0]", "-o", "method=erm"]);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]

@@ -19,7 +19,7 @@ use node::{Node, Origin, Step, Value, parse_path, path_to_string};
 pub use types::RunSpec;
 
 /// The keys an experiment file may have at its top level.
-const TOP_LEVEL_KEYS: [&str; 8] = ["name", "description", "base", "seeds", "grid", "zip", "exclude", "report"];
+const TOP_LEVEL_KEYS: [&str; 9] = ["name", "description", "device", "base", "seeds", "grid", "zip", "exclude", "report"];
 
 /// A loaded, fully validated experiment.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct Experiment {
     pub name: String,
     pub file: PathBuf,
     pub description: Option<String>,
+    /// Where runs compute unless `--device` says otherwise (not part of any run's identity).
+    pub device: Option<types::DeviceChoice>,
     /// Every run, in plan order, without duplicates.
     pub runs: Vec<RunSpec>,
     /// Seeds as listed (for "n = 2/5" in reports).
@@ -132,6 +134,22 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
         Some(Value::Str(s)) => Some(s.clone()),
         _ => None,
     };
+    let device = match get("device") {
+        None => None,
+        Some(node) => match &node.value {
+            Value::Str(s) => match s.parse::<types::DeviceChoice>() {
+                Ok(d) => Some(d),
+                Err(problem) => {
+                    issues.push(Issue::new("device", s.clone(), problem, "cpu, cuda:N or vulkan:N").at(node.origin.clone()));
+                    None
+                }
+            },
+            _ => {
+                issues.push(Issue::new("device", node.show(), "a device is a name", "device: cuda:0").at(node.origin.clone()));
+                None
+            }
+        },
+    };
     let mut seeds_node = get("seeds").cloned();
     let base = get("base").cloned().unwrap_or_else(|| Node::new(Value::Map(Vec::new()), Origin::Implied));
     if !matches!(base.value, Value::Map(_)) {
@@ -213,7 +231,7 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
         .filter(|(_, hits)| **hits == 0)
         .map(|(ex, _)| format!("{file}: exclude entry {} matches no run", show_exclude(ex)))
         .collect();
-    Ok(Experiment { name, file: path.to_path_buf(), description, runs, seeds, report, duplicates, warnings })
+    Ok(Experiment { name, file: path.to_path_buf(), description, device, runs, seeds, report, duplicates, warnings })
 }
 
 /// A merged run tree to a validated spec; issues carry the origin of the bad value.

@@ -3,6 +3,7 @@
 //! do not apply left out) is the canonical text whose hash is the run id.
 
 use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,43 @@ impl Method {
 impl fmt::Display for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// A compute device: `cpu`, `cuda:N`, `vulkan:N`. Not part of a run's identity: where a run
+/// computes is the scheduler's choice (the experiment file's `device:` or `--device`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    #[default]
+    Cpu,
+    Cuda(usize),
+    Vulkan(usize),
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceChoice::Cpu => f.write_str("cpu"),
+            DeviceChoice::Cuda(i) => write!(f, "cuda:{i}"),
+            DeviceChoice::Vulkan(i) => write!(f, "vulkan:{i}"),
+        }
+    }
+}
+
+impl FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("unknown device `{s}`: use cpu, cuda:N or vulkan:N (e.g. cuda:0)");
+        let (kind, index) = match s.split_once(':') {
+            Some((k, i)) => (k, i.parse::<usize>().map_err(|_| bad())?),
+            None => (s, 0),
+        };
+        match kind {
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda(index)),
+            "vulkan" => Ok(DeviceChoice::Vulkan(index)),
+            _ => Err(bad()),
+        }
     }
 }
 

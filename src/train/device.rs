@@ -2,46 +2,9 @@
 //! one binary serves the CPU (Flex) and, when built with the `cuda` or `vulkan` feature, GPUs.
 //! A device that is not built in, or not present, is a clear error before training starts.
 
-use std::fmt;
-use std::str::FromStr;
-
 use burn::prelude::*;
 
-/// A device as named on the command line: `cpu`, `cuda:N`, `vulkan:N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DeviceChoice {
-    #[default]
-    Cpu,
-    Cuda(usize),
-    Vulkan(usize),
-}
-
-impl fmt::Display for DeviceChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeviceChoice::Cpu => f.write_str("cpu"),
-            DeviceChoice::Cuda(i) => write!(f, "cuda:{i}"),
-            DeviceChoice::Vulkan(i) => write!(f, "vulkan:{i}"),
-        }
-    }
-}
-
-impl FromStr for DeviceChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("unknown device `{s}`: use cpu, cuda:N or vulkan:N (e.g. cuda:0)");
-        let (kind, index) = match s.split_once(':') {
-            Some((k, i)) => (k, i.parse::<usize>().map_err(|_| bad())?),
-            None => (s, 0),
-        };
-        match kind {
-            "cpu" => Ok(DeviceChoice::Cpu),
-            "cuda" => Ok(DeviceChoice::Cuda(index)),
-            "vulkan" => Ok(DeviceChoice::Vulkan(index)),
-            _ => Err(bad()),
-        }
-    }
-}
+pub use crate::spec::types::DeviceChoice;
 
 /// Why a device cannot be used.
 #[derive(Debug, thiserror::Error)]
