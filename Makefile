@@ -23,7 +23,8 @@ status: build
 report: build
 	$(MIXSWEEP) report $(EXPERIMENT)
 
-test:
+# The data tests read the real Fashion-MNIST files, so `make data` comes first.
+test: data
 	cargo test --release --locked
 
 # Training throughput, ERM vs Manifold Mixup, and the cost of mixing: reports/bench.md.

@@ -15,6 +15,11 @@ elif [ "$(id -u)" = 0 ]; then
   echo "Fashion-MNIST: apt-get install dataset-fashion-mnist"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
+elif ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
+  echo "Fashion-MNIST: not found, and this machine has no apt-get/dpkg-deb to fetch Debian's package." >&2
+  echo "  Put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and" >&2
+  echo "  t10k-labels-idx1-ubyte.gz from https://github.com/zalandoresearch/fashion-mnist in $fm_local/" >&2
+  exit 1
 else
   echo "Fashion-MNIST: apt-get download dataset-fashion-mnist, unpacked into $fm_local"
   tmp=$(mktemp -d)

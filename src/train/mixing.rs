@@ -70,7 +70,8 @@ pub fn mix<const D: usize>(t: Tensor<D>, lambda: f64, partner: &Tensor<1, Int>) 
 pub struct Mixer {
     pub layer: usize,
     pub lambda: f64,
-    pub partner: Tensor<1, Int>,
+    /// Row i is mixed with row `partner[i]`.
+    pub partner: Vec<usize>,
     /// M, `[batch, batch]`, with no gradient.
     matrix: Tensor<2>,
 }
@@ -78,15 +79,19 @@ pub struct Mixer {
 impl Mixer {
     pub fn new(draw: &MixDraw, device: &Device) -> Mixer {
         let n = draw.partner.len();
-        let idx: Vec<i64> = draw.partner.iter().map(|&i| i as i64).collect();
-        let partner = Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), device);
         let mut m = vec![0f32; n * n];
         for (i, &p) in draw.partner.iter().enumerate() {
             m[i * n + i] += draw.lambda as f32;
             m[i * n + p] += (1.0 - draw.lambda) as f32;
         }
         let matrix = Tensor::<2>::from_data(TensorData::new(m, [n, n]), device);
-        Mixer { layer: draw.layer, lambda: draw.lambda, partner, matrix }
+        Mixer { layer: draw.layer, lambda: draw.lambda, partner: draw.partner.clone(), matrix }
+    }
+
+    /// The partner permutation as an index tensor (for `mix`, the definition).
+    pub fn partner_tensor(&self, device: &Device) -> Tensor<1, Int> {
+        let idx: Vec<i64> = self.partner.iter().map(|&i| i as i64).collect();
+        Tensor::<1, Int>::from_data(TensorData::new(idx, [self.partner.len()]), device)
     }
 
     /// λ·t + (1−λ)·t[perm] for any `[batch, ...]` tensor, as M·t.
