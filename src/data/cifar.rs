@@ -57,14 +57,28 @@ pub fn read(dir: &Path, which: Cifar, train: bool) -> Result<(Vec<u8>, Vec<usize
         if bytes.len() != records * record {
             return Err(bad(format!("{} bytes; expected {records} records of {record} bytes = {} (truncated, or not the binary version)", bytes.len(), records * record)));
         }
-        for (i, r) in bytes.chunks_exact(record).enumerate() {
-            let label = r[which.label_bytes() - 1] as usize;
-            if label >= which.classes() {
-                return Err(bad(format!("record {i} has label {label}; labels are 0..{}", which.classes() - 1)));
-            }
-            labels.push(label);
-            pixels.extend_from_slice(&r[which.label_bytes()..]);
+        let (p, l) = parse_records(&bytes, which).map_err(bad)?;
+        pixels.extend(p);
+        labels.extend(l);
+    }
+    Ok((pixels, labels))
+}
+
+/// Pixels and labels of a buffer of whole records (the fine label for CIFAR-100).
+pub fn parse_records(bytes: &[u8], which: Cifar) -> Result<(Vec<u8>, Vec<usize>), String> {
+    let record = which.label_bytes() + PIXELS;
+    if !bytes.len().is_multiple_of(record) {
+        return Err(format!("{} bytes is not a whole number of {record}-byte records", bytes.len()));
+    }
+    let mut pixels = Vec::with_capacity(bytes.len() / record * PIXELS);
+    let mut labels = Vec::with_capacity(bytes.len() / record);
+    for (i, r) in bytes.chunks_exact(record).enumerate() {
+        let label = r[which.label_bytes() - 1] as usize;
+        if label >= which.classes() {
+            return Err(format!("record {i} has label {label}; labels are 0..{}", which.classes() - 1));
         }
+        labels.push(label);
+        pixels.extend_from_slice(&r[which.label_bytes()..]);
     }
     Ok((pixels, labels))
 }

@@ -3,8 +3,11 @@
 
 pub mod augment;
 pub mod cifar;
+pub mod digits;
 pub mod idx;
 pub mod spirals;
+pub mod svhn;
+pub mod tiny_imagenet;
 
 use std::path::{Path, PathBuf};
 
@@ -27,8 +30,9 @@ pub enum DataError {
 pub enum Inputs {
     /// Real-valued rows `[n, features]` (the spirals).
     Float(Vec<f32>),
-    /// Pixels 0..255, `[n, c, h, w]`, normalised per channel as (x/255 − mean) / std.
-    Pixels { data: Vec<u8>, mean: Vec<f32>, std: Vec<f32> },
+    /// Pixels 0..`max` (255, or 16 for the digits), `[n, c, h, w]`, normalised per channel as
+    /// (x/max − mean) / std.
+    Pixels { data: Vec<u8>, max: f32, mean: Vec<f32>, std: Vec<f32> },
 }
 
 /// A labelled set held in memory.
@@ -102,10 +106,10 @@ impl Dataset {
     }
 
     fn normalise_into(&self, pixels: &[u8], out: &mut Vec<f32>) {
-        if let Inputs::Pixels { mean, std, .. } = &self.inputs {
+        if let Inputs::Pixels { max, mean, std, .. } = &self.inputs {
             let plane = pixels.len() / mean.len();
             for (ch, chunk) in pixels.chunks(plane).enumerate() {
-                out.extend(chunk.iter().map(|&p| (p as f32 / 255.0 - mean[ch]) / std[ch]));
+                out.extend(chunk.iter().map(|&p| (p as f32 / max - mean[ch]) / std[ch]));
             }
         }
     }
@@ -115,7 +119,7 @@ impl Dataset {
         let f = self.features();
         let inputs = match &self.inputs {
             Inputs::Float(x) => Inputs::Float(rows.iter().flat_map(|&i| x[i * f..(i + 1) * f].iter().copied()).collect()),
-            Inputs::Pixels { data, mean, std } => Inputs::Pixels { data: rows.iter().flat_map(|&i| data[i * f..(i + 1) * f].iter().copied()).collect(), mean: mean.clone(), std: std.clone() },
+            Inputs::Pixels { data, max, mean, std } => Inputs::Pixels { data: rows.iter().flat_map(|&i| data[i * f..(i + 1) * f].iter().copied()).collect(), max: *max, mean: mean.clone(), std: std.clone() },
         };
         Dataset { inputs, labels: rows.iter().map(|&i| self.labels[i]).collect(), shape: self.shape.clone(), classes: self.classes }
     }
@@ -175,6 +179,9 @@ fn folder(set: ImageSet) -> &'static str {
         ImageSet::FashionMnist => "fashion-mnist",
         ImageSet::Cifar10 => "cifar-10-batches-bin",
         ImageSet::Cifar100 => "cifar-100-binary",
+        ImageSet::Svhn => "svhn",
+        ImageSet::TinyImagenet => "tiny-imagenet-200",
+        ImageSet::Digits => "digits",
     }
 }
 
@@ -194,10 +201,14 @@ pub fn locate(set: ImageSet, opts: &ImageData) -> PathBuf {
     dir
 }
 
-/// Per-channel mean and std of each set's pixels in [0, 1]. CIFAR: the official code's
-/// values (reference §1.4); MNIST and Fashion-MNIST: the usual training-set statistics.
+/// Per-channel mean and std of each set's pixels in [0, 1]. CIFAR, SVHN, Tiny-ImageNet: the
+/// official code's values (reference §1.4; 0.5 and 0.5 map SVHN and Tiny-ImageNet to [−1, 1]);
+/// MNIST and Fashion-MNIST: the usual training-set statistics; the digits: those of all 1,797
+/// images (pixel / 16).
 fn normalisation(set: ImageSet) -> (Vec<f32>, Vec<f32>) {
     match set {
+        ImageSet::Svhn | ImageSet::TinyImagenet => (vec![0.5; 3], vec![0.5; 3]),
+        ImageSet::Digits => (vec![0.3053], vec![0.3760]),
         ImageSet::Mnist => (vec![0.1307], vec![0.3081]),
         ImageSet::FashionMnist => (vec![0.2860], vec![0.3530]),
         ImageSet::Cifar10 => (vec![125.3 / 255.0, 123.0 / 255.0, 113.9 / 255.0], vec![63.0 / 255.0, 62.1 / 255.0, 66.7 / 255.0]),
@@ -208,8 +219,18 @@ fn normalisation(set: ImageSet) -> (Vec<f32>, Vec<f32>) {
 fn read_image_set(set: ImageSet, dir: &Path) -> Result<(Dataset, Dataset), DataError> {
     let (mean, std) = normalisation(set);
     let shape = set.shape();
-    let make = |(data, labels): (Vec<u8>, Vec<usize>)| Dataset { inputs: Inputs::Pixels { data, mean: mean.clone(), std: std.clone() }, labels, shape: shape.to_vec(), classes: set.classes() };
+    let max = if set == ImageSet::Digits { 16.0 } else { 255.0 };
+    let make = |(data, labels): (Vec<u8>, Vec<usize>)| Dataset { inputs: Inputs::Pixels { data, max, mean: mean.clone(), std: std.clone() }, labels, shape: shape.to_vec(), classes: set.classes() };
     match set {
+        ImageSet::Svhn => Ok((make(svhn::read(dir, true)?), make(svhn::read(dir, false)?))),
+        ImageSet::TinyImagenet => {
+            let (train, val) = tiny_imagenet::read(dir)?;
+            Ok((make(train), make(val)))
+        }
+        ImageSet::Digits => {
+            let (train, test) = digits::read(dir)?;
+            Ok((make(train), make(test)))
+        }
         ImageSet::Cifar10 | ImageSet::Cifar100 => {
             let which = if set == ImageSet::Cifar10 { cifar::Cifar::Ten } else { cifar::Cifar::Hundred };
             Ok((make(cifar::read(dir, which, true)?), make(cifar::read(dir, which, false)?)))

@@ -87,86 +87,61 @@ fn default_bottleneck() -> i64 {
     2
 }
 
-/// `data:`, chosen by `name`.
+/// `data:`. Which keys apply depends on `name`; validation rejects the others by name.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
-pub enum DataRaw {
-    /// Two interleaved spiral arms in the plane, generated from `seed`.
-    Spirals {
-        #[serde(default = "default_n_train")]
-        n_train: i64,
-        #[serde(default = "default_n_test")]
-        n_test: i64,
-        #[serde(default = "default_noise")]
-        noise: f64,
-        #[serde(default = "default_turns")]
-        turns: f64,
-        #[serde(default)]
-        seed: i64,
-        /// Training examples held out (seeded) as a validation set for model selection.
-        #[serde(default)]
-        val_split: i64,
-    },
-    Mnist {
-        #[serde(default)]
-        dir: Option<String>,
-        #[serde(default)]
-        train_subset: i64,
-        #[serde(default)]
-        val_split: i64,
-        #[serde(default)]
-        seed: i64,
-        #[serde(default)]
-        augment: Option<Vec<String>>,
-    },
-    FashionMnist {
-        #[serde(default)]
-        dir: Option<String>,
-        #[serde(default)]
-        train_subset: i64,
-        #[serde(default)]
-        val_split: i64,
-        #[serde(default)]
-        seed: i64,
-        #[serde(default)]
-        augment: Option<Vec<String>>,
-    },
-    Cifar10 {
-        #[serde(default)]
-        dir: Option<String>,
-        #[serde(default)]
-        train_subset: i64,
-        #[serde(default)]
-        val_split: i64,
-        #[serde(default)]
-        seed: i64,
-        #[serde(default)]
-        augment: Option<Vec<String>>,
-    },
-    Cifar100 {
-        #[serde(default)]
-        dir: Option<String>,
-        #[serde(default)]
-        train_subset: i64,
-        #[serde(default)]
-        val_split: i64,
-        #[serde(default)]
-        seed: i64,
-        #[serde(default)]
-        augment: Option<Vec<String>>,
-    },
+#[serde(deny_unknown_fields)]
+pub struct DataRaw {
+    pub name: DataName,
+    // The spirals.
+    #[serde(default)]
+    pub n_train: Option<i64>,
+    #[serde(default)]
+    pub n_test: Option<i64>,
+    #[serde(default)]
+    pub noise: Option<f64>,
+    #[serde(default)]
+    pub turns: Option<f64>,
+    // Image sets.
+    #[serde(default)]
+    pub dir: Option<String>,
+    #[serde(default)]
+    pub train_subset: Option<i64>,
+    #[serde(default)]
+    pub augment: Option<Vec<String>>,
+    // Both.
+    /// The data seed: generator of the spirals; subset and validation draws of image sets.
+    #[serde(default)]
+    pub seed: i64,
+    /// Training examples held out (seeded) as a validation set for model selection.
+    #[serde(default)]
+    pub val_split: i64,
 }
 
-fn default_n_train() -> i64 {
+/// The data sets by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataName {
+    Spirals,
+    Mnist,
+    FashionMnist,
+    Cifar10,
+    Cifar100,
+    Svhn,
+    TinyImagenet,
+    Digits,
+}
+
+/// Spirals defaults: 1,000 training and 1,000 test points, noise 0.02, 1.5 turns per arm.
+pub fn default_n_train() -> i64 {
     1000
 }
-fn default_n_test() -> i64 {
+pub fn default_n_test() -> i64 {
     1000
 }
-fn default_noise() -> f64 {
+pub fn default_noise() -> f64 {
     0.02
 }
-fn default_turns() -> f64 {
+pub fn default_turns() -> f64 {
     1.5
 }
 

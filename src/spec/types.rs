@@ -268,6 +268,9 @@ pub enum ImageSet {
     FashionMnist,
     Cifar10,
     Cifar100,
+    Svhn,
+    TinyImagenet,
+    Digits,
 }
 
 impl ImageSet {
@@ -275,12 +278,15 @@ impl ImageSet {
     pub fn shape(self) -> [usize; 3] {
         match self {
             ImageSet::Mnist | ImageSet::FashionMnist => [1, 28, 28],
-            ImageSet::Cifar10 | ImageSet::Cifar100 => [3, 32, 32],
+            ImageSet::Cifar10 | ImageSet::Cifar100 | ImageSet::Svhn => [3, 32, 32],
+            ImageSet::TinyImagenet => [3, 64, 64],
+            ImageSet::Digits => [1, 8, 8],
         }
     }
     pub fn classes(self) -> usize {
         match self {
             ImageSet::Cifar100 => 100,
+            ImageSet::TinyImagenet => 200,
             _ => 10,
         }
     }
@@ -289,14 +295,21 @@ impl ImageSet {
         match self {
             ImageSet::Mnist | ImageSet::FashionMnist => 60_000,
             ImageSet::Cifar10 | ImageSet::Cifar100 => 50_000,
+            ImageSet::Svhn => 73_257,
+            ImageSet::TinyImagenet => 100_000,
+            // 1,797 images less the fixed test split of 360.
+            ImageSet::Digits => 1_437,
         }
     }
-    /// The official code's training augmentation: flip then crop with padding 2 on CIFAR
-    /// (reference §1.4); none for the MNISTs, which the official code does not train on.
+    /// The official code's training augmentation (reference §1.4): CIFAR flip then crop with
+    /// padding 2; SVHN crop with padding 2, no flip; Tiny-ImageNet flip then crop with padding
+    /// 4; none for the MNISTs and the digits, which the official code does not train on.
     pub fn default_augment(self) -> Vec<Augment> {
         match self {
             ImageSet::Cifar10 | ImageSet::Cifar100 => vec![Augment::Flip, Augment::Crop(2)],
-            ImageSet::Mnist | ImageSet::FashionMnist => vec![],
+            ImageSet::Svhn => vec![Augment::Crop(2)],
+            ImageSet::TinyImagenet => vec![Augment::Flip, Augment::Crop(4)],
+            ImageSet::Mnist | ImageSet::FashionMnist | ImageSet::Digits => vec![],
         }
     }
 }
@@ -311,6 +324,9 @@ pub enum DataSpec {
     FashionMnist(ImageData),
     Cifar10(ImageData),
     Cifar100(ImageData),
+    Svhn(ImageData),
+    TinyImagenet(ImageData),
+    Digits(ImageData),
 }
 
 impl DataSpec {
@@ -321,6 +337,9 @@ impl DataSpec {
             DataSpec::FashionMnist(_) => "fashion_mnist",
             DataSpec::Cifar10(_) => "cifar10",
             DataSpec::Cifar100(_) => "cifar100",
+            DataSpec::Svhn(_) => "svhn",
+            DataSpec::TinyImagenet(_) => "tiny_imagenet",
+            DataSpec::Digits(_) => "digits",
         }
     }
     /// The image set and its settings, for image data.
@@ -331,6 +350,9 @@ impl DataSpec {
             DataSpec::FashionMnist(d) => Some((ImageSet::FashionMnist, d)),
             DataSpec::Cifar10(d) => Some((ImageSet::Cifar10, d)),
             DataSpec::Cifar100(d) => Some((ImageSet::Cifar100, d)),
+            DataSpec::Svhn(d) => Some((ImageSet::Svhn, d)),
+            DataSpec::TinyImagenet(d) => Some((ImageSet::TinyImagenet, d)),
+            DataSpec::Digits(d) => Some((ImageSet::Digits, d)),
         }
     }
     /// The shape of one input: `[features]` or `[channels, height, width]`.

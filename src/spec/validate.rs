@@ -2,7 +2,7 @@
 //! so a bad value stops the whole sweep before anything is written or run.
 
 use super::error::Issue;
-use super::raw::{DataRaw, EvalRaw, ModelRaw, RunRaw, TrainRaw};
+use super::raw::{DataName, DataRaw, EvalRaw, ModelRaw, RunRaw, TrainRaw, default_n_test, default_n_train, default_noise, default_turns};
 use super::types::{
     Alpha, Augment, DataSpec, EvalSpec, ImageData, ImageSet, LayerSet, Method, ModelSpec, OptimizerKind, PREACT_DEPTHS, RunSpec, ScheduleKind, TrainSpec,
 };
@@ -210,37 +210,55 @@ fn stride(v: i64, issues: &mut Vec<Issue>) -> usize {
 
 fn data(raw: &DataRaw, issues: &mut Vec<Issue>) -> Option<DataSpec> {
     let before = issues.len();
-    let spec = match raw {
-        DataRaw::Mnist { dir, train_subset, val_split, seed, augment }
-        | DataRaw::FashionMnist { dir, train_subset, val_split, seed, augment }
-        | DataRaw::Cifar10 { dir, train_subset, val_split, seed, augment }
-        | DataRaw::Cifar100 { dir, train_subset, val_split, seed, augment } => {
-            let set = match raw {
-                DataRaw::Mnist { .. } => ImageSet::Mnist,
-                DataRaw::FashionMnist { .. } => ImageSet::FashionMnist,
-                DataRaw::Cifar10 { .. } => ImageSet::Cifar10,
-                _ => ImageSet::Cifar100,
-            };
-            let image = image_data(set, dir, *train_subset, *val_split, *seed, augment.as_deref(), issues);
+    let set = match raw.name {
+        DataName::Spirals => None,
+        DataName::Mnist => Some(ImageSet::Mnist),
+        DataName::FashionMnist => Some(ImageSet::FashionMnist),
+        DataName::Cifar10 => Some(ImageSet::Cifar10),
+        DataName::Cifar100 => Some(ImageSet::Cifar100),
+        DataName::Svhn => Some(ImageSet::Svhn),
+        DataName::TinyImagenet => Some(ImageSet::TinyImagenet),
+        DataName::Digits => Some(ImageSet::Digits),
+    };
+    let not_for = |key: &str, given: bool, what: &str, issues: &mut Vec<Issue>| {
+        if given {
+            issues.push(Issue::new(format!("data.{key}"), "", format!("`{key}` applies to {what} only"), "remove it; see the README's data keys"));
+        }
+    };
+    let spec = match set {
+        Some(set) => {
+            for (key, given) in [("n_train", raw.n_train.is_some()), ("n_test", raw.n_test.is_some()), ("noise", raw.noise.is_some()), ("turns", raw.turns.is_some())] {
+                not_for(key, given, "the spirals", issues);
+            }
+            let image = image_data(set, &raw.dir, raw.train_subset.unwrap_or(0), raw.val_split, raw.seed, raw.augment.as_deref(), issues);
             match set {
                 ImageSet::Mnist => DataSpec::Mnist(image),
                 ImageSet::FashionMnist => DataSpec::FashionMnist(image),
                 ImageSet::Cifar10 => DataSpec::Cifar10(image),
                 ImageSet::Cifar100 => DataSpec::Cifar100(image),
+                ImageSet::Svhn => DataSpec::Svhn(image),
+                ImageSet::TinyImagenet => DataSpec::TinyImagenet(image),
+                ImageSet::Digits => DataSpec::Digits(image),
             }
         }
-        &DataRaw::Spirals { n_train, n_test, noise, turns, seed, val_split } => {
+        None => {
+            for (key, given) in [("dir", raw.dir.is_some()), ("train_subset", raw.train_subset.is_some()), ("augment", raw.augment.is_some())] {
+                not_for(key, given, "image data sets", issues);
+            }
+            let n_train = raw.n_train.unwrap_or_else(default_n_train);
+            let noise = raw.noise.unwrap_or_else(default_noise);
+            let turns = raw.turns.unwrap_or_else(default_turns);
             if !(noise.is_finite() && noise >= 0.0) {
                 issues.push(Issue::new("data.noise", format!("{noise}"), "must be a finite number ≥ 0", "the std of Gaussian noise added to each point, e.g. 0.02"));
             }
             positive("data.turns", turns, "how many turns each arm makes, e.g. 1.5", issues);
             DataSpec::Spirals {
                 n_train: count("data.n_train", n_train, 2, "training points, e.g. 1000", issues),
-                n_test: count("data.n_test", n_test, 1, "test points, e.g. 1000", issues),
+                n_test: count("data.n_test", raw.n_test.unwrap_or_else(default_n_test), 1, "test points, e.g. 1000", issues),
                 noise,
                 turns,
-                seed: count("data.seed", seed, 0, "an integer ≥ 0", issues) as u64,
-                val_split: held_out(n_train, val_split, issues),
+                seed: count("data.seed", raw.seed, 0, "an integer ≥ 0", issues) as u64,
+                val_split: held_out(n_train, raw.val_split, issues),
             }
         }
     };
