@@ -162,6 +162,7 @@ fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool) -> Result<
             host: hostname(),
             wall_time: outcome.wall_time,
             train_examples_per_sec: outcome.train_examples_per_sec,
+            data_wait_fraction: outcome.data_wait_fraction,
             resumed_from_epoch: outcome.resumed_from_epoch,
         },
     }))

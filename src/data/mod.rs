@@ -5,6 +5,7 @@ pub mod augment;
 pub mod cifar;
 pub mod digits;
 pub mod idx;
+pub mod prefetch;
 pub mod spirals;
 pub mod svhn;
 pub mod tiny_imagenet;

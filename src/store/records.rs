@@ -104,6 +104,8 @@ pub struct Provenance {
     pub wall_time: f64,
     /// Training examples processed per second (forward + backward + step).
     pub train_examples_per_sec: f64,
+    /// Share of training time the step spent waiting for the data thread's next batch.
+    pub data_wait_fraction: f64,
     /// The epoch the last attempt resumed from (0: trained in one go from scratch).
     pub resumed_from_epoch: usize,
 }

@@ -28,9 +28,13 @@ pub struct LoopState {
     pub layer_pos: u128,
     pub lambda_pos: u128,
     pub partner_pos: u128,
-    /// Current word position of the "augment" stream (crops, flips, Cutout holes).
+    /// Word position of the "augment" stream (crops, flips, Cutout holes) after the last
+    /// batch trained on.
     #[serde(default)]
     pub augment_pos: u128,
+    /// Seconds the training step waited for batches, over the whole run.
+    #[serde(default)]
+    pub data_wait: f64,
     /// Sum of minibatch losses and minibatches so far in `epoch`.
     pub loss_sum: f64,
     pub batches: usize,

@@ -12,12 +12,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Bytes;
 use rand::seq::SliceRandom;
 
-use crate::data::{self, Dataset};
+use crate::data::{self, Dataset, prefetch};
 use crate::models::NoMix;
 use crate::models::Network;
 use crate::spec::types::RunSpec;
@@ -45,6 +45,8 @@ pub struct Outcome {
     pub device: String,
     pub wall_time: f64,
     pub train_examples_per_sec: f64,
+    /// Share of training time the step spent waiting for a batch from the data thread.
+    pub data_wait_fraction: f64,
     /// The epoch training resumed from (0 for a fresh start).
     pub resumed_from_epoch: usize,
 }
@@ -86,7 +88,7 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
     let mut mix_rng = MixStreams::new(spec.seed);
     let mixing = spec.alpha.zip(spec.layers.clone());
 
-    let mut st = LoopState { epoch: 0, step: 0, order_pos: 0, layer_pos: 0, lambda_pos: 0, partner_pos: 0, augment_pos: 0, loss_sum: 0.0, batches: 0, examples: 0, train_time: 0.0, elapsed: 0.0, history: Vec::new() };
+    let mut st = LoopState { epoch: 0, step: 0, order_pos: 0, layer_pos: 0, lambda_pos: 0, partner_pos: 0, augment_pos: 0, data_wait: 0.0, loss_sum: 0.0, batches: 0, examples: 0, train_time: 0.0, elapsed: 0.0, history: Vec::new() };
     if let Some(saved) = control.checkpoint_dir.map(checkpoint::load).transpose()?.flatten() {
         let bad = |e: burn::store::RecordError| TrainError::Checkpoint(e.to_string());
         let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(saved.model)).map_err(bad)?;
@@ -97,15 +99,13 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
         mix_rng.layer.set_word_pos(st.layer_pos);
         mix_rng.lambda.set_word_pos(st.lambda_pos);
         mix_rng.partner.set_word_pos(st.partner_pos);
-        augment_rng.set_word_pos(st.augment_pos);
         eprintln!("resuming from the checkpoint at epoch {}, minibatch {}", st.epoch + 1, st.step);
     }
     let resumed_from_epoch = st.epoch;
     let elapsed_before = st.elapsed;
     let started = Instant::now();
-    let save = |st: &mut LoopState, model: &Network, optimizer: &burn::optim::ModuleOptimizer, mix_rng: &MixStreams, augment_rng: &rand_chacha::ChaCha8Rng| -> Result<(), TrainError> {
+    let save = |st: &mut LoopState, model: &Network, optimizer: &ModuleOptimizer, mix_rng: &MixStreams| -> Result<(), TrainError> {
         let Some(dir) = control.checkpoint_dir else { return Ok(()) };
-        st.augment_pos = augment_rng.get_word_pos();
         st.layer_pos = mix_rng.layer.get_word_pos();
         st.lambda_pos = mix_rng.lambda.get_word_pos();
         st.partner_pos = mix_rng.partner.get_word_pos();
@@ -127,34 +127,48 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
         let mut order: Vec<usize> = (0..train_set.len()).collect();
         order.shuffle(&mut order_rng);
         // No drop_last, as PyTorch's DataLoader in the official code: the last batch may be short.
-        for (step, idx) in order.chunks(spec.train.batch_size).enumerate().skip(st.step) {
-            let x = Tensor::<2>::from_data(TensorData::new(train_set.gather_train(idx, &transform, &mut augment_rng), [idx.len(), train_set.features()]), &ad);
-            let y = one_hot(train_set, idx, &ad);
-            let (logits, targets) = match &mixing {
-                Some((alpha, layers)) => {
-                    let mixer = Mixer::new(&mix_rng.draw(*alpha, layers, idx.len()), &ad);
-                    (model.forward(x, &mixer), mixer.targets(y))
+        let batches: Vec<(usize, Vec<usize>)> = order.chunks(spec.train.batch_size).enumerate().skip(st.step).map(|(s, rows)| (s, rows.to_vec())).collect();
+        augment_rng.set_word_pos(st.augment_pos);
+        // The model and optimiser move into the consumer and come back with the epoch's outcome.
+        let (outcome, waited) = prefetch::run(train_set, batches, &transform, augment_rng.clone(), |batches| -> Result<(Network, ModuleOptimizer, bool), TrainError> {
+            let (mut model, mut optimizer) = (model, optimizer);
+            for batch in batches {
+                let idx = &batch.rows;
+                let x = Tensor::<2>::from_data(TensorData::new(batch.inputs, [idx.len(), train_set.features()]), &ad);
+                let y = one_hot(train_set, idx, &ad);
+                let (logits, targets) = match &mixing {
+                    Some((alpha, layers)) => {
+                        let mixer = Mixer::new(&mix_rng.draw(*alpha, layers, idx.len()), &ad);
+                        (model.forward(x, &mixer), mixer.targets(y))
+                    }
+                    None => (model.forward(x, &NoMix), y),
+                };
+                let loss = loss::loss(spec.train.loss, logits, targets);
+                let value = f64::from(loss.clone().into_scalar::<f32>());
+                if !value.is_finite() {
+                    return Err(TrainError::Diverged { epoch: epoch + 1, step: batch.step + 1, loss: value });
                 }
-                None => (model.forward(x, &NoMix), y),
-            };
-            let loss = loss::loss(spec.train.loss, logits, targets);
-            let value = f64::from(loss.clone().into_scalar::<f32>());
-            if !value.is_finite() {
-                return Err(TrainError::Diverged { epoch: epoch + 1, step: step + 1, loss: value });
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optimizer.step(lr, model, grads);
+                st.loss_sum += value;
+                st.batches += 1;
+                st.examples += idx.len();
+                st.step = batch.step + 1;
+                st.augment_pos = batch.augment_pos;
+                if control.stop.load(Ordering::Relaxed) {
+                    return Ok((model, optimizer, true));
+                }
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(lr, model, grads);
-            st.loss_sum += value;
-            st.batches += 1;
-            st.examples += idx.len();
-            st.step = step + 1;
-            if control.stop.load(Ordering::Relaxed) {
-                st.train_time += epoch_start.elapsed().as_secs_f64();
-                save(&mut st, &model, &optimizer, &mix_rng, &augment_rng)?;
-                return Ok(Ended::Stopped { epoch: epoch + 1, step: st.step });
-            }
-        }
+            Ok((model, optimizer, false))
+        });
+        st.data_wait += waited;
         st.train_time += epoch_start.elapsed().as_secs_f64();
+        let stopped;
+        (model, optimizer, stopped) = outcome?;
+        if stopped {
+            save(&mut st, &model, &optimizer, &mix_rng)?;
+            return Ok(Ended::Stopped { epoch: epoch + 1, step: st.step });
+        }
         let done = epoch + 1;
         if done.is_multiple_of(spec.eval.every) || done == spec.train.epochs {
             let frozen = model.valid();
@@ -179,7 +193,7 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
         st.batches = 0;
         let periodic = control.checkpoint_every > 0 && done.is_multiple_of(control.checkpoint_every);
         if periodic || done == spec.train.epochs {
-            save(&mut st, &model, &optimizer, &mix_rng, &augment_rng)?;
+            save(&mut st, &model, &optimizer, &mix_rng)?;
         }
     }
     Ok(Ended::Finished(Outcome {
@@ -187,6 +201,7 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
         device: control.device_name.clone(),
         wall_time: elapsed_before + started.elapsed().as_secs_f64(),
         train_examples_per_sec: st.examples as f64 / st.train_time.max(1e-9),
+        data_wait_fraction: st.data_wait / st.train_time.max(1e-9),
         resumed_from_epoch,
     }))
 }
