@@ -314,3 +314,21 @@ fn missing_data_stops_the_sweep_before_anything_is_written() {
     assert!(text(&out).contains("nowhere/cifar/data_batch_1.bin: not found") && text(&out).contains("cifar-10-binary.tar.gz"), "{}", text(&out));
     assert!(!sb.store().exists());
 }
+
+#[test]
+fn every_shipped_experiment_file_plans() {
+    let mut files = Vec::new();
+    for dir in ["experiments", "experiments/paper"] {
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "yaml") {
+                files.push(e.path());
+            }
+        }
+    }
+    assert!(files.len() >= 8, "{files:?}");
+    for f in files {
+        let out = std::process::Command::new(BIN).args(["--store", "/nonexistent-store", "plan"]).arg(&f).output().unwrap();
+        assert!(out.status.success(), "{}: {}", f.display(), text(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("pending") || String::from_utf8_lossy(&out.stdout).contains("done"));
+    }
+}
