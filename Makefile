@@ -31,10 +31,10 @@ test: data
 bench: build
 	$(MIXSWEEP) bench --out reports/bench.md
 
-# Real data that can be had here: Fashion-MNIST from Debian's dataset-fashion-mnist package
-# (installed system-wide when root, else unpacked into data/fashion-mnist).
+# Real data: Fashion-MNIST and the UCI digits from Debian's packages; with DOWNLOAD=1 also
+# CIFAR-10/100, SVHN, Tiny-ImageNet and MNIST from their home sites (MD5-checked).
 data:
-	@./scripts/get-data.sh
+	@./scripts/get-data.sh $(if $(DOWNLOAD),--download,)
 
 clean-runs:
 	rm -rf runs

@@ -4,9 +4,13 @@
 #   apt-get when we are root (into /usr/share/datasets/fashion-mnist), else downloaded with
 #   `apt-get download` and unpacked into data/fashion-mnist.
 # - the UCI 8x8 digits (digits.csv.gz) from Debian's python3-sklearn, into data/digits.
-# Then says where to put the sets that only their home sites serve.
+# Then, with --download (`make data DOWNLOAD=1`), fetches the sets that only their home sites
+# serve, checks each archive's MD5 against the published one and unpacks it; without it, says
+# where to put them. Needs internet for that part, and curl, tar and python3 (for the zip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+download=0
+[ "${1:-}" = "--download" ] && download=1
 
 fm_system=/usr/share/datasets/fashion-mnist
 fm_local=data/fashion-mnist
@@ -45,7 +49,62 @@ else
   echo "UCI digits: not found; copy sklearn/datasets/data/digits.csv.gz from a scikit-learn install into $digits_local/" >&2
 fi
 
+# fetch URL MD5 FILE: downloads URL to data/.downloads/FILE (kept, so a second run does not
+# download again) and checks its MD5. Fails loudly on a mismatch.
+fetch() {
+  local url=$1 md5=$2 file=data/.downloads/$3
+  mkdir -p data/.downloads
+  if [ ! -f "$file" ]; then
+    echo "  downloading $url"
+    curl -fL --retry 2 --connect-timeout 20 -o "$file.part" "$url"
+    mv "$file.part" "$file"
+  fi
+  local got
+  got=$(md5sum "$file" | cut -d' ' -f1)
+  if [ "$got" != "$md5" ]; then
+    echo "  $file: MD5 $got, expected $md5 (the published checksum): delete it and run again" >&2
+    return 1
+  fi
+}
+
+if [ "$download" = 1 ]; then
+  if [ ! -f data/cifar-10-batches-bin/test_batch.bin ]; then
+    echo "CIFAR-10 (binary version)"
+    fetch https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz c32a1d4ab5d03f1284b67883e8d87530 cifar-10-binary.tar.gz
+    tar -xzf data/.downloads/cifar-10-binary.tar.gz -C data
+  fi
+  if [ ! -f data/cifar-100-binary/test.bin ]; then
+    echo "CIFAR-100 (binary version)"
+    fetch https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz 03b5dce01913d631647c71ecec9e9cb8 cifar-100-binary.tar.gz
+    tar -xzf data/.downloads/cifar-100-binary.tar.gz -C data
+  fi
+  if [ ! -f data/svhn/test_32x32.mat ]; then
+    echo "SVHN (cropped digits)"
+    fetch http://ufldl.stanford.edu/housenumbers/train_32x32.mat e26dedcc434d2e4c54c9b2d4a06d8373 train_32x32.mat
+    fetch http://ufldl.stanford.edu/housenumbers/test_32x32.mat eb5a983be6a315427106f1b78b6d8ab8 test_32x32.mat
+    mkdir -p data/svhn && cp data/.downloads/train_32x32.mat data/.downloads/test_32x32.mat data/svhn/
+  fi
+  if [ ! -f data/tiny-imagenet-200/wnids.txt ]; then
+    echo "Tiny-ImageNet"
+    fetch http://cs231n.stanford.edu/tiny-imagenet-200.zip 90528d7ca1a48142e341f4ef8d21d0de tiny-imagenet-200.zip
+    python3 -c "import zipfile, sys; zipfile.ZipFile(sys.argv[1]).extractall('data')" data/.downloads/tiny-imagenet-200.zip
+  fi
+  if [ ! -f data/mnist/t10k-labels-idx1-ubyte.gz ]; then
+    echo "MNIST"
+    mkdir -p data/mnist
+    for f in "train-images-idx3-ubyte f68b3c2dcbeaaa9fbdd348bbdeb94873" "train-labels-idx1-ubyte d53e105ee54ea40749a09fcbcd1e9432" \
+             "t10k-images-idx3-ubyte 9fb629c4189551a2d022fa330f9573f3" "t10k-labels-idx1-ubyte ec29112dd5afa0611ce80d1b7f02629c"; do
+      set -- $f
+      fetch "https://ossci-datasets.s3.amazonaws.com/mnist/$1.gz" "$2" "$1.gz"
+      cp "data/.downloads/$1.gz" data/mnist/
+    done
+  fi
+  echo "Downloads done (archives kept in data/.downloads)."
+  exit 0
+fi
+
 cat <<'TXT'
+`make data DOWNLOAD=1` downloads these from their home sites and checks the published MD5s.
 Sets you bring yourself (their home sites serve them; put them here, or set MIXSWEEP_DATA to
 a folder holding these subfolders, or give data.dir in the experiment file):
   data/cifar-10-batches-bin/   data_batch_1..5.bin, test_batch.bin   (cifar-10-binary.tar.gz)
