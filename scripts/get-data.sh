@@ -40,7 +40,9 @@ if [ -f "$digits_local/digits.csv.gz" ]; then
 elif command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
   echo "UCI digits: digits.csv.gz from Debian's python3-sklearn package, into $digits_local"
   tmp=$(mktemp -d)
-  (cd "$tmp" && apt-get download python3-sklearn >/dev/null \
+  # apt's package lists may be missing on a fresh machine: refresh them once (as root) and retry.
+  (cd "$tmp" && { apt-get download python3-sklearn >/dev/null 2>&1 \
+      || { [ "$(id -u)" = 0 ] && apt-get update -qq && apt-get download python3-sklearn >/dev/null; }; } \
     && dpkg-deb --fsys-tarfile python3-sklearn_*.deb | tar -x ./usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz)
   mkdir -p "$digits_local"
   cp "$tmp"/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz "$digits_local"/
