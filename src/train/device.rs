@@ -55,7 +55,7 @@ fn probe(choice: DeviceChoice, device: Device) -> Result<Device, DeviceError> {
         Ok(Err(e)) => Err(DeviceError::Unavailable { device: choice, reason: e }),
         Err(panic) => {
             let reason = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "the runtime failed to start".into());
-            Err(DeviceError::Unavailable { device: choice, reason })
+            Err(DeviceError::Unavailable { device: choice, reason: format!("no GPU adapter or driver answered (check the driver and, for Vulkan, libvulkan1); burn said: {reason}") })
         }
     }
 }
