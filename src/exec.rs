@@ -49,6 +49,11 @@ pub fn exec(run_dir: &Path, opts: &ExecOptions) -> Result<ExecOutcome, store::St
     let Some(held) = claim::acquire(run_dir).map_err(io)? else {
         return Ok(ExecOutcome::ClaimedElsewhere);
     };
+    // Another process may have finished the run between the check above and the claim.
+    if store::read_result(run_dir)?.is_some() {
+        held.release();
+        return Ok(ExecOutcome::Done);
+    }
     let mut status = store::read_status(run_dir)?.unwrap_or_else(Status::pending);
     status.state = State::Running;
     status.attempts += 1;
