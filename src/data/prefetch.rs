@@ -42,14 +42,17 @@ pub fn run<R>(set: &Dataset, batches: Vec<(usize, Vec<usize>)>, transform: &Trai
             }
         });
         let mut waited = 0.0;
-        let mut iter = std::iter::from_fn(|| {
-            let t = Instant::now();
-            let next = rx.recv().ok();
-            waited += t.elapsed().as_secs_f64();
-            next
-        });
-        let result = consume(&mut iter);
-        drop(iter);
+        let result = {
+            let mut iter = std::iter::from_fn(|| {
+                let t = Instant::now();
+                let next = rx.recv().ok();
+                waited += t.elapsed().as_secs_f64();
+                next
+            });
+            consume(&mut iter)
+        };
+        // A consumer that stopped early leaves the producer blocked on a full channel: closing
+        // our end makes its next send fail, so it ends and the scope can join it.
         drop(rx);
         (result, waited)
     })
