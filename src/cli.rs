@@ -169,9 +169,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             let exp = load(&experiment, &overrides)?;
             let device = device.or(exp.device).unwrap_or_default();
             // A backend that is not built in fails every run: say so once, before any runs.
-            if let Err(e @ DeviceError::NotBuilt { .. }) = crate::train::device::check_built(device) {
-                return Err(CliError::Device(e));
-            }
+            crate::train::device::check_built(device)?;
             check_data(&exp)?;
             let opts = SweepOptions { threads, rerun_failed: rerun.contains(&Rerun::Failed), checkpoint_every, device };
             let summary = schedule::sweep(&exp, &store, &opts)?;
