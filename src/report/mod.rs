@@ -283,6 +283,9 @@ fn budget(rows: &[Row], varying: &[String]) -> String {
     if let Some(n) = fixed("data.n_train") {
         parts.push(format!("{n} training examples"));
     }
+    if let Some(n) = fixed("data.train_subset").filter(|n| n != "0") {
+        parts.push(format!("a seeded subset of {n} training examples"));
+    }
     if let Some(d) = fixed("data.name") {
         parts.push(format!("data {d}"));
     }

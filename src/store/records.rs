@@ -105,8 +105,11 @@ pub struct Provenance {
     /// Training examples processed per second (forward + backward + step).
     pub train_examples_per_sec: f64,
     /// Share of training time the step spent waiting for the data thread's next batch.
+    /// (Absent from results written before it was recorded: read as 0.)
+    #[serde(default)]
     pub data_wait_fraction: f64,
     /// The epoch the last attempt resumed from (0: trained in one go from scratch).
+    #[serde(default)]
     pub resumed_from_epoch: usize,
 }
 
@@ -139,4 +142,24 @@ pub fn hostname() -> String {
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_written_before_newer_provenance_fields_still_read() {
+        // A result.json as the first version wrote it, without data_wait_fraction and
+        // resumed_from_epoch: it must stay readable (a store outlives the binary).
+        let m = r#"{"epoch": 3, "lr": 0.1, "train_loss": 0.5, "test_error": 0.25, "test_nll": 0.6, "elapsed": 1.0}"#;
+        let old = format!(
+            r#"{{"id": "ab", "slug": "erm-s0", "final_metrics": {m}, "best_on_test": {m},
+               "provenance": {{"mixsweep_version": "0.1.0", "git_commit": "x", "burn_version": "0.22.1",
+               "device": "cpu", "threads": 2, "host": "h", "wall_time": 1.0, "train_examples_per_sec": 10.0}}}}"#
+        );
+        let r: RunResult = serde_json::from_str(&old).unwrap();
+        assert_eq!((r.provenance.data_wait_fraction, r.provenance.resumed_from_epoch), (0.0, 0));
+        assert_eq!(r.best_on_validation, None);
+    }
 }
