@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod data;
+pub mod eval;
 pub mod exec;
 pub mod models;
 pub mod report;
