@@ -59,6 +59,8 @@ fn uninterrupted() -> (Vec<serde_json::Value>, serde_json::Value) {
 }
 
 /// Starts a sweep that checkpoints every epoch and waits until its run has evaluated `epochs`.
+/// The caller waits for the returned child.
+#[allow(clippy::zombie_processes)]
 fn start_and_wait(sb: &Sandbox, epochs: usize) -> Child {
     let child = sb.cmd(&["sweep", "e.yaml", "--threads", "1", "--checkpoint-every", "1"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -67,7 +69,12 @@ fn start_and_wait(sb: &Sandbox, epochs: usize) -> Child {
         if lines >= epochs {
             return child;
         }
-        assert!(Instant::now() < deadline, "the run did not reach epoch {epochs} in time");
+        if Instant::now() >= deadline {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the run did not reach epoch {epochs} in time");
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
 }
