@@ -1,4 +1,4 @@
-//! Evaluation beyond clean error and NLL (issue 5, in progress): FGSM, calibration and the paper's
+//! Evaluation beyond clean error and NLL (issue 5, in progress): FGSM, calibration, the flattening measure and the paper's
 //! test-time deformations, as pure functions on predictions and images. Not wired into runs
 //! yet: how evaluation settings relate to a run's identity (a re-evaluation must not retrain)
 //! is decided with `mixsweep eval`.
@@ -6,3 +6,4 @@
 pub mod attacks;
 pub mod calibration;
 pub mod deform;
+pub mod flattening;
