@@ -66,14 +66,13 @@ pub fn exec(run_dir: &Path, opts: &ExecOptions) -> Result<ExecOutcome, store::St
     let stop = stop_flag().map_err(io)?;
     let outcome = run_claimed(run_dir, opts, &stop);
     let outcome = match outcome {
-        Ok(Some(result)) => {
+        Ok(Claimed::Done(result)) => {
             atomic::write_json(&run_dir.join(RunFiles::RESULT), &result).map_err(io)?;
             status.state = State::Done;
             ExecOutcome::Done
         }
-        Ok(None) => {
+        Ok(Claimed::Stopped { epoch, step }) => {
             status.state = State::Interrupted;
-            let (epoch, step) = read_stop_point(run_dir);
             eprintln!("stopped on request at epoch {epoch}, minibatch {step}; checkpoint written, the next sweep resumes it");
             ExecOutcome::Interrupted { epoch, step }
         }
@@ -101,16 +100,15 @@ pub fn stop_flag() -> std::io::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// Where the last checkpoint of `run_dir` stands, as (epoch 1-based, minibatch).
-fn read_stop_point(run_dir: &Path) -> (usize, usize) {
-    match train::checkpoint::load(&run_dir.join(RunFiles::CHECKPOINT)) {
-        Ok(Some(saved)) => (saved.state.epoch + 1, saved.state.step),
-        _ => (0, 0),
-    }
+/// How training of a claimed run ended, short of a failure.
+enum Claimed {
+    Done(Box<RunResult>),
+    /// Stopped on request after a checkpoint at (epoch 1-based, minibatch).
+    Stopped { epoch: usize, step: usize },
 }
 
-/// Trains the claimed run: `Ok(None)` when it stopped on request.
-fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool) -> Result<Option<RunResult>, Failure> {
+/// Trains the claimed run.
+fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool) -> Result<Claimed, Failure> {
     let spec_path = run_dir.join(RunFiles::SPEC);
     let bad_spec = |reason: String| Failure { class: FailureClass::BadSpec, reason };
     let text = std::fs::read_to_string(&spec_path).map_err(|e| bad_spec(format!("{}: {e}", spec_path.display())))?;
@@ -147,17 +145,17 @@ fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool) -> Result<
     })?;
     let outcome = match ended {
         Ended::Finished(outcome) => outcome,
-        Ended::Stopped { .. } => return Ok(None),
+        Ended::Stopped { epoch, step } => return Ok(Claimed::Stopped { epoch, step }),
     };
     let (Some(final_metrics), Some(best)) = (outcome.history.last().cloned(), outcome.history.iter().min_by(|a, b| a.test_error.total_cmp(&b.test_error)).cloned()) else {
         return Err(Failure { class: FailureClass::Crashed, reason: "training ended without an evaluation".into() });
     };
-    Ok(Some(RunResult {
+    Ok(Claimed::Done(Box::new(RunResult {
         id: id.clone(),
         slug: spec.slug(),
         final_metrics,
         best_on_test: best,
-        best_on_validation: outcome.history.iter().filter(|m| m.val_error.is_some()).min_by(|a, b| a.val_error.unwrap_or(f64::INFINITY).total_cmp(&b.val_error.unwrap_or(f64::INFINITY))).cloned(),
+        best_on_validation: outcome.history.iter().filter_map(|m| m.val_error.map(|v| (v, m))).min_by(|a, b| a.0.total_cmp(&b.0)).map(|(_, m)| m.clone()),
         provenance: Provenance {
             mixsweep_version: env!("CARGO_PKG_VERSION").to_string(),
             git_commit: env!("MIXSWEEP_GIT_COMMIT").to_string(),
@@ -170,5 +168,5 @@ fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool) -> Result<
             data_wait_fraction: outcome.data_wait_fraction,
             resumed_from_epoch: outcome.resumed_from_epoch,
         },
-    }))
+    })))
 }
