@@ -226,13 +226,13 @@ fn run(cli: Cli) -> Result<u8, CliError> {
     }
 }
 
-/// Reads every distinct data set of the experiment once, so that a missing or damaged file
+/// Checks every distinct data set of the experiment once, so that a missing or damaged file
 /// stops the sweep before anything is written (the runs would all fail on it).
 fn check_data(exp: &Experiment) -> Result<(), CliError> {
     let mut seen = std::collections::HashSet::new();
     for run in &exp.runs {
         if run.data.image().is_some() && seen.insert(serde_json::to_string(&run.data).unwrap_or_default()) {
-            crate::data::load(&run.data)?;
+            crate::data::check(&run.data)?;
         }
     }
     Ok(())

@@ -265,6 +265,13 @@ fn tiny_imagenet_trees_load_with_imagefolder_class_order() {
     // Class 0's images are grey level 199 in R and G, 56 in B (JPEG rounding allowed).
     assert!((px[0] as i32 - 199).abs() <= 2 && (px[2 * 4096] as i32 - 56).abs() <= 2, "{} {}", px[0], px[2 * 4096]);
 
+    // The pre-sweep check lists the tree without decoding; a missing annotated image fails it.
+    assert!(data::check(&spec).is_ok());
+    fs::rename(dir.join("val/images/val_2.JPEG"), dir.join("val/images/moved.JPEG")).unwrap();
+    let err = data::check(&spec).unwrap_err().to_string();
+    assert!(err.contains("val_2.JPEG: not found"), "{err}");
+    fs::rename(dir.join("val/images/moved.JPEG"), dir.join("val/images/val_2.JPEG")).unwrap();
+
     let small = image::RgbImage::from_pixel(32, 32, image::Rgb([1, 2, 3]));
     small.save_with_format(dir.join("val/images/val_1.JPEG"), image::ImageFormat::Jpeg).unwrap();
     let err = data::load(&spec).unwrap_err().to_string();

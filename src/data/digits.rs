@@ -8,7 +8,7 @@ use std::path::Path;
 
 use rand::seq::SliceRandom;
 
-use super::DataError;
+use super::{DataError, Split};
 
 const HINT: &str = "run `make data` (it takes digits.csv.gz from Debian's python3-sklearn package into data/digits/), or copy sklearn/datasets/data/digits.csv.gz from any scikit-learn install into data/digits/ (or data.dir)";
 /// Rows in the file.
@@ -16,9 +16,7 @@ pub const ROWS: usize = 1797;
 /// Images in the fixed test split.
 pub const TEST: usize = 360;
 
-/// ((train pixels, labels), (test pixels, labels)); pixels 0..16, `[n, 1, 8, 8]`.
-pub type Split = ((Vec<u8>, Vec<usize>), (Vec<u8>, Vec<usize>));
-
+/// The train and test splits; pixels 0..16, `[n, 1, 8, 8]`.
 pub fn read(dir: &Path) -> Result<Split, DataError> {
     let path = dir.join("digits.csv.gz");
     let bytes = std::fs::read(&path).map_err(|_| DataError::Missing { file: path.display().to_string(), also: None, hint: HINT.to_string() })?;

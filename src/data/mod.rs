@@ -17,6 +17,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::spec::types::{Augment, DataSpec, ImageData, ImageSet};
 
+/// Pixels and labels of a train split and of a test split, as a reader returns them.
+pub type Split = ((Vec<u8>, Vec<usize>), (Vec<u8>, Vec<usize>));
+
 /// Why data could not be read. Each names the file, what is wrong and how to get it right.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -150,6 +153,15 @@ pub fn load(spec: &DataSpec) -> Result<Splits, DataError> {
     let (train, test) = read_image_set(set, &dir)?;
     let (train, val) = hold_out(train, opts.val_split, opts.train_subset, opts.seed);
     Ok(Splits { train, val, test, augment: opts.augment.clone() })
+}
+
+/// Checks that a spec's data can be read, as cheaply as that can be known: Tiny-ImageNet's tree
+/// is listed (decoding its 110,000 JPEGs takes about a minute), every other set is read whole.
+pub fn check(spec: &DataSpec) -> Result<(), DataError> {
+    match spec.image() {
+        Some((ImageSet::TinyImagenet, opts)) => tiny_imagenet::check(&locate(ImageSet::TinyImagenet, opts)),
+        _ => load(spec).map(|_| ()),
+    }
 }
 
 /// Moves `n_val` training examples, chosen by the data seed's "data/val" stream, to a

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::DataError;
+use super::{DataError, Split};
 
 const HINT: &str = "tiny-imagenet-200.zip (about 237 MB) from http://cs231n.stanford.edu/tiny-imagenet-200.zip, unzipped into data/tiny-imagenet-200/ (or data.dir)";
 pub const CLASSES: usize = 200;
@@ -22,7 +22,25 @@ fn bad(path: &Path, problem: String) -> DataError {
 }
 
 /// ((train pixels `[n, 3, 64, 64]`, labels), (val pixels, labels)).
-pub fn read(dir: &Path) -> Result<super::digits::Split, DataError> {
+pub fn read(dir: &Path) -> Result<Split, DataError> {
+    let (train_files, val_files) = list(dir)?;
+    Ok((decode_all(&train_files)?, decode_all(&val_files)?))
+}
+
+/// Checks the tree — class ids, a non-empty image folder per class, the validation annotations
+/// and that every annotated image exists — without decoding any image.
+pub fn check(dir: &Path) -> Result<(), DataError> {
+    let (_, val_files) = list(dir)?;
+    match val_files.iter().find(|(path, _)| !path.is_file()) {
+        Some((path, _)) => Err(missing(path)),
+        None => Ok(()),
+    }
+}
+
+/// The training and validation image files with their labels.
+type Files = Vec<(PathBuf, usize)>;
+
+fn list(dir: &Path) -> Result<(Files, Files), DataError> {
     let wnids_path = dir.join("wnids.txt");
     let text = std::fs::read_to_string(&wnids_path).map_err(|_| missing(&wnids_path))?;
     let mut wnids: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
@@ -30,7 +48,7 @@ pub fn read(dir: &Path) -> Result<super::digits::Split, DataError> {
     if wnids.len() != CLASSES {
         return Err(bad(&wnids_path, format!("{} class ids; Tiny-ImageNet has {CLASSES}", wnids.len())));
     }
-    let mut train_files: Vec<(PathBuf, usize)> = Vec::new();
+    let mut train_files: Files = Vec::new();
     for (label, wnid) in wnids.iter().enumerate() {
         let folder = dir.join("train").join(wnid).join("images");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&folder).map_err(|_| missing(&folder))?.flatten().map(|e| e.path()).filter(|p| is_jpeg(p)).collect();
@@ -53,7 +71,7 @@ pub fn read(dir: &Path) -> Result<super::digits::Split, DataError> {
         };
         val_files.push((dir.join("val").join("images").join(file), label));
     }
-    Ok((decode_all(&train_files)?, decode_all(&val_files)?))
+    Ok((train_files, val_files))
 }
 
 fn is_jpeg(p: &Path) -> bool {
