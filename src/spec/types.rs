@@ -362,15 +362,6 @@ impl DataSpec {
             None => vec![2],
         }
     }
-    pub fn classes(&self) -> usize {
-        self.image().map(|(set, _)| set.classes()).unwrap_or(2)
-    }
-    pub fn n_train(&self) -> usize {
-        match self {
-            DataSpec::Spirals { n_train, .. } => *n_train,
-            _ => self.image().map(|(set, d)| if d.train_subset > 0 { d.train_subset } else { set.n_train() - d.val_split }).unwrap_or(0),
-        }
-    }
     /// Training examples held out for validation (0 = no validation set).
     pub fn val_split(&self) -> usize {
         match self {

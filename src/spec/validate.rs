@@ -112,7 +112,7 @@ fn cutout(raw: &RunRaw, data: Option<&DataSpec>, issues: &mut Vec<Issue>) -> Opt
     let side = data.and_then(|d| d.image()).map(|(set, _)| set.shape()[1]);
     match side {
         None if data.is_some() => {
-            issues.push(Issue::new("method", "cutout", "Cutout cuts holes in images, and this data is not images", "an image data set (mnist, fashion_mnist, cifar10, cifar100), or another method"));
+            issues.push(Issue::new("method", "cutout", "Cutout cuts holes in images, and this data is not images", "an image data set (mnist, fashion_mnist, cifar10, cifar100, svhn, tiny_imagenet, digits), or another method"));
             None
         }
         Some(side) if size < 1 || size as usize > side => {
