@@ -81,7 +81,6 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
     let splits = data::load(&spec.data)?;
     let (train_set, test_set) = (&splits.train, &splits.test);
     let transform = data::TrainTransform { augment: splits.augment.clone(), cutout: spec.cutout };
-    let mut augment_rng = crate::rng::stream(spec.seed, "augment");
     let mut model = Network::new(&spec.model, &train_set.shape, train_set.classes, &mut crate::rng::stream(spec.seed, "init"), &ad);
     let mut optimizer = optim::optimizer(&spec.train);
     let mut order_rng = crate::rng::stream(spec.seed, "order");
@@ -128,9 +127,10 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
         order.shuffle(&mut order_rng);
         // No drop_last, as PyTorch's DataLoader in the official code: the last batch may be short.
         let batches: Vec<(usize, Vec<usize>)> = order.chunks(spec.train.batch_size).enumerate().skip(st.step).map(|(s, rows)| (s, rows.to_vec())).collect();
+        let mut augment_rng = crate::rng::stream(spec.seed, "augment");
         augment_rng.set_word_pos(st.augment_pos);
         // The model and optimiser move into the consumer and come back with the epoch's outcome.
-        let (outcome, waited) = prefetch::run(train_set, batches, &transform, augment_rng.clone(), |batches| -> Result<(Network, ModuleOptimizer, bool), TrainError> {
+        let (outcome, waited) = prefetch::run(train_set, batches, &transform, augment_rng, |batches| -> Result<(Network, ModuleOptimizer, bool), TrainError> {
             let (mut model, mut optimizer) = (model, optimizer);
             for batch in batches {
                 let idx = &batch.rows;
