@@ -67,6 +67,28 @@ pub enum Command {
         #[arg(long, default_value = "cpu")]
         device: DeviceChoice,
     },
+    /// Evaluate trained runs without retraining: under the experiment's `evaluate:` settings,
+    /// or new ones (`--settings FILE`, `-o key=value`). Each evaluation is added to the run's
+    /// result.json beside those made under other settings.
+    Eval {
+        /// Experiment files (every trained run of each) or run directories.
+        #[arg(required = true)]
+        targets: Vec<PathBuf>,
+        /// Take the settings from this YAML file (the mapping `evaluate:` takes).
+        #[arg(long, value_name = "FILE")]
+        settings: Option<PathBuf>,
+        /// Change one evaluation setting: `-o fgsm=[0.05]`, `-o examples=500`.
+        #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Evaluate again even where an evaluation under these settings exists.
+        #[arg(long)]
+        again: bool,
+        /// Where to compute: cpu, cuda:N or vulkan:N.
+        #[arg(long, default_value = "cpu")]
+        device: DeviceChoice,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Totals by state, and every run that is not done, from the store as it is now.
     Status {
         experiment: PathBuf,
@@ -174,7 +196,8 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             let opts = SweepOptions { threads, rerun_failed: rerun.contains(&Rerun::Failed), checkpoint_every, device };
             let summary = schedule::sweep(&exp, &store, &opts)?;
             if summary.ran > 0 {
-                println!("{}: {} of {} runs done ({} just now), {} failed.", exp.name, summary.already_done + summary.done_now, summary.total, summary.done_now, summary.failed.len());
+                let evaluated = if summary.evaluated > 0 { format!(", {} trained before and evaluated now", summary.evaluated) } else { String::new() };
+                println!("{}: {} of {} runs done ({} just now{evaluated}), {} failed.", exp.name, summary.already_done + summary.done_now, summary.total, summary.done_now, summary.failed.len());
             }
             for f in &summary.failed {
                 println!("  failed: {} ({}: {}); log: {}", f.slug, f.failure.class, f.failure.reason, f.log.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| f.dir.display().to_string()));
@@ -187,9 +210,10 @@ fn run(cli: Cli) -> Result<u8, CliError> {
         }
         Command::Exec { run_dir, threads, checkpoint_every, device } => {
             let threads = init_threads(threads)?;
-            match exec(&run_dir, &ExecOptions { threads, checkpoint_every, device })? {
+            let evaluate = crate::eval::settings_beside(&run_dir)?;
+            match exec(&run_dir, &ExecOptions { threads, checkpoint_every, device, evaluate })? {
                 ExecOutcome::Done => Ok(0),
-                ExecOutcome::Failed(_) => Ok(1),
+                ExecOutcome::Failed(_) | ExecOutcome::EvaluationFailed(_) => Ok(1),
                 ExecOutcome::Interrupted { .. } => Ok(EXIT_INTERRUPTED as u8),
                 ExecOutcome::ClaimedElsewhere => {
                     eprintln!("{}: claimed by another live process; not run", run_dir.display());
@@ -210,6 +234,24 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             println!("wrote {}", out.display());
             Ok(0)
         }
+        Command::Eval { targets, settings, overrides, again, device, threads } => {
+            let threads = init_threads(threads)?;
+            crate::train::device::check_built(device)?;
+            let overrides = overrides.iter().map(|o| Override::parse(o)).collect::<Result<Vec<_>, _>>()?;
+            let from_file = settings.as_deref().map(spec::evaluate::load).transpose()?;
+            let dev = crate::train::device::open(device)?;
+            let name = crate::exec::device_name(device, threads);
+            let mut failed = 0;
+            for target in &targets {
+                let (base, dirs) = eval_targets(target, &store)?;
+                let chosen = spec::evaluate::with_overrides(from_file.as_ref().unwrap_or(&base), &overrides)?;
+                println!("{}: evaluation settings {}", target.display(), chosen.id());
+                for dir in dirs {
+                    failed += !eval_one(&dir, &chosen, &dev, &name, again) as usize;
+                }
+            }
+            Ok(if failed == 0 { 0 } else { 1 })
+        }
         Command::Status { experiment, overrides } => {
             let exp = load(&experiment, &overrides)?;
             status(&exp, &store)?;
@@ -224,6 +266,53 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             Ok(0)
         }
     }
+}
+
+/// The settings a target names (an experiment's `evaluate:`, or those stored beside a run
+/// directory) and the trained run directories it covers.
+fn eval_targets(target: &Path, store: &Store) -> Result<(spec::evaluate::EvalSettings, Vec<PathBuf>), CliError> {
+    if target.is_dir() {
+        if store::read_result(target)?.is_none() {
+            return Err(CliError::Other(format!("{}: not a trained run directory (no result.json)", target.display())));
+        }
+        return Ok((crate::eval::settings_beside(target)?.unwrap_or_default(), vec![target.to_path_buf()]));
+    }
+    let exp = load(target, &[])?;
+    let mut dirs = Vec::new();
+    for (run, state) in states(&exp, store)? {
+        if state == RunState::Done {
+            dirs.push(run.dir);
+        } else {
+            println!("  {}: {}, not evaluated", run.slug, state.label());
+        }
+    }
+    Ok((exp.evaluate, dirs))
+}
+
+/// Evaluates one trained run under its claim; prints what happened; false if it failed.
+fn eval_one(dir: &Path, settings: &spec::evaluate::EvalSettings, device: &burn::prelude::Device, name: &str, again: bool) -> bool {
+    let held = match store::claim::acquire(dir) {
+        Ok(Some(held)) => held,
+        Ok(None) => {
+            println!("  {}: claimed by another live process; skipped", dir.display());
+            return true;
+        }
+        Err(e) => {
+            println!("  {}: {e}", dir.display());
+            return false;
+        }
+    };
+    let made = crate::eval::evaluate_run(dir, settings, device, name, again);
+    held.release();
+    match made {
+        Ok(0) => println!("  {}: already evaluated under these settings (--again to redo)", dir.display()),
+        Ok(n) => println!("  {}: {n} evaluation{} recorded in result.json", dir.display(), if n == 1 { "" } else { "s" }),
+        Err(e) => {
+            println!("  {}: evaluation failed: {e}", dir.display());
+            return false;
+        }
+    }
+    true
 }
 
 /// Checks every distinct data set of the experiment once, so that a missing or damaged file

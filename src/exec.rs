@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::spec::RunSpec;
+use crate::spec::evaluate::EvalSettings;
 use crate::store::records::{Failure, FailureClass, Provenance, RunResult, State, Status, hostname, now};
 use crate::store::{self, RunFiles, atomic, claim};
 use crate::train::device::DeviceChoice;
@@ -23,6 +24,8 @@ pub enum ExecOutcome {
     Interrupted { epoch: usize, step: usize },
     /// Another live process holds the claim.
     ClaimedElsewhere,
+    /// Trained (result.json is written), but the evaluation failed; the next sweep tries again.
+    EvaluationFailed(String),
 }
 
 /// The version of burn we build against (pinned exactly in Cargo.toml).
@@ -37,22 +40,23 @@ pub struct ExecOptions {
     pub checkpoint_every: usize,
     /// Where to compute.
     pub device: DeviceChoice,
+    /// What to measure on the trained model (`evaluate:` of the experiment); `None` = nothing
+    /// beyond training's own test metrics.
+    pub evaluate: Option<EvalSettings>,
 }
 
-/// Runs (or resumes) the run in `run_dir`. SIGINT and SIGTERM make it checkpoint at the next
-/// minibatch boundary and stop.
+/// Runs (or resumes) the run in `run_dir`, then evaluates the trained model under
+/// `opts.evaluate`; a run already trained is only evaluated (where it lacks the evaluation).
+/// SIGINT and SIGTERM make training checkpoint at the next minibatch boundary and stop.
 pub fn exec(run_dir: &Path, opts: &ExecOptions) -> Result<ExecOutcome, store::StoreError> {
     let io = |source| store::StoreError::Io { path: run_dir.to_path_buf(), source };
-    if store::read_result(run_dir)?.is_some() {
-        return Ok(ExecOutcome::Done);
-    }
     let Some(held) = claim::acquire(run_dir).map_err(io)? else {
         return Ok(ExecOutcome::ClaimedElsewhere);
     };
-    // Another process may have finished the run between the check above and the claim.
     if store::read_result(run_dir)?.is_some() {
+        let outcome = evaluate(run_dir, opts);
         held.release();
-        return Ok(ExecOutcome::Done);
+        return Ok(outcome);
     }
     let mut status = store::read_status(run_dir)?.unwrap_or_else(Status::pending);
     status.state = State::Running;
@@ -69,7 +73,9 @@ pub fn exec(run_dir: &Path, opts: &ExecOptions) -> Result<ExecOutcome, store::St
         Ok(Claimed::Done(result)) => {
             atomic::write_json(&run_dir.join(RunFiles::RESULT), &result).map_err(io)?;
             status.state = State::Done;
-            ExecOutcome::Done
+            status.updated = now();
+            store::write_status(run_dir, &status)?;
+            evaluate(run_dir, opts)
         }
         Ok(Claimed::Stopped { epoch, step }) => {
             status.state = State::Interrupted;
@@ -87,6 +93,28 @@ pub fn exec(run_dir: &Path, opts: &ExecOptions) -> Result<ExecOutcome, store::St
     store::write_status(run_dir, &status)?;
     held.release();
     Ok(outcome)
+}
+
+/// Evaluates the trained run in `run_dir` under `opts.evaluate` where it lacks the evaluation.
+/// The caller holds the claim.
+fn evaluate(run_dir: &Path, opts: &ExecOptions) -> ExecOutcome {
+    let Some(settings) = &opts.evaluate else { return ExecOutcome::Done };
+    let made = train::device::open(opts.device).map_err(|e| e.to_string()).and_then(|device| crate::eval::evaluate_run(run_dir, settings, &device, &device_name(opts.device, opts.threads), false).map_err(|e| e.to_string()));
+    match made {
+        Ok(_) => ExecOutcome::Done,
+        Err(reason) => {
+            eprintln!("evaluation failed: {reason}");
+            ExecOutcome::EvaluationFailed(reason)
+        }
+    }
+}
+
+/// How a device is named in provenance.
+pub fn device_name(device: DeviceChoice, threads: usize) -> String {
+    match device {
+        DeviceChoice::Cpu => format!("cpu (burn flex, {threads} threads)"),
+        other => other.to_string(),
+    }
 }
 
 /// A flag that SIGINT and SIGTERM set. A second signal, with the flag already set, ends the
@@ -132,12 +160,8 @@ fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool) -> Result<
         atomic::write(&metrics_path, text.as_bytes())
     };
     let device = train::device::open(opts.device).map_err(|e| Failure { class: FailureClass::NoDevice, reason: e.to_string() })?;
-    let device_name = match opts.device {
-        DeviceChoice::Cpu => format!("cpu (burn flex, {} threads)", opts.threads),
-        other => other.to_string(),
-    };
     let checkpoint_dir = run_dir.join(RunFiles::CHECKPOINT);
-    let control = Control { device: &device, device_name, checkpoint_dir: Some(&checkpoint_dir), checkpoint_every: opts.checkpoint_every, stop };
+    let control = Control { device: &device, device_name: device_name(opts.device, opts.threads), checkpoint_dir: Some(&checkpoint_dir), checkpoint_every: opts.checkpoint_every, stop };
     let ended = train::train(&spec, &control, &mut write_metrics).map_err(|e| match e {
         TrainError::Diverged { .. } => Failure { class: FailureClass::Diverged, reason: e.to_string() },
         TrainError::Data(_) => Failure { class: FailureClass::BadData, reason: e.to_string() },
@@ -168,5 +192,6 @@ fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool) -> Result<
             data_wait_fraction: outcome.data_wait_fraction,
             resumed_from_epoch: outcome.resumed_from_epoch,
         },
+        evaluations: Vec::new(),
     })))
 }

@@ -144,6 +144,15 @@ base:
   data: { name: fashion_mnist, train_subset: 256, val_split: 64, augment: [crop2, flip] }
   model: { name: preact_resnet, depth: 18, width: 4 }
   train: { optimizer: sgd, lr: 0.05, epochs: 1, batch_size: 64 }
+evaluate:
+  examples: 50
+  fgsm: [0.03]
+  rotate: [20]
+  shear: [28.6]
+  zoom_in: [60]
+  zoom_out: [140]
+  noise: [0.1]
+  flattening: [4]
 seeds: [0]
 grid:
   - { method: [erm] }
@@ -159,6 +168,20 @@ grid:
         let r = result(d);
         assert!(r["final_metrics"]["test_error"].as_f64().unwrap() < 0.9, "{r}");
         assert!(r["best_on_validation"]["val_error"].as_f64().is_some());
+        // Evaluated twice: the final model and the model the validation rule selected, each
+        // with every deformation on the same 50 test images.
+        let evals = r["evaluations"].as_array().unwrap();
+        assert_eq!(evals.iter().map(|e| e["model"].as_str().unwrap()).collect::<Vec<_>>(), ["final", "best_on_validation"]);
+        assert_eq!(evals[1]["epoch"], r["best_on_validation"]["epoch"]);
+        for e in evals {
+            let kinds: Vec<&str> = e["perturbations"].as_array().unwrap().iter().map(|p| p["perturbation"].as_str().unwrap()).collect();
+            assert_eq!(kinds, ["rotate", "shear", "zoom_in", "zoom_out", "noise"]);
+            for p in e["perturbations"].as_array().unwrap().iter().chain(e["attacks"].as_array().unwrap()) {
+                assert_eq!(p["examples"], 50);
+                assert!((0.0..=1.0).contains(&p["error"].as_f64().unwrap()), "{p}");
+            }
+            assert!(e["flattening"][0]["largest"].as_f64().unwrap() > 0.0);
+        }
     }
     assert!(dirs.iter().any(|d| d.file_name().unwrap().to_string_lossy().starts_with("cutout-c8-s0")));
 }

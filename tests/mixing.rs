@@ -24,7 +24,7 @@ fn values(t: Tensor<2>) -> Vec<f32> {
 }
 
 fn model(device: &Device) -> SpiralMlp {
-    SpiralMlp::new(2, 8, 3, 2, Activation::LeakyRelu, 2, &mut mixsweep::rng::stream(0, "init"), device)
+    SpiralMlp::new(2, 8, 3, 2, Activation::LeakyRelu, false, 2, &mut mixsweep::rng::stream(0, "init"), device)
 }
 
 #[test]

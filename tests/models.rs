@@ -98,7 +98,7 @@ fn parameter_counts_match_the_official_definitions() {
 }
 
 fn sgd() -> TrainSpec {
-    TrainSpec { epochs: 1, batch_size: 4, optimizer: OptimizerKind::Sgd, lr: 0.05, momentum: Some(0.9), nesterov: Some(true), weight_decay: 1e-4, schedule: ScheduleKind::Multistep, milestones: vec![], gamma: 0.1, loss: LossKind::SoftCe }
+    TrainSpec { input_noise: 0.0, epochs: 1, batch_size: 4, optimizer: OptimizerKind::Sgd, lr: 0.05, momentum: Some(0.9), nesterov: Some(true), weight_decay: 1e-4, schedule: ScheduleKind::Multistep, milestones: vec![], gamma: 0.1, loss: LossKind::SoftCe }
 }
 
 /// A few SGD steps with mixing at `layer`, on random images; returns the losses.

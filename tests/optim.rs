@@ -11,7 +11,7 @@ struct Scalar {
 }
 
 fn spec(momentum: f64, nesterov: bool, weight_decay: f64) -> TrainSpec {
-    TrainSpec { epochs: 1, batch_size: 1, optimizer: OptimizerKind::Sgd, lr: 0.1, momentum: Some(momentum), nesterov: Some(nesterov), weight_decay, schedule: ScheduleKind::Multistep, milestones: vec![], gamma: 0.1, loss: LossKind::SoftCe }
+    TrainSpec { input_noise: 0.0, epochs: 1, batch_size: 1, optimizer: OptimizerKind::Sgd, lr: 0.1, momentum: Some(momentum), nesterov: Some(nesterov), weight_decay, schedule: ScheduleKind::Multistep, milestones: vec![], gamma: 0.1, loss: LossKind::SoftCe }
 }
 
 /// Two SGD steps on loss = 3·w from w = 1 (gradient 3 + wd·w), returning w after each.

@@ -109,6 +109,13 @@ impl Dataset {
         out
     }
 
+    /// One image's pixels (`[c, h, w]`), normalised; empty for sets of points.
+    pub fn normalise(&self, pixels: &[u8]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(pixels.len());
+        self.normalise_into(pixels, &mut out);
+        out
+    }
+
     fn normalise_into(&self, pixels: &[u8], out: &mut Vec<f32>) {
         if let Inputs::Pixels { max, mean, std, .. } = &self.inputs {
             let plane = pixels.len() / mean.len();

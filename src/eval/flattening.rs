@@ -16,7 +16,12 @@ pub struct Flattening {
     pub all_largest: f64,
     /// Sum of the other singular values of all representations together.
     pub all_rest: f64,
+    /// Mean over classes of the k-th largest singular value, k < `SPECTRUM`.
+    pub spectrum: Vec<f64>,
 }
+
+/// How many of the largest singular values the mean spectrum keeps.
+pub const SPECTRUM: usize = 32;
 
 /// Singular values, largest first, of a row-major `[rows, cols]` matrix.
 pub fn singular_values(data: &[f64], rows: usize, cols: usize) -> Vec<f64> {
@@ -39,17 +44,25 @@ pub fn flattening(h: &[f32], dim: usize, labels: &[usize], classes: usize) -> Fl
     for c in 0..classes {
         let rows: Vec<f64> = labels.iter().enumerate().filter(|&(_, &l)| l == c).flat_map(|(i, _)| h[i * dim..(i + 1) * dim].iter().map(|&v| v as f64)).collect();
         if !rows.is_empty() {
-            per_class.push(largest_and_rest(&singular_values(&rows, rows.len() / dim, dim)));
+            per_class.push(singular_values(&rows, rows.len() / dim, dim));
         }
     }
     let k = per_class.len().max(1) as f64;
     let all: Vec<f64> = h.iter().map(|&v| v as f64).collect();
     let (all_largest, all_rest) = largest_and_rest(&singular_values(&all, labels.len(), dim));
+    let mut spectrum = vec![0.0; per_class.iter().map(Vec::len).max().unwrap_or(0).min(SPECTRUM)];
+    for s in &per_class {
+        for (acc, v) in spectrum.iter_mut().zip(s) {
+            *acc += v / k;
+        }
+    }
+    let pairs: Vec<(f64, f64)> = per_class.iter().map(|s| largest_and_rest(s)).collect();
     Flattening {
-        largest: per_class.iter().map(|p| p.0).sum::<f64>() / k,
-        rest: per_class.iter().map(|p| p.1).sum::<f64>() / k,
+        largest: pairs.iter().map(|p| p.0).sum::<f64>() / k,
+        rest: pairs.iter().map(|p| p.1).sum::<f64>() / k,
         all_largest,
         all_rest,
+        spectrum,
     }
 }
 
@@ -87,6 +100,8 @@ mod tests {
         let labels = [0, 0, 0, 0, 1, 1, 1, 1];
         let f = flattening(&h, 3, &labels, 3);
         assert!((f.largest - 4.0).abs() < 1e-5 && (f.rest - 1.5).abs() < 1e-5, "{f:?}");
+        // Mean spectrum: ((5 + 3)/2, (2 + 1)/2, 0).
+        assert!((f.spectrum[0] - 4.0).abs() < 1e-5 && (f.spectrum[1] - 1.5).abs() < 1e-5 && f.spectrum[2].abs() < 1e-5, "{f:?}");
         // Pooled: the same row space, so σ = sqrt(5² + 3²) and sqrt(2² + 1²).
         assert!((f.all_largest - 34f64.sqrt()).abs() < 1e-5 && (f.all_rest - 5f64.sqrt()).abs() < 1e-5, "{f:?}");
     }

@@ -5,9 +5,10 @@
 //! Mix point 0 is the input; mix point k ≥ 1 is the output of hidden layer k after its
 //! activation; the bottleneck is mix point `depth + 1`. Weights start as PyTorch's `nn.Linear`
 //! default, U(−1/√fan_in, 1/√fan_in) for weights and biases, drawn from our own seeded stream
-//! so that initialisation does not depend on the backend.
+//! so that initialisation does not depend on the backend. With `batch_norm`, every hidden
+//! layer normalises its pre-activations (BatchNorm, γ = 1, β = 0 at the start, as PyTorch).
 
-use burn::nn::Linear;
+use burn::nn::{BatchNorm, BatchNormConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::activation;
 use rand_chacha::ChaCha8Rng;
@@ -21,6 +22,8 @@ use crate::spec::types::Activation;
 pub struct SpiralMlp {
     /// Linear maps in order; all but the last are followed by the activation.
     pub layers: Vec<Linear>,
+    /// One per hidden layer with `batch_norm`, else none.
+    pub norms: Vec<BatchNorm>,
     #[module(skip)]
     pub activation: Activation,
 }
@@ -28,14 +31,16 @@ pub struct SpiralMlp {
 impl SpiralMlp {
     /// inputs → depth×width → bottleneck → depth×width → classes.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(inputs: usize, width: usize, depth: usize, bottleneck: usize, activation: Activation, classes: usize, rng: &mut ChaCha8Rng, device: &Device) -> SpiralMlp {
+    pub fn new(inputs: usize, width: usize, depth: usize, bottleneck: usize, activation: Activation, batch_norm: bool, classes: usize, rng: &mut ChaCha8Rng, device: &Device) -> SpiralMlp {
         let mut sizes = vec![inputs];
         sizes.extend(std::iter::repeat_n(width, depth));
         sizes.push(bottleneck);
         sizes.extend(std::iter::repeat_n(width, depth));
         sizes.push(classes);
         let layers = sizes.windows(2).map(|w| linear(w[0], w[1], rng, device)).collect();
-        SpiralMlp { layers, activation }
+        let hidden = &sizes[1..sizes.len() - 1];
+        let norms = if batch_norm { hidden.iter().map(|&n| BatchNormConfig::new(n).init(device)).collect() } else { Vec::new() };
+        SpiralMlp { layers, norms, activation }
     }
 
     /// Logits `[batch, classes]` for inputs `[batch, features]`, with `hook` applied at every
@@ -46,6 +51,9 @@ impl SpiralMlp {
         for (i, layer) in self.layers.iter().enumerate() {
             h = layer.forward(h);
             if i < last {
+                if let Some(norm) = self.norms.get(i) {
+                    h = norm.forward(h);
+                }
                 h = hook.at(i + 1, self.activate(h));
             }
         }

@@ -35,7 +35,7 @@ impl Network {
             _ => [shape.iter().product(), 1, 1],
         };
         match *spec {
-            ModelSpec::SpiralMlp { width, depth, bottleneck, activation } => Network::Mlp(SpiralMlp::new(shape.iter().product(), width, depth, bottleneck, activation, classes, rng, device)),
+            ModelSpec::SpiralMlp { width, depth, bottleneck, activation, batch_norm, .. } => Network::Mlp(SpiralMlp::new(shape.iter().product(), width, depth, bottleneck, activation, batch_norm, classes, rng, device)),
             ModelSpec::PreactResnet { depth, width, stem_stride } => Network::PreAct(PreActResNet::new(depth, width, stem_stride, image, classes, rng, device)),
             ModelSpec::WideResnet { depth, widen, stem_stride } => Network::Wide(WideResNet::new(depth, widen, stem_stride, image, classes, rng, device)),
         }

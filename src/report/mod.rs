@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
+mod metrics;
+use metrics::Metric;
+
 use crate::spec::{Experiment, TableSpec};
 use crate::store::{self, RunState, Store, StoreError};
 
@@ -26,20 +29,6 @@ pub enum ReportError {
     UnknownKey { file: String, table: String, what: &'static str, name: String, allowed: String },
 }
 
-/// A metric the reporter knows: its key in result.json, header, scale and format.
-struct Metric {
-    key: &'static str,
-    header: &'static str,
-    scale: f64,
-    decimals: usize,
-}
-
-const METRICS: [Metric; 3] = [
-    Metric { key: "test_error", header: "test error % ↓", scale: 100.0, decimals: 2 },
-    Metric { key: "test_nll", header: "test NLL ↓", scale: 1.0, decimals: 4 },
-    Metric { key: "train_loss", header: "train loss ↓", scale: 1.0, decimals: 4 },
-];
-
 /// A metric's statistics over the seeds of one group.
 #[derive(Debug, Clone, Copy)]
 struct Stat {
@@ -53,7 +42,7 @@ struct Row {
     keys: BTreeMap<String, String>,
     seed: u64,
     state: RunState,
-    metrics: BTreeMap<&'static str, f64>,
+    metrics: BTreeMap<String, f64>,
 }
 
 /// Builds the report of `exp` and writes it to `<reports>/<name>.md`; returns its path.
@@ -108,10 +97,7 @@ fn collect(exp: &Experiment, store: &Store) -> Result<Vec<Row>, ReportError> {
         if state == RunState::Done
             && let Some(result) = store::read_result(&run.dir)?
         {
-            let m = &result.final_metrics;
-            metrics.insert("test_error", m.test_error);
-            metrics.insert("test_nll", m.test_nll);
-            metrics.insert("train_loss", m.train_loss);
+            metrics = metrics::values(&result, &exp.evaluate);
         }
         rows.push(Row { keys, seed: run.spec.seed, state, metrics });
     }
@@ -172,11 +158,12 @@ fn render_table(exp: &Experiment, table: &TableSpec, rows: &[Row], varying: &[St
             return Err(ReportError::UnknownKey { file, table: table.title.clone(), what: "row key", name: k.clone(), allowed: known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") });
         }
     }
-    let mut metrics = Vec::new();
+    let available = metrics::available(&exp.evaluate);
+    let mut metrics: Vec<&Metric> = Vec::new();
     for m in &table.metrics {
-        match METRICS.iter().find(|x| x.key == m) {
+        match available.iter().find(|x| x.key == metrics::normalise(m)) {
             Some(x) => metrics.push(x),
-            None => return Err(ReportError::UnknownKey { file, table: table.title.clone(), what: "metric", name: m.clone(), allowed: METRICS.iter().map(|x| x.key).collect::<Vec<_>>().join(", ") }),
+            None => return Err(ReportError::UnknownKey { file, table: table.title.clone(), what: "metric", name: m.clone(), allowed: available.iter().map(|x| x.key.as_str()).collect::<Vec<_>>().join(", ") }),
         }
     }
     let group_of = |r: &Row| -> Vec<String> { group_keys.iter().map(|k| r.keys.get(k).cloned().unwrap_or_else(|| "—".into())).collect() };
@@ -204,8 +191,8 @@ fn render_table(exp: &Experiment, table: &TableSpec, rows: &[Row], varying: &[St
         columns.push(Column::new(format!("g{i}").into(), values));
     }
     for m in &metrics {
-        let values: Vec<Option<f64>> = done.iter().map(|r| r.metrics.get(m.key).copied()).collect();
-        columns.push(Column::new(m.key.into(), values));
+        let values: Vec<Option<f64>> = done.iter().map(|r| r.metrics.get(&m.key).copied()).collect();
+        columns.push(Column::new(m.key.as_str().into(), values));
     }
     let mut stats: BTreeMap<Vec<String>, Vec<Stat>> = BTreeMap::new();
     if !done.is_empty() {
@@ -213,9 +200,9 @@ fn render_table(exp: &Experiment, table: &TableSpec, rows: &[Row], varying: &[St
         let by: Vec<Expr> = (0..group_keys.len()).map(|i| col(format!("g{i}"))).collect();
         let mut aggs = Vec::new();
         for m in &metrics {
-            aggs.push(col(m.key).mean().alias(format!("{}_mean", m.key)));
-            aggs.push(col(m.key).std(1).alias(format!("{}_std", m.key)));
-            aggs.push(col(m.key).count().cast(DataType::UInt32).alias(format!("{}_n", m.key)));
+            aggs.push(col(m.key.as_str()).mean().alias(format!("{}_mean", m.key)));
+            aggs.push(col(m.key.as_str()).std(1).alias(format!("{}_std", m.key)));
+            aggs.push(col(m.key.as_str()).count().cast(DataType::UInt32).alias(format!("{}_n", m.key)));
         }
         let grouped = if by.is_empty() { df.lazy().select(aggs).collect()? } else { df.lazy().group_by_stable(by).agg(aggs).collect()? };
         for row in 0..grouped.height() {
@@ -234,14 +221,19 @@ fn render_table(exp: &Experiment, table: &TableSpec, rows: &[Row], varying: &[St
         }
     }
 
-    // The best mean of each metric (all shown metrics are lower-is-better) is set in bold.
-    let best: Vec<Option<f64>> = (0..metrics.len())
-        .map(|j| stats.values().filter_map(|v| v[j].mean).filter(|x| x.is_finite()).min_by(f64::total_cmp))
+    // The best mean of each metric (lowest, or highest where higher is better) is set in bold.
+    let best: Vec<Option<f64>> = metrics
+        .iter()
+        .enumerate()
+        .map(|(j, m)| {
+            let means = stats.values().filter_map(|v| v[j].mean).filter(|x| x.is_finite());
+            if m.higher_is_better { means.max_by(f64::total_cmp) } else { means.min_by(f64::total_cmp) }
+        })
         .collect();
     let mut out = String::new();
     let _ = writeln!(out, "## {}\n", table.title);
     let mut header: Vec<String> = group_keys.iter().map(|k| header_of(k)).collect();
-    header.extend(metrics.iter().map(|m| m.header.to_string()));
+    header.extend(metrics.iter().map(|m| m.header.clone()));
     header.push("n".into());
     let _ = writeln!(out, "| {} |", header.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
@@ -268,7 +260,14 @@ fn render_table(exp: &Experiment, table: &TableSpec, rows: &[Row], varying: &[St
         cells.push(n);
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
-    let _ = writeln!(out, "\nMean ± sample standard deviation over seeds; n = runs done / runs planned. Selection: final epoch (no model selection on the test set). Budget: {}.\n", budget(rows, varying));
+    let _ = writeln!(out, "\nMean ± sample standard deviation over seeds; n = runs done / runs planned. Selection: final epoch (no model selection on the test set). Budget: {}.", budget(rows, varying));
+    let from_evaluation = metrics.iter().any(|m| !["test_error", "test_nll", "train_loss"].contains(&m.key.as_str()));
+    if from_evaluation {
+        let e = &exp.evaluate;
+        let on = if e.examples > 0 { format!("the same seeded subset of {} test examples for every run", e.examples) } else { "the whole test set".into() };
+        let _ = writeln!(out, "Evaluated on the final model under evaluation settings `{}`: robustness and representation measures on {on} (clean error, NLL and ECE on the whole test set); attack ε and noise σ in pixel units of [0, 1]; deformations with nearest-neighbour sampling and black fill; draws seeded by `evaluate.seed` = {}.", e.id(), e.seed);
+    }
+    out.push('\n');
     Ok(out)
 }
 

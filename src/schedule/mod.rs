@@ -50,19 +50,28 @@ pub struct SweepSummary {
     pub ran: usize,
     pub done_now: usize,
     pub running_elsewhere: usize,
+    /// Trained runs that lacked the experiment's evaluation and were evaluated now.
+    pub evaluated: usize,
     pub failed: Vec<FailedRun>,
     /// Stopped by Ctrl-C or SIGTERM: the run in progress checkpointed, the rest did not start.
     pub stopped: bool,
 }
 
 /// Plans `exp` into `store` and runs every run that is pending or interrupted (and failed,
-/// with `rerun_failed`).
+/// with `rerun_failed`), and evaluates every trained run that lacks the experiment's
+/// evaluation (without retraining it).
 pub fn sweep(exp: &Experiment, store: &Store, opts: &SweepOptions) -> Result<SweepSummary, StoreError> {
     let runs = store.write_plan(exp)?;
     let mut summary = SweepSummary { total: runs.len(), ..Default::default() };
     let mut todo: Vec<&PlannedRun> = Vec::new();
+    let mut to_evaluate = 0;
     for run in &runs {
         match store::run_state(&run.dir)? {
+            RunState::Done if unevaluated(run, exp)? => {
+                summary.already_done += 1;
+                to_evaluate += 1;
+                todo.push(run);
+            }
             RunState::Done => summary.already_done += 1,
             RunState::Running(_) => summary.running_elsewhere += 1,
             RunState::Failed(f) if !opts.rerun_failed => summary.failed.push(failed_run(run, f)),
@@ -73,7 +82,8 @@ pub fn sweep(exp: &Experiment, store: &Store, opts: &SweepOptions) -> Result<Swe
         println!("{}: all {} runs already done; nothing to run{}.", exp.name, summary.already_done, remainder(&summary));
         return Ok(summary);
     }
-    println!("{}: {} runs planned, {} done, {} to run{}.", exp.name, summary.total, summary.already_done, todo.len(), remainder(&summary));
+    let evaluations = if to_evaluate > 0 { format!(" ({to_evaluate} of them trained, to evaluate under settings {})", exp.evaluate.id()) } else { String::new() };
+    println!("{}: {} runs planned, {} done, {} to run{evaluations}{}.", exp.name, summary.total, summary.already_done, todo.len(), remainder(&summary));
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let io = |source| StoreError::Io { path: store.root.clone(), source };
     let stop = crate::exec::stop_flag().map_err(io)?;
@@ -83,11 +93,22 @@ pub fn sweep(exp: &Experiment, store: &Store, opts: &SweepOptions) -> Result<Swe
         let name = run.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| run.slug.clone());
         bar.set_message(name.clone());
         let started = Instant::now();
+        let trained_before = store::read_result(&run.dir)?.is_some();
         let status = run_child(&run.dir, threads, opts, &stop)?;
         summary.ran += 1;
         let state = settle(&run.dir, status)?;
         let seconds = started.elapsed().as_secs_f64();
         let line = match &state {
+            RunState::Done if unevaluated(run, exp)? => {
+                summary.done_now += !trained_before as usize;
+                let failure = Failure { class: FailureClass::Evaluation, reason: "the evaluation of the trained model failed; the next sweep tries again".into() };
+                summary.failed.push(failed_run(run, failure));
+                format!("{} but its evaluation FAILED (see the log)", if trained_before { "trained before" } else { "trained" })
+            }
+            RunState::Done if trained_before => {
+                summary.evaluated += 1;
+                format!("evaluated in {seconds:.1} s")
+            }
             RunState::Done => {
                 summary.done_now += 1;
                 match store::read_result(&run.dir)? {
@@ -120,6 +141,11 @@ pub fn sweep(exp: &Experiment, store: &Store, opts: &SweepOptions) -> Result<Swe
     }
     bar.finish_and_clear();
     Ok(summary)
+}
+
+/// Whether a trained run lacks an evaluation under the experiment's settings.
+fn unevaluated(run: &PlannedRun, exp: &Experiment) -> Result<bool, StoreError> {
+    Ok(store::read_result(&run.dir)?.is_some_and(|r| !crate::eval::missing(&run.dir, &r, &exp.evaluate).is_empty()))
 }
 
 fn remainder(s: &SweepSummary) -> String {

@@ -2,6 +2,7 @@
 //! (unknown keys rejected) → validated `RunSpec`s. Nothing here runs or writes anything.
 
 pub mod error;
+pub mod evaluate;
 pub mod grid;
 pub mod node;
 pub mod raw;
@@ -19,7 +20,7 @@ use node::{Node, Origin, Step, Value, parse_path, path_to_string};
 pub use types::RunSpec;
 
 /// The keys an experiment file may have at its top level.
-const TOP_LEVEL_KEYS: [&str; 9] = ["name", "description", "device", "base", "seeds", "grid", "zip", "exclude", "report"];
+const TOP_LEVEL_KEYS: [&str; 10] = ["name", "description", "device", "base", "seeds", "grid", "zip", "exclude", "evaluate", "report"];
 
 /// A loaded, fully validated experiment.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct Experiment {
     pub runs: Vec<RunSpec>,
     /// Seeds as listed (for "n = 2/5" in reports).
     pub seeds: Vec<u64>,
+    /// What is measured on each trained model (not part of any run's identity).
+    pub evaluate: evaluate::EvalSettings,
     pub report: ReportSpec,
     /// Grid points that resolved to a spec already planned (dropped).
     pub duplicates: usize,
@@ -157,6 +160,11 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
     }
     let zip: Vec<Vec<String>> = typed(get("zip"), "zip", &root, &mut issues).unwrap_or_default();
     let report: ReportSpec = typed(get("report"), "report", &root, &mut issues).unwrap_or_default();
+    let evaluate: evaluate::EvalSettings = typed(get("evaluate"), "evaluate", &root, &mut issues).unwrap_or_default();
+    for issue in evaluate.check() {
+        let origin = root.locate(&parse_path(&issue.key));
+        issues.push(issue.at(origin));
+    }
     let mut run_overrides = Vec::new();
     for o in overrides {
         match o.path.as_slice() {
@@ -202,6 +210,13 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
             }
             match resolve(&tree) {
                 Ok(spec) => {
+                    for issue in evaluate.check_run(&spec) {
+                        let origin = root.locate(&parse_path(&issue.key));
+                        let issue = issue.at(origin).in_context(&context);
+                        if !issues.iter().any(|i: &Issue| i.key == issue.key && i.problem == issue.problem) {
+                            issues.push(issue);
+                        }
+                    }
                     if seen.insert(spec.canonical_json()) {
                         runs.push(spec);
                     } else {
@@ -231,7 +246,7 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
         .filter(|(_, hits)| **hits == 0)
         .map(|(ex, _)| format!("{file}: exclude entry {} matches no run", show_exclude(ex)))
         .collect();
-    Ok(Experiment { name, file: path.to_path_buf(), description, device, runs, seeds, report, duplicates, warnings })
+    Ok(Experiment { name, file: path.to_path_buf(), description, device, runs, seeds, evaluate, report, duplicates, warnings })
 }
 
 /// A merged run tree to a validated spec; issues carry the origin of the bad value.

@@ -44,6 +44,12 @@ pub enum ModelRaw {
         bottleneck: i64,
         #[serde(default)]
         activation: Activation,
+        /// Drop probability on every hidden layer except the bottleneck, in training.
+        #[serde(default)]
+        dropout: f64,
+        /// Batch normalisation before every hidden activation.
+        #[serde(default)]
+        batch_norm: bool,
     },
     /// PreActResNet-`depth` (18, 34, 50, 101, 152).
     PreactResnet {
@@ -171,6 +177,9 @@ pub struct TrainRaw {
     pub gamma: f64,
     #[serde(default)]
     pub loss: LossKind,
+    /// σ of Gaussian noise on the training inputs (normalised units).
+    #[serde(default)]
+    pub input_noise: f64,
 }
 
 impl Default for TrainRaw {
@@ -187,6 +196,7 @@ impl Default for TrainRaw {
             milestones: Vec::new(),
             gamma: default_gamma(),
             loss: LossKind::default(),
+            input_noise: 0.0,
         }
     }
 }

@@ -181,13 +181,33 @@ pub enum ModelSpec {
     /// paper's "fully connected network with nine layers whose middle layer is a 2-D bottleneck"
     /// (input, 3 hidden, bottleneck, 3 hidden, output). Mix point k is the output of the k-th
     /// hidden layer after its activation; the bottleneck is mix point `depth + 1`.
-    SpiralMlp { width: usize, depth: usize, bottleneck: usize, activation: Activation },
+    /// `dropout`: the drop probability on every hidden layer but the bottleneck, in training;
+    /// `batch_norm`: batch normalisation before every hidden activation (the paper's Figure 2
+    /// regularisers). Both are left out of the spec when off, so older run ids stay valid.
+    SpiralMlp {
+        width: usize,
+        depth: usize,
+        bottleneck: usize,
+        activation: Activation,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        dropout: f64,
+        #[serde(default, skip_serializing_if = "is_false")]
+        batch_norm: bool,
+    },
     /// PreActResNet of `depth` 18, 34 (basic blocks), 50, 101, 152 (bottlenecks); `width` is the
     /// first stage's channels (64 in the paper); `stem_stride` 2 for 64×64 inputs. Mix points:
     /// 0 = input, k = output of residual stage k (1..=4).
     PreactResnet { depth: usize, width: usize, stem_stride: usize },
     /// WRN-`depth`-`widen` (WRN-28-10 in the paper), no dropout. Mix points 0..=3.
     WideResnet { depth: usize, widen: usize, stem_stride: usize },
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 /// The depths a PreActResNet comes in.
@@ -208,6 +228,14 @@ impl ModelSpec {
             ModelSpec::SpiralMlp { depth, .. } => 2 * depth + 2,
             ModelSpec::PreactResnet { .. } => 5,
             ModelSpec::WideResnet { .. } => 4,
+        }
+    }
+
+    /// Dropout in training, and the mix point it spares (the bottleneck); `None` without.
+    pub fn dropout(&self) -> Option<(f64, usize)> {
+        match *self {
+            ModelSpec::SpiralMlp { dropout, depth, .. } if dropout > 0.0 => Some((dropout, depth + 1)),
+            _ => None,
         }
     }
 
@@ -391,6 +419,10 @@ pub struct TrainSpec {
     pub milestones: Vec<usize>,
     pub gamma: f64,
     pub loss: LossKind,
+    /// σ of Gaussian noise added to every training input (normalised units); left out of the
+    /// spec when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub input_noise: f64,
 }
 
 impl TrainSpec {
@@ -475,6 +507,7 @@ mod tests {
             milestones: vec![500, 1000, 1500],
             gamma: 0.1,
             loss: LossKind::SoftCe,
+            input_noise: 0.0,
         };
         assert!((t.lr_at(499) - 0.1).abs() < 1e-12);
         assert!((t.lr_at(500) - 0.01).abs() < 1e-12);

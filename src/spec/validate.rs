@@ -166,12 +166,19 @@ fn positive(key: &str, v: f64, allowed: &str, issues: &mut Vec<Issue>) {
 fn model(raw: &ModelRaw, issues: &mut Vec<Issue>) -> Option<ModelSpec> {
     let before = issues.len();
     let spec = match *raw {
-        ModelRaw::SpiralMlp { width, depth, bottleneck, activation } => ModelSpec::SpiralMlp {
-            width: count("model.width", width, 1, "units per hidden layer, e.g. 128", issues),
-            depth: count("model.depth", depth, 1, "hidden layers on each side of the bottleneck, e.g. 3", issues),
-            bottleneck: count("model.bottleneck", bottleneck, 1, "units in the bottleneck layer, e.g. 2", issues),
-            activation,
-        },
+        ModelRaw::SpiralMlp { width, depth, bottleneck, activation, dropout, batch_norm } => {
+            if !(dropout.is_finite() && (0.0..1.0).contains(&dropout)) {
+                issues.push(Issue::new("model.dropout", format!("{dropout}"), "a drop probability is in [0, 1)", "e.g. dropout: 0.5 (the paper's Figure 2), 0 for none"));
+            }
+            ModelSpec::SpiralMlp {
+                width: count("model.width", width, 1, "units per hidden layer, e.g. 128", issues),
+                depth: count("model.depth", depth, 1, "hidden layers on each side of the bottleneck, e.g. 3", issues),
+                bottleneck: count("model.bottleneck", bottleneck, 1, "units in the bottleneck layer, e.g. 2", issues),
+                activation,
+                dropout,
+                batch_norm,
+            }
+        }
         ModelRaw::PreactResnet { depth, width, stem_stride } => {
             if preact_resnet_depth(depth).is_none() {
                 issues.push(Issue::new("model.depth", depth.to_string(), "PreActResNet comes in depths 18, 34 (basic blocks) and 50, 101, 152 (bottlenecks)", "one of 18, 34, 50, 101, 152"));
@@ -311,6 +318,9 @@ fn train(raw: &TrainRaw, issues: &mut Vec<Issue>) -> Option<TrainSpec> {
         issues.push(Issue::new("train.weight_decay", format!("{}", raw.weight_decay), "must be a finite number ≥ 0", "e.g. 1e-4 (the paper), or 0"));
     }
     positive("train.gamma", raw.gamma, "the lr factor at each milestone, e.g. 0.1", issues);
+    if !(raw.input_noise.is_finite() && raw.input_noise >= 0.0) {
+        issues.push(Issue::new("train.input_noise", format!("{}", raw.input_noise), "must be a finite σ ≥ 0", "e.g. 0.1 (Gaussian noise on the training inputs), or 0 for none"));
+    }
     let mut milestones = Vec::new();
     for (i, &m) in raw.milestones.iter().enumerate() {
         let key = format!("train.milestones[{i}]");
@@ -350,6 +360,7 @@ fn train(raw: &TrainRaw, issues: &mut Vec<Issue>) -> Option<TrainSpec> {
         milestones,
         gamma: raw.gamma,
         loss: raw.loss,
+        input_noise: raw.input_noise,
     };
     (issues.len() == before).then_some(spec)
 }

@@ -157,6 +157,8 @@ impl Store {
                 }
             }
         }
+        let settings_path = dir.join(crate::eval::SETTINGS_FILE);
+        atomic::write_json(&settings_path, &exp.evaluate).map_err(io(&settings_path))?;
         let plan_path = dir.join("plan.jsonl");
         atomic::write(&plan_path, plan.as_bytes()).map_err(io(&plan_path))?;
         Ok(runs)
@@ -200,7 +202,7 @@ pub fn read_result(run_dir: &Path) -> Result<Option<RunResult>, StoreError> {
 }
 
 /// A JSON file of the store: `None` if absent, `Corrupt` if it does not parse.
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
     match fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| StoreError::Corrupt { path: path.to_path_buf(), reason: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::spec::evaluate::EvalSettings;
+
 /// Where a run stands, as recorded in status.json.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -28,6 +30,8 @@ pub enum FailureClass {
     NoDevice,
     /// Its data files are missing or damaged.
     BadData,
+    /// Trained, but the evaluation of the trained model failed (the training result is kept).
+    Evaluation,
 }
 
 impl std::fmt::Display for FailureClass {
@@ -38,6 +42,7 @@ impl std::fmt::Display for FailureClass {
             FailureClass::BadSpec => "bad_spec",
             FailureClass::NoDevice => "no_device",
             FailureClass::BadData => "bad_data",
+            FailureClass::Evaluation => "evaluation",
         })
     }
 }
@@ -128,6 +133,129 @@ pub struct RunResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_on_validation: Option<EpochMetrics>,
     pub provenance: Provenance,
+    /// Evaluations of the trained model, one per (settings, model), in the order made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evaluations: Vec<Evaluation>,
+}
+
+impl RunResult {
+    /// The evaluation of `model` under the settings with id `settings_id`, if made.
+    pub fn evaluation(&self, settings_id: &str, model: EvaluatedModel) -> Option<&Evaluation> {
+        self.evaluations.iter().find(|e| e.settings_id == settings_id && e.model == model)
+    }
+}
+
+/// Which trained model an evaluation measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvaluatedModel {
+    /// The model after the last epoch.
+    Final,
+    /// The model of the epoch with the lowest validation error (`data.val_split`).
+    BestOnValidation,
+}
+
+impl std::fmt::Display for EvaluatedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EvaluatedModel::Final => "final",
+            EvaluatedModel::BestOnValidation => "best_on_validation",
+        })
+    }
+}
+
+/// One evaluation of one trained model under `settings` (see `spec::evaluate`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub settings_id: String,
+    pub settings: EvalSettings,
+    pub model: EvaluatedModel,
+    /// The epoch (1-based) the model was trained to.
+    pub epoch: usize,
+    /// The whole test set.
+    pub clean: CleanScore,
+    /// The clean score on the examples the measures below use (`settings.examples`).
+    pub subset: Score,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attacks: Vec<AttackScore>,
+    /// Deformations and noise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub perturbations: Vec<PerturbedScore>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flattening: Vec<FlatteningScore>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plane: Option<PlaneScore>,
+    pub git_commit: String,
+    pub device: String,
+    /// Seconds the evaluation took.
+    pub wall_time: f64,
+}
+
+/// Error (fraction) and NLL (mean cross-entropy, nats) over some examples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    pub examples: usize,
+    pub error: f64,
+    pub nll: f64,
+}
+
+/// The clean test set: error, NLL and expected calibration error.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CleanScore {
+    #[serde(flatten)]
+    pub score: Score,
+    /// Expected calibration error over `settings.calibration_bins` bins.
+    pub ece: f64,
+}
+
+/// An attack and what it did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackScore {
+    /// `fgsm` or `pgd`.
+    pub attack: String,
+    pub eps: f64,
+    pub steps: usize,
+    pub step_size: f64,
+    pub random_start: bool,
+    #[serde(flatten)]
+    pub score: Score,
+}
+
+/// A deformation or noise of one amount and what it did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerturbedScore {
+    /// `rotate`, `shear`, `zoom_in`, `zoom_out` or `noise`.
+    pub perturbation: String,
+    /// Degrees, percent or σ, as in the settings.
+    pub amount: f64,
+    #[serde(flatten)]
+    pub score: Score,
+}
+
+/// The flattening measure at one mix point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlatteningScore {
+    pub layer: usize,
+    /// Mean over classes of each class's largest singular value.
+    pub largest: f64,
+    /// Mean over classes of the sum of each class's other singular values.
+    pub rest: f64,
+    /// The same two over all classes' representations together.
+    pub all_largest: f64,
+    pub all_rest: f64,
+    /// Mean over classes of the k-th largest singular value (at most the first 32).
+    pub spectrum: Vec<f64>,
+}
+
+/// The planes of a 2-D model: mean predictive entropy (nats) of points drawn uniformly over the
+/// input plane and over the hidden plane, and the file with the maps for plotting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaneScore {
+    pub layer: usize,
+    pub entropy_input: f64,
+    pub entropy_hidden: f64,
+    /// Relative to the run directory.
+    pub file: String,
 }
 
 /// Unix time in seconds.

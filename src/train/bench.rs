@@ -34,7 +34,7 @@ pub struct Case {
 pub fn default_cases(quick: bool) -> Vec<Case> {
     let scale = |n: usize| if quick { n.div_ceil(4).max(1) } else { n };
     vec![
-        Case { name: "spiral MLP (2-128×3-2-128×3-2)", model: ModelSpec::SpiralMlp { width: 128, depth: 3, bottleneck: 2, activation: Activation::LeakyRelu }, shape: vec![2], classes: 2, batch: 100, layers: vec![4], steps: scale(50), rounds: 12 },
+        Case { name: "spiral MLP (2-128×3-2-128×3-2)", model: ModelSpec::SpiralMlp { width: 128, depth: 3, bottleneck: 2, activation: Activation::LeakyRelu, dropout: 0.0, batch_norm: false }, shape: vec![2], classes: 2, batch: 100, layers: vec![4], steps: scale(50), rounds: 12 },
         Case { name: "PreActResNet18, width 16, 3×32×32", model: ModelSpec::PreactResnet { depth: 18, width: 16, stem_stride: 1 }, shape: vec![3, 32, 32], classes: 10, batch: 100, layers: vec![0, 1, 2], steps: scale(8), rounds: 3 },
         Case { name: "PreActResNet18, width 64, 3×32×32", model: ModelSpec::PreactResnet { depth: 18, width: 64, stem_stride: 1 }, shape: vec![3, 32, 32], classes: 10, batch: 100, layers: vec![0, 1, 2], steps: scale(2), rounds: 2 },
     ]
@@ -59,7 +59,7 @@ pub fn measure(case: &Case, device: &Device) -> Measured {
     let ad = device.clone().autodiff();
     let features: usize = case.shape.iter().product();
     let mut net = Network::new(&case.model, &case.shape, case.classes, &mut crate::rng::stream(0, "init"), &ad);
-    let train = TrainSpec { epochs: 1, batch_size: case.batch, optimizer: OptimizerKind::Sgd, lr: 0.01, momentum: Some(0.9), nesterov: Some(true), weight_decay: 1e-4, schedule: ScheduleKind::Multistep, milestones: vec![], gamma: 0.1, loss: LossKind::SoftCe };
+    let train = TrainSpec { input_noise: 0.0, epochs: 1, batch_size: case.batch, optimizer: OptimizerKind::Sgd, lr: 0.01, momentum: Some(0.9), nesterov: Some(true), weight_decay: 1e-4, schedule: ScheduleKind::Multistep, milestones: vec![], gamma: 0.1, loss: LossKind::SoftCe };
     let mut optim = super::optim::optimizer(&train);
     let x_host = random(case.batch * features, 1);
     let mut y_host = vec![0f32; case.batch * case.classes];

@@ -82,16 +82,37 @@ pub fn save(dir: &Path, state: &LoopState, model: &[u8], optim: &[u8]) -> std::i
     Ok(())
 }
 
+/// The file that keeps the model of the epoch with the lowest validation error so far.
+pub const BEST_ON_VALIDATION: &str = "best-on-validation.bpk";
+
+/// Keeps `model` as the best on validation so far.
+pub fn save_best_on_validation(dir: &Path, model: &[u8]) -> std::io::Result<()> {
+    fs::create_dir_all(dir)?;
+    atomic::write(&dir.join(BEST_ON_VALIDATION), model)
+}
+
+/// The model parameters of the checkpoint in `dir` and the loop state they go with, without
+/// the optimiser's state (for evaluation).
+pub fn load_model(dir: &Path) -> std::io::Result<Option<(LoopState, Vec<u8>)>> {
+    let Some(file) = read_state(dir)? else { return Ok(None) };
+    let (model_path, _) = files(dir, &file.tag);
+    Ok(Some((file.state, fs::read(model_path)?)))
+}
+
 /// The checkpoint in `dir`, if there is one. A checkpoint that cannot be read is an error, not
 /// a silent restart from scratch.
 pub fn load(dir: &Path) -> std::io::Result<Option<Saved>> {
+    let Some(file) = read_state(dir)? else { return Ok(None) };
+    let (model_path, optim_path) = files(dir, &file.tag);
+    Ok(Some(Saved { state: file.state, model: fs::read(model_path)?, optim: fs::read(optim_path)? }))
+}
+
+fn read_state(dir: &Path) -> std::io::Result<Option<StateFile>> {
     let state_path = dir.join("state.json");
     let text = match fs::read_to_string(&state_path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let file: StateFile = serde_json::from_str(&text).map_err(|e| std::io::Error::other(format!("{}: {e}", state_path.display())))?;
-    let (model_path, optim_path) = files(dir, &file.tag);
-    Ok(Some(Saved { state: file.state, model: fs::read(model_path)?, optim: fs::read(optim_path)? }))
+    serde_json::from_str(&text).map(Some).map_err(|e| std::io::Error::other(format!("{}: {e}", state_path.display())))
 }

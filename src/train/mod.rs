@@ -7,6 +7,7 @@ pub mod device;
 pub mod loss;
 pub mod mixing;
 pub mod optim;
+pub mod regularise;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -134,14 +135,18 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
             let (mut model, mut optimizer) = (model, optimizer);
             for batch in batches {
                 let idx = &batch.rows;
-                let x = Tensor::<2>::from_data(TensorData::new(batch.inputs, [idx.len(), train_set.features()]), &ad);
+                let mut inputs = batch.inputs;
+                if spec.train.input_noise > 0.0 {
+                    regularise::add_input_noise(&mut inputs, spec.train.input_noise, &mut regularise::stream(spec.seed, "input_noise", epoch, batch.step));
+                }
+                let x = Tensor::<2>::from_data(TensorData::new(inputs, [idx.len(), train_set.features()]), &ad);
                 let y = one_hot(train_set, idx, &ad);
                 let (logits, targets) = match &mixing {
                     Some((alpha, layers)) => {
                         let mixer = Mixer::new(&mix_rng.draw(*alpha, layers, idx.len()), &ad);
-                        (model.forward(x, &mixer), mixer.targets(y))
+                        (forward_train(&model, x, &mixer, spec, epoch, batch.step), mixer.targets(y))
                     }
-                    None => (model.forward(x, &NoMix), y),
+                    None => (forward_train(&model, x, &NoMix, spec, epoch, batch.step), y),
                 };
                 let loss = loss::loss(spec.train.loss, logits, targets);
                 let value = f64::from(loss.clone().into_scalar::<f32>());
@@ -174,6 +179,14 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
             let frozen = model.valid();
             let (test_error, test_nll) = evaluate(&frozen, test_set, &device);
             let val = splits.val.as_ref().map(|v| evaluate(&frozen, v, &device));
+            // The model the validation rule selects (the first epoch with the lowest error) is
+            // kept for evaluation.
+            if let (Some(dir), Some((v, _))) = (control.checkpoint_dir, val)
+                && st.history.iter().all(|m| m.val_error.is_none_or(|best| v < best))
+            {
+                let bytes = model.clone().into_record().into_bytes().map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+                checkpoint::save_best_on_validation(dir, &bytes)?;
+            }
             st.history.push(EpochMetrics {
                 epoch: done,
                 lr,
@@ -204,6 +217,18 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
         data_wait_fraction: st.data_wait / st.train_time.max(1e-9),
         resumed_from_epoch,
     }))
+}
+
+/// The training forward pass: `hook` (the mixing) at the mix points, behind dropout when the
+/// model has it.
+fn forward_train<H: crate::models::MixHook>(model: &Network, x: Tensor<2>, hook: &H, spec: &RunSpec, epoch: usize, step: usize) -> Tensor<2> {
+    match spec.model.dropout() {
+        Some((p, spare)) => {
+            let rng = std::cell::RefCell::new(regularise::stream(spec.seed, "dropout", epoch, step));
+            model.forward(x, &regularise::Dropout { inner: hook, p, spare, rng })
+        }
+        None => model.forward(x, hook),
+    }
 }
 
 /// One-hot targets `[batch, classes]` for rows `idx`.
