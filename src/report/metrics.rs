@@ -15,27 +15,36 @@ pub struct Metric {
     pub header: String,
     pub scale: f64,
     pub decimals: usize,
-    /// Whether a larger value is better (bold goes to the largest mean).
-    pub higher_is_better: bool,
+    /// Whether a larger value is better (bold goes to the largest mean), smaller is
+    /// (bold to the smallest), or neither (no bold).
+    pub better: Better,
 }
 
-fn metric(key: String, header: String, scale: f64, decimals: usize, higher_is_better: bool) -> Metric {
-    Metric { key, header, scale, decimals, higher_is_better }
+/// Which way a metric improves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    Lower,
+    Higher,
+    Neither,
+}
+
+fn metric(key: String, header: String, scale: f64, decimals: usize, better: Better) -> Metric {
+    Metric { key, header, scale, decimals, better }
 }
 
 fn error(key: String, what: String) -> Metric {
-    metric(key, format!("{what} error % ↓"), 100.0, 2, false)
+    metric(key, format!("{what} error % ↓"), 100.0, 2, Better::Lower)
 }
 
 /// Every metric available under `settings`, in a reading order.
 pub fn available(settings: &EvalSettings) -> Vec<Metric> {
     let mut out = vec![
         error("test_error".into(), "test".into()),
-        metric("test_nll".into(), "test NLL ↓".into(), 1.0, 4, false),
-        metric("train_loss".into(), "train loss ↓".into(), 1.0, 4, false),
+        metric("test_nll".into(), "test NLL ↓".into(), 1.0, 4, Better::Lower),
+        metric("train_loss".into(), "train loss ↓".into(), 1.0, 4, Better::Lower),
         error("clean_error".into(), "clean".into()),
-        metric("clean_nll".into(), "clean NLL ↓".into(), 1.0, 4, false),
-        metric("ece".into(), format!("ECE ({} bins) ↓", settings.calibration_bins), 1.0, 4, false),
+        metric("clean_nll".into(), "clean NLL ↓".into(), 1.0, 4, Better::Lower),
+        metric("ece".into(), format!("ECE ({} bins) ↓", settings.calibration_bins), 1.0, 4, Better::Lower),
     ];
     out.extend(settings.fgsm.iter().map(|e| error(format!("fgsm@{e}"), format!("FGSM ε={e}"))));
     out.extend(settings.pgd.iter().map(|p| error(format!("pgd@{}", p.eps), format!("PGD-{} ε={}", p.steps, p.eps))));
@@ -45,14 +54,14 @@ pub fn available(settings: &EvalSettings) -> Vec<Metric> {
     out.extend(settings.zoom_out.iter().map(|k| error(format!("zoom_out@{k}"), format!("zoom out {k}%"))));
     out.extend(settings.noise.iter().map(|s| error(format!("noise@{s}"), format!("noise σ={s}"))));
     for k in &settings.flattening {
-        out.push(metric(format!("flat_largest@{k}"), format!("largest σ₁ at {k} ↓"), 1.0, 2, false));
-        out.push(metric(format!("flat_rest@{k}"), format!("sum of other σ at {k} ↓"), 1.0, 2, false));
-        out.push(metric(format!("flat_all_largest@{k}"), format!("all classes σ₁ at {k}"), 1.0, 2, false));
-        out.push(metric(format!("flat_all_rest@{k}"), format!("all classes other σ at {k}"), 1.0, 2, false));
+        out.push(metric(format!("flat_largest@{k}"), format!("largest σ₁ at {k} ↓"), 1.0, 2, Better::Lower));
+        out.push(metric(format!("flat_rest@{k}"), format!("sum of other σ at {k} ↓"), 1.0, 2, Better::Lower));
+        out.push(metric(format!("flat_all_largest@{k}"), format!("all classes σ₁ at {k}"), 1.0, 2, Better::Neither));
+        out.push(metric(format!("flat_all_rest@{k}"), format!("all classes other σ at {k}"), 1.0, 2, Better::Neither));
     }
     if settings.plane.is_some() {
-        out.push(metric("entropy_input".into(), "entropy, input plane (nats) ↑".into(), 1.0, 4, true));
-        out.push(metric("entropy_hidden".into(), "entropy, hidden plane (nats) ↑".into(), 1.0, 4, true));
+        out.push(metric("entropy_input".into(), "entropy, input plane (nats) ↑".into(), 1.0, 4, Better::Higher));
+        out.push(metric("entropy_hidden".into(), "entropy, hidden plane (nats) ↑".into(), 1.0, 4, Better::Higher));
     }
     out
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 mod metrics;
-use metrics::Metric;
+use metrics::{Better, Metric};
 
 use crate::spec::{Experiment, TableSpec};
 use crate::store::{self, RunState, Store, StoreError};
@@ -227,7 +227,11 @@ fn render_table(exp: &Experiment, table: &TableSpec, rows: &[Row], varying: &[St
         .enumerate()
         .map(|(j, m)| {
             let means = stats.values().filter_map(|v| v[j].mean).filter(|x| x.is_finite());
-            if m.higher_is_better { means.max_by(f64::total_cmp) } else { means.min_by(f64::total_cmp) }
+            match m.better {
+                Better::Lower => means.min_by(f64::total_cmp),
+                Better::Higher => means.max_by(f64::total_cmp),
+                Better::Neither => None,
+            }
         })
         .collect();
     let mut out = String::new();
