@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::exec::{ExecOptions, ExecOutcome, exec};
 use crate::report;
+use crate::schedule::devices::{Devices, PoolDevice};
+use crate::schedule::pool::RetryPolicy;
 use crate::schedule::{self, EXIT_CLAIMED_ELSEWHERE, EXIT_INTERRUPTED, SweepOptions};
 use crate::spec::{self, Experiment, Override, SpecError};
 use crate::store::{self, RunState, Store, StoreError};
@@ -36,24 +38,44 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run every pending or interrupted run of the experiment, one child process each.
+    /// Run every pending or interrupted run of the experiment, one child process each, fanned
+    /// out over the device slots; evaluate trained runs that lack the experiment's evaluation.
     Sweep {
         experiment: PathBuf,
         #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
-        /// CPU threads per run (default: all cores).
+        /// Where runs compute: auto (the visible GPUs, else the CPU), cpu, cpu:N (the cores in
+        /// N slots), or a list such as cuda:0,cuda:2 (default: --device, else the experiment
+        /// file's `device:`, else cpu).
+        #[arg(long)]
+        devices: Option<Devices>,
+        /// Runs packed onto each GPU at once.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        slots_per_device: usize,
+        /// One device for every run: cpu, cuda:N or vulkan:N (shorthand for --devices).
+        #[arg(long)]
+        device: Option<DeviceChoice>,
+        /// CPU threads per run (default: the cores shared among the slots).
         #[arg(long)]
         threads: Option<usize>,
         /// Also take runs in these states again.
         #[arg(long, value_enum)]
         rerun: Vec<Rerun>,
+        /// Retries per failure class on top of the defaults (oom=1, crashed=1, timeout=1,
+        /// interrupted=2, evaluation=1; none for diverged, bad_data, bad_spec, no_device),
+        /// e.g. --retry oom=2,crashed=0.
+        #[arg(long, default_value = "", value_name = "CLASS=N,...")]
+        retry: RetryPolicy,
+        /// Stop a run at a checkpoint after this many seconds; it fails as `timeout` (and is
+        /// retried, resuming from the checkpoint, as --retry says).
+        #[arg(long, value_name = "SECONDS")]
+        run_timeout: Option<f64>,
         /// Each run writes a checkpoint after every N epochs (and when stopped).
         #[arg(long, default_value_t = 10, value_name = "N")]
         checkpoint_every: usize,
-        /// Where every run computes: cpu, cuda:N or vulkan:N (default: the experiment file's
-        /// `device:`, else cpu).
-        #[arg(long)]
-        device: Option<DeviceChoice>,
+        /// Scheduler test double: runs sleep S seconds per epoch instead of training.
+        #[arg(long, value_name = "S", hide = true)]
+        simulate: Option<f64>,
     },
     /// Run one run directory in this process (what `sweep` starts for each run).
     Exec {
@@ -66,6 +88,9 @@ pub enum Command {
         /// Where to compute: cpu, cuda:N or vulkan:N.
         #[arg(long, default_value = "cpu")]
         device: DeviceChoice,
+        /// Scheduler test double: sleep S seconds per epoch instead of training.
+        #[arg(long, value_name = "S", hide = true)]
+        simulate: Option<f64>,
     },
     /// Evaluate trained runs without retraining: under the experiment's `evaluate:` settings,
     /// or new ones (`--settings FILE`, `-o key=value`). Each evaluation is added to the run's
@@ -187,17 +212,42 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             plan(&exp, &store, json)?;
             Ok(0)
         }
-        Command::Sweep { experiment, overrides, threads, rerun, checkpoint_every, device } => {
+        Command::Sweep { experiment, overrides, devices, slots_per_device, device, threads, rerun, retry, run_timeout, checkpoint_every, simulate } => {
             let exp = load(&experiment, &overrides)?;
-            let device = device.or(exp.device).unwrap_or_default();
+            let pool = match (devices, device.or(exp.device)) {
+                (Some(Devices::Auto), _) => schedule::devices::auto(),
+                (Some(Devices::List(list)), _) => list,
+                (None, Some(DeviceChoice::Cuda(i))) => vec![PoolDevice::Cuda(i)],
+                (None, Some(DeviceChoice::Vulkan(i))) => vec![PoolDevice::Vulkan(i)],
+                (None, _) => vec![PoolDevice::Cpu(1)],
+            };
             // A backend that is not built in fails every run: say so once, before any runs.
-            crate::train::device::check_built(device)?;
-            check_data(&exp)?;
-            let opts = SweepOptions { threads, rerun_failed: rerun.contains(&Rerun::Failed), checkpoint_every, device };
+            for d in &pool {
+                match *d {
+                    PoolDevice::Cuda(i) => crate::train::device::check_built(DeviceChoice::Cuda(i))?,
+                    PoolDevice::Vulkan(i) => crate::train::device::check_built(DeviceChoice::Vulkan(i))?,
+                    _ => {}
+                }
+            }
+            if simulate.is_none() {
+                check_data(&exp)?;
+            }
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let mut slots = schedule::devices::slots(&pool, slots_per_device, cores);
+            if let Some(t) = threads {
+                for slot in &mut slots {
+                    slot.threads = t;
+                    slot.env.retain(|(k, _)| k != "RAYON_NUM_THREADS");
+                    slot.env.push(("RAYON_NUM_THREADS".into(), t.to_string()));
+                }
+            }
+            let run_timeout = run_timeout.map(std::time::Duration::from_secs_f64);
+            let opts = SweepOptions { rerun_failed: rerun.contains(&Rerun::Failed), checkpoint_every, slots, retry, run_timeout, simulate };
             let summary = schedule::sweep(&exp, &store, &opts)?;
             if summary.ran > 0 {
                 let evaluated = if summary.evaluated > 0 { format!(", {} trained before and evaluated now", summary.evaluated) } else { String::new() };
-                println!("{}: {} of {} runs done ({} just now{evaluated}), {} failed.", exp.name, summary.already_done + summary.done_now, summary.total, summary.done_now, summary.failed.len());
+                let retried = if summary.retried > 0 { format!(" ({} retries)", summary.retried) } else { String::new() };
+                println!("{}: {} of {} runs done ({} just now{evaluated}), {} failed{retried}.", exp.name, summary.already_done + summary.done_now, summary.total, summary.done_now, summary.failed.len());
             }
             for f in &summary.failed {
                 println!("  failed: {} ({}: {}); log: {}", f.slug, f.failure.class, f.failure.reason, f.log.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| f.dir.display().to_string()));
@@ -208,10 +258,10 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             }
             Ok(if summary.failed.is_empty() { 0 } else { 1 })
         }
-        Command::Exec { run_dir, threads, checkpoint_every, device } => {
+        Command::Exec { run_dir, threads, checkpoint_every, device, simulate } => {
             let threads = init_threads(threads)?;
             let evaluate = crate::eval::settings_beside(&run_dir)?;
-            match exec(&run_dir, &ExecOptions { threads, checkpoint_every, device, evaluate })? {
+            match exec(&run_dir, &ExecOptions { threads, checkpoint_every, device, evaluate, simulate })? {
                 ExecOutcome::Done => Ok(0),
                 ExecOutcome::Failed(_) | ExecOutcome::EvaluationFailed(_) => Ok(1),
                 ExecOutcome::Interrupted { .. } => Ok(EXIT_INTERRUPTED as u8),
@@ -381,7 +431,17 @@ fn status(exp: &Experiment, store: &Store) -> Result<(), CliError> {
     for (run, state) in &states {
         if *state != RunState::Done {
             let log = store::attempt_logs(&run.dir).pop().map(|p| format!("  log {}", p.display())).unwrap_or_default();
-            println!("  {:<40} {}{log}", run.slug, state.label());
+            let status = store::read_status(&run.dir).ok().flatten();
+            let place = match (state, &status) {
+                (RunState::Running(_), Some(s)) => {
+                    let slot = s.slot.as_ref().map(|l| format!(" on {l}")).unwrap_or_default();
+                    let epoch = s.progress.map(|p| format!(", epoch {}/{}", p.epoch, p.epochs)).unwrap_or_default();
+                    format!("{slot}{epoch}")
+                }
+                _ => String::new(),
+            };
+            let attempts = status.map(|s| s.attempts).filter(|&a| a > 1).map(|a| format!(" ({a} attempts)")).unwrap_or_default();
+            println!("  {:<40} {}{place}{attempts}{log}", run.slug, state.label());
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::spec::RunSpec;
 use crate::spec::evaluate::EvalSettings;
-use crate::store::records::{Failure, FailureClass, Provenance, RunResult, State, Status, hostname, now};
+use crate::store::records::{Failure, FailureClass, Progress, Provenance, RunResult, State, Status, hostname, now};
 use crate::store::{self, RunFiles, atomic, claim};
 use crate::train::device::DeviceChoice;
 use crate::train::{self, Control, Ended, TrainError};
@@ -43,7 +43,13 @@ pub struct ExecOptions {
     /// What to measure on the trained model (`evaluate:` of the experiment); `None` = nothing
     /// beyond training's own test metrics.
     pub evaluate: Option<EvalSettings>,
+    /// Scheduler test double: sleep this many seconds per epoch instead of training, and write
+    /// a result marked `simulated` (reports leave it out). `None` = train.
+    pub simulate: Option<f64>,
 }
+
+/// The environment variable through which a sweep tells a run its slot (`cuda:1/0`).
+pub const SLOT_ENV: &str = "MIXSWEEP_SLOT";
 
 /// Runs (or resumes) the run in `run_dir`, then evaluates the trained model under
 /// `opts.evaluate`; a run already trained is only evaluated (where it lacks the evaluation).
@@ -53,8 +59,8 @@ pub fn exec(run_dir: &Path, opts: &ExecOptions) -> Result<ExecOutcome, store::St
     let Some(held) = claim::acquire(run_dir).map_err(io)? else {
         return Ok(ExecOutcome::ClaimedElsewhere);
     };
-    if store::read_result(run_dir)?.is_some() {
-        let outcome = evaluate(run_dir, opts);
+    if let Some(result) = store::read_result(run_dir)? {
+        let outcome = if result.simulated { ExecOutcome::Done } else { evaluate(run_dir, opts) };
         held.release();
         return Ok(outcome);
     }
@@ -64,18 +70,21 @@ pub fn exec(run_dir: &Path, opts: &ExecOptions) -> Result<ExecOutcome, store::St
     status.failure = None;
     status.host = Some(hostname());
     status.pid = Some(std::process::id());
+    status.slot = std::env::var(SLOT_ENV).ok();
+    status.progress = None;
     status.updated = now();
     store::write_status(run_dir, &status)?;
 
     let stop = stop_flag().map_err(io)?;
-    let outcome = run_claimed(run_dir, opts, &stop);
+    let outcome = run_claimed(run_dir, opts, &stop, &status);
     let outcome = match outcome {
         Ok(Claimed::Done(result)) => {
             atomic::write_json(&run_dir.join(RunFiles::RESULT), &result).map_err(io)?;
             status.state = State::Done;
+            status.progress = None;
             status.updated = now();
             store::write_status(run_dir, &status)?;
-            evaluate(run_dir, opts)
+            if result.simulated { ExecOutcome::Done } else { evaluate(run_dir, opts) }
         }
         Ok(Claimed::Stopped { epoch, step }) => {
             status.state = State::Interrupted;
@@ -135,8 +144,67 @@ enum Claimed {
     Stopped { epoch: usize, step: usize },
 }
 
+/// Writes the epochs done into status.json, at most once a second (and always the last).
+fn progress_writer<'a>(run_dir: &'a Path, status: &'a Status, epochs: usize) -> impl Fn(usize) + 'a {
+    let last = std::cell::Cell::new(None::<std::time::Instant>);
+    move |epoch| {
+        if epoch < epochs && last.get().is_some_and(|t| t.elapsed().as_secs_f64() < 1.0) {
+            return;
+        }
+        last.set(Some(std::time::Instant::now()));
+        let mut s = status.clone();
+        s.progress = Some(Progress { epoch, epochs });
+        s.updated = now();
+        // Progress is a courtesy to `status`: a failed write must not fail the run.
+        let _ = store::write_status(run_dir, &s);
+    }
+}
+
+/// Sleeps through the run's epochs as `--simulate` asks, reporting progress, and returns a
+/// result marked simulated.
+fn simulate(spec: &RunSpec, seconds_per_epoch: f64, stop: &AtomicBool, on_epoch: &dyn Fn(usize)) -> Result<Claimed, Failure> {
+    let started = std::time::Instant::now();
+    for epoch in 1..=spec.train.epochs {
+        let until = started + std::time::Duration::from_secs_f64(seconds_per_epoch * epoch as f64);
+        while std::time::Instant::now() < until {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(Claimed::Stopped { epoch, step: 0 });
+            }
+            std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()).min(std::time::Duration::from_millis(20)));
+        }
+        on_epoch(epoch);
+    }
+    let m = crate::store::records::EpochMetrics { epoch: spec.train.epochs, lr: 0.0, train_loss: 0.0, test_error: 0.0, test_nll: 0.0, val_error: None, val_nll: None, elapsed: started.elapsed().as_secs_f64() };
+    Ok(Claimed::Done(Box::new(RunResult {
+        id: store::run_id(spec),
+        slug: spec.slug(),
+        final_metrics: m.clone(),
+        best_on_test: m,
+        best_on_validation: None,
+        provenance: provenance("simulated".into(), 0, started.elapsed().as_secs_f64(), 0.0, 0.0, 0),
+        simulated: true,
+        evaluations: Vec::new(),
+    })))
+}
+
+/// The provenance of a result made by this binary on this host.
+fn provenance(device: String, threads: usize, wall_time: f64, train_examples_per_sec: f64, data_wait_fraction: f64, resumed_from_epoch: usize) -> Provenance {
+    Provenance {
+        mixsweep_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: env!("MIXSWEEP_GIT_COMMIT").to_string(),
+        burn_version: BURN_VERSION.to_string(),
+        device,
+        threads,
+        host: hostname(),
+        wall_time,
+        train_examples_per_sec,
+        data_wait_fraction,
+        resumed_from_epoch,
+    }
+}
+
 /// Trains the claimed run.
-fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool) -> Result<Claimed, Failure> {
+fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool, status: &Status) -> Result<Claimed, Failure> {
     let spec_path = run_dir.join(RunFiles::SPEC);
     let bad_spec = |reason: String| Failure { class: FailureClass::BadSpec, reason };
     let text = std::fs::read_to_string(&spec_path).map_err(|e| bad_spec(format!("{}: {e}", spec_path.display())))?;
@@ -147,6 +215,10 @@ fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool) -> Result<
         return Err(bad_spec(format!("spec.yaml hashes to {} but the directory is {dir_name}: it was edited by hand", &id[..12])));
     }
     eprintln!("run {} ({})\n{}", spec.slug(), &id[..12], spec.to_yaml());
+    let on_epoch = progress_writer(run_dir, status, spec.train.epochs);
+    if let Some(seconds) = opts.simulate {
+        return simulate(&spec, seconds, stop, &on_epoch);
+    }
     let metrics_path = run_dir.join(RunFiles::METRICS);
     let mut write_metrics = |history: &[crate::store::records::EpochMetrics]| -> std::io::Result<()> {
         let mut text = String::new();
@@ -161,7 +233,7 @@ fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool) -> Result<
     };
     let device = train::device::open(opts.device).map_err(|e| Failure { class: FailureClass::NoDevice, reason: e.to_string() })?;
     let checkpoint_dir = run_dir.join(RunFiles::CHECKPOINT);
-    let control = Control { device: &device, device_name: device_name(opts.device, opts.threads), checkpoint_dir: Some(&checkpoint_dir), checkpoint_every: opts.checkpoint_every, stop };
+    let control = Control { device: &device, device_name: device_name(opts.device, opts.threads), checkpoint_dir: Some(&checkpoint_dir), checkpoint_every: opts.checkpoint_every, stop, on_epoch: &on_epoch };
     let ended = train::train(&spec, &control, &mut write_metrics).map_err(|e| match e {
         TrainError::Diverged { .. } => Failure { class: FailureClass::Diverged, reason: e.to_string() },
         TrainError::Data(_) => Failure { class: FailureClass::BadData, reason: e.to_string() },
@@ -180,18 +252,8 @@ fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool) -> Result<
         final_metrics,
         best_on_test: best,
         best_on_validation: outcome.history.iter().filter_map(|m| m.val_error.map(|v| (v, m))).min_by(|a, b| a.0.total_cmp(&b.0)).map(|(_, m)| m.clone()),
-        provenance: Provenance {
-            mixsweep_version: env!("CARGO_PKG_VERSION").to_string(),
-            git_commit: env!("MIXSWEEP_GIT_COMMIT").to_string(),
-            burn_version: BURN_VERSION.to_string(),
-            device: outcome.device,
-            threads: opts.threads,
-            host: hostname(),
-            wall_time: outcome.wall_time,
-            train_examples_per_sec: outcome.train_examples_per_sec,
-            data_wait_fraction: outcome.data_wait_fraction,
-            resumed_from_epoch: outcome.resumed_from_epoch,
-        },
+        provenance: provenance(outcome.device, opts.threads, outcome.wall_time, outcome.train_examples_per_sec, outcome.data_wait_fraction, outcome.resumed_from_epoch),
+        simulated: false,
         evaluations: Vec::new(),
     })))
 }

@@ -97,7 +97,10 @@ fn collect(exp: &Experiment, store: &Store) -> Result<Vec<Row>, ReportError> {
         if state == RunState::Done
             && let Some(result) = store::read_result(&run.dir)?
         {
-            metrics = metrics::values(&result, &exp.evaluate);
+            // A scheduler test double trained nothing: it has no metrics to show.
+            if !result.simulated {
+                metrics = metrics::values(&result, &exp.evaluate);
+            }
         }
         rows.push(Row { keys, seed: run.spec.seed, state, metrics });
     }
@@ -269,7 +272,9 @@ fn render_table(exp: &Experiment, table: &TableSpec, rows: &[Row], varying: &[St
     if from_evaluation {
         let e = &exp.evaluate;
         let on = if e.examples > 0 { format!("the same seeded subset of {} test examples for every run", e.examples) } else { "the whole test set".into() };
-        let _ = writeln!(out, "Evaluated on the final model under evaluation settings `{}`: robustness and representation measures on {on} (clean error, NLL and ECE on the whole test set); attack ε and noise σ in pixel units of [0, 1]; deformations with nearest-neighbour sampling and black fill; draws seeded by `evaluate.seed` = {}.", e.id(), e.seed);
+        let images = exp.runs.first().is_some_and(|r| r.data.input_shape().len() == 3);
+        let units = if images { "attack ε and noise σ in pixel units of [0, 1]; deformations with nearest-neighbour sampling and black fill" } else { "attack ε and noise σ in input units" };
+        let _ = writeln!(out, "Evaluated on the final model under evaluation settings `{}`: robustness and representation measures on {on} (clean error, NLL and ECE on the whole test set); {units}; draws seeded by `evaluate.seed` = {}.", e.id(), e.seed);
     }
     out.push('\n');
     Ok(out)

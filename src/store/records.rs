@@ -32,6 +32,12 @@ pub enum FailureClass {
     BadData,
     /// Trained, but the evaluation of the trained model failed (the training result is kept).
     Evaluation,
+    /// The device ran out of memory.
+    Oom,
+    /// Stopped at the sweep's per-run time limit (a checkpoint was written).
+    Timeout,
+    /// Stopped from outside (SIGTERM not sent by its sweep: a cluster's preemption, a kill).
+    Interrupted,
 }
 
 impl std::fmt::Display for FailureClass {
@@ -43,6 +49,9 @@ impl std::fmt::Display for FailureClass {
             FailureClass::NoDevice => "no_device",
             FailureClass::BadData => "bad_data",
             FailureClass::Evaluation => "evaluation",
+            FailureClass::Oom => "oom",
+            FailureClass::Timeout => "timeout",
+            FailureClass::Interrupted => "interrupted",
         })
     }
 }
@@ -66,13 +75,26 @@ pub struct Status {
     pub host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// Where the current or last attempt ran (the sweep's slot, e.g. `cuda:1/0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// Epochs trained of how many, while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
     /// Unix seconds of the last change.
     pub updated: u64,
 }
 
+/// Epochs trained so far and in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub epoch: usize,
+    pub epochs: usize,
+}
+
 impl Status {
     pub fn pending() -> Status {
-        Status { state: State::Pending, attempts: 0, failure: None, host: None, pid: None, updated: now() }
+        Status { state: State::Pending, attempts: 0, failure: None, host: None, pid: None, slot: None, progress: None, updated: now() }
     }
 }
 
@@ -133,6 +155,9 @@ pub struct RunResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_on_validation: Option<EpochMetrics>,
     pub provenance: Provenance,
+    /// A scheduler test double (`--simulate`): no training happened; reports leave it out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub simulated: bool,
     /// Evaluations of the trained model, one per (settings, model), in the order made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evaluations: Vec<Evaluation>,

@@ -72,6 +72,8 @@ pub struct Control<'a> {
     pub checkpoint_every: usize,
     /// Set (e.g. by a signal handler) to checkpoint at the next minibatch boundary and stop.
     pub stop: &'a AtomicBool,
+    /// Told the number of epochs done after each epoch.
+    pub on_epoch: &'a dyn Fn(usize),
 }
 
 /// Trains `spec`, continuing from the checkpoint in `control.checkpoint_dir` if there is one,
@@ -199,6 +201,7 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
             });
             on_eval(&st.history)?;
         }
+        (control.on_epoch)(done);
         st.epoch = done;
         st.step = 0;
         st.order_pos = order_rng.get_word_pos();

@@ -1,0 +1,173 @@
+//! One run's child process: started as `mixsweep exec <dir>` on a slot, with its output in the
+//! run's next attempt log; killed with the scheduler (PDEATHSIG); and, when it has ended, its
+//! outcome read back from the run directory and classified.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use super::devices::Slot;
+use crate::store::records::{Failure, FailureClass, State};
+use crate::store::{self, RunState, StoreError};
+
+/// Exit code of `mixsweep exec` when another live process holds the run's claim.
+pub const EXIT_CLAIMED_ELSEWHERE: i32 = 3;
+/// Exit code of `mixsweep exec` and `sweep` when stopped by Ctrl-C or SIGTERM (128 + SIGINT).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// What the child is asked to do beyond the run directory.
+#[derive(Debug, Clone, Default)]
+pub struct ChildArgs {
+    pub checkpoint_every: usize,
+    pub simulate: Option<f64>,
+    /// The store root, passed on so the child sees the same store.
+    pub store: Option<PathBuf>,
+}
+
+/// Starts `mixsweep exec <dir>` on `slot`.
+pub fn spawn(dir: &Path, slot: &Slot, args: &ChildArgs) -> Result<Child, StoreError> {
+    let io = |source| StoreError::Io { path: dir.to_path_buf(), source };
+    let attempt = store::attempt_logs(dir).len() + 1;
+    let log = File::create(dir.join(format!("attempt-{attempt}.log"))).map_err(io)?;
+    let mut cmd = Command::new(own_executable().map_err(io)?);
+    if let Some(root) = &args.store {
+        cmd.arg("--store").arg(root);
+    }
+    cmd.arg("exec").arg(dir).arg("--threads").arg(slot.threads.to_string()).arg("--checkpoint-every").arg(args.checkpoint_every.to_string()).arg("--device").arg(slot.child_device.to_string());
+    if let Some(s) = args.simulate {
+        cmd.arg("--simulate").arg(s.to_string());
+    }
+    cmd.envs(slot.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    cmd.env(crate::exec::SLOT_ENV, &slot.label);
+    cmd.stdin(Stdio::null()).stdout(log.try_clone().map_err(io)?).stderr(log);
+    die_with_parent(&mut cmd);
+    cmd.spawn().map_err(io)
+}
+
+/// Sends SIGTERM to a child: it checkpoints at the next minibatch and exits 130.
+pub fn terminate(child: &Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+}
+
+/// The scheduler's own binary. On Linux `/proc/self/exe`, which stays this very binary even
+/// when a rebuild replaces the file mid-sweep, so every run of a sweep uses the same code.
+fn own_executable() -> std::io::Result<PathBuf> {
+    let proc_exe = Path::new("/proc/self/exe");
+    if proc_exe.exists() { Ok(proc_exe.to_path_buf()) } else { std::env::current_exe() }
+}
+
+/// On Linux the child is killed if the scheduler dies, so a killed sweep leaves no orphan
+/// training on; its claim is freed and the next sweep re-runs it.
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
+
+/// Why the scheduler sent a child SIGTERM, if it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Terminated {
+    /// The sweep is stopping (Ctrl-C, SIGTERM).
+    Stop,
+    /// The run passed the sweep's per-run time limit.
+    Timeout,
+}
+
+/// How a child's run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ended {
+    Done,
+    /// Stopped on the sweep's request; resumes at the next sweep.
+    Stopped,
+    ClaimedElsewhere,
+    Failed(Failure),
+}
+
+/// Reads the outcome of the run in `dir` after its child exited with `exit`, classifies it, and
+/// records a failure the child could not record itself (a signal, a panic, an abort).
+pub fn settle(dir: &Path, exit: ExitStatus, terminated: Option<Terminated>) -> Result<Ended, StoreError> {
+    if exit.code() == Some(EXIT_CLAIMED_ELSEWHERE) {
+        return Ok(Ended::ClaimedElsewhere);
+    }
+    let state = store::run_state(dir)?;
+    let failure = match (state, exit.code(), terminated) {
+        (RunState::Done, Some(0), _) => return Ok(Ended::Done),
+        (RunState::Done, _, _) => Failure { class: FailureClass::Evaluation, reason: "trained, but the evaluation of the trained model failed; the next sweep tries again".into() },
+        (RunState::Failed(f), _, _) if f.class == FailureClass::Crashed && ran_out_of_memory(dir) => Failure { class: FailureClass::Oom, reason: f.reason },
+        (RunState::Failed(f), _, _) => return Ok(Ended::Failed(f)),
+        (_, Some(EXIT_INTERRUPTED), Some(Terminated::Stop)) => return Ok(Ended::Stopped),
+        (_, Some(EXIT_INTERRUPTED), Some(Terminated::Timeout)) => Failure { class: FailureClass::Timeout, reason: "stopped at the sweep's per-run time limit after a checkpoint".into() },
+        (_, Some(EXIT_INTERRUPTED), None) => Failure { class: FailureClass::Interrupted, reason: "stopped by a SIGTERM or SIGINT from outside the sweep, after a checkpoint".into() },
+        _ if ran_out_of_memory(dir) => Failure { class: FailureClass::Oom, reason: format!("out of memory: the run process ended with {exit}") },
+        _ => Failure { class: FailureClass::Crashed, reason: format!("the run process ended with {exit} without recording an outcome{}", signal_hint(exit)) },
+    };
+    if failure.class != FailureClass::Evaluation {
+        let mut status = store::read_status(dir)?.unwrap_or_else(store::records::Status::pending);
+        status.state = State::Failed;
+        status.failure = Some(failure.clone());
+        status.progress = None;
+        status.updated = store::records::now();
+        store::write_status(dir, &status)?;
+    }
+    Ok(Ended::Failed(failure))
+}
+
+fn signal_hint(exit: ExitStatus) -> &'static str {
+    use std::os::unix::process::ExitStatusExt;
+    match exit.signal() {
+        Some(9) => " (SIGKILL: killed by hand, by a cluster, or by the kernel's out-of-memory killer)",
+        Some(6) => " (SIGABRT: an abort, e.g. a failed allocation)",
+        Some(11) => " (SIGSEGV)",
+        _ => "",
+    }
+}
+
+/// Whether the run's last attempt log says it ran out of memory (host or device).
+fn ran_out_of_memory(dir: &Path) -> bool {
+    let Some(log) = store::attempt_logs(dir).pop() else { return false };
+    let Ok(mut file) = File::open(&log) else { return false };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    let tail = String::from_utf8_lossy(&bytes).to_lowercase();
+    ["out of memory", "outofmemory", "out_of_memory", "memory allocation of"].iter().any(|p| tail.contains(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn a_crash_whose_log_says_out_of_memory_is_an_oom_and_sigkill_is_explained() {
+        let tmp = crate::testing::TempDir::new().unwrap();
+        let dir = tmp.path();
+        let running = store::records::Status { state: State::Running, ..store::records::Status::pending() };
+        store::write_status(dir, &running).unwrap();
+        std::fs::write(dir.join("attempt-1.log"), "epoch 3\nthread 'main' panicked: CUDA_ERROR_OUT_OF_MEMORY while allocating\n").unwrap();
+        // Exit code 101: a Rust panic.
+        let ended = settle(dir, ExitStatus::from_raw(101 << 8), None).unwrap();
+        assert!(matches!(&ended, Ended::Failed(f) if f.class == FailureClass::Oom), "{ended:?}");
+        store::write_status(dir, &running).unwrap();
+        std::fs::write(dir.join("attempt-2.log"), "epoch 3\n").unwrap();
+        let ended = settle(dir, ExitStatus::from_raw(9), None).unwrap();
+        assert!(matches!(&ended, Ended::Failed(f) if f.class == FailureClass::Crashed && f.reason.contains("SIGKILL")), "{ended:?}");
+        assert_eq!(store::read_status(dir).unwrap().unwrap().state, State::Failed);
+    }
+}

@@ -1,0 +1,107 @@
+//! Expected run durations, for taking the longest runs first (which keeps the tail of a sweep
+//! short) and for the ETA. A run's cost is a proxy — epochs × training examples × the
+//! network's multiply-adds per example — turned into seconds by the runs already done: a run
+//! whose spec differs from done runs only in the seed is expected to take their mean time;
+//! any other, its cost × the median seconds per unit of cost of the done runs.
+
+use std::collections::HashMap;
+
+use crate::spec::RunSpec;
+use crate::spec::types::{DataSpec, ModelSpec};
+
+/// The spec without its seed: runs that differ only in the seed take about as long.
+pub fn shape_key(spec: &RunSpec) -> String {
+    let mut v = serde_json::to_value(spec).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        map.remove("seed");
+    }
+    v.to_string()
+}
+
+/// Training examples per epoch.
+fn examples(data: &DataSpec) -> f64 {
+    match data {
+        DataSpec::Spirals { n_train, val_split, .. } => n_train.saturating_sub(*val_split) as f64,
+        _ => match data.image() {
+            Some((_, opts)) if opts.train_subset > 0 => opts.train_subset as f64,
+            Some((set, opts)) => set.n_train().saturating_sub(opts.val_split) as f64,
+            None => 1.0,
+        },
+    }
+}
+
+/// Multiply-adds per example, roughly.
+fn per_example(model: &ModelSpec, data: &DataSpec) -> f64 {
+    let shape = data.input_shape();
+    let pixels = if shape.len() == 3 { (shape[1] * shape[2]) as f64 } else { 1.0 };
+    match *model {
+        ModelSpec::SpiralMlp { width, depth, .. } => 2.0 * depth as f64 * (width * width) as f64 + shape.iter().product::<usize>() as f64 * width as f64,
+        ModelSpec::PreactResnet { depth, width, stem_stride } => depth as f64 * (width * width) as f64 * 9.0 * pixels / (stem_stride * stem_stride) as f64,
+        ModelSpec::WideResnet { depth, widen, stem_stride } => depth as f64 * ((16 * widen) * (16 * widen)) as f64 * 9.0 * pixels / (stem_stride * stem_stride) as f64,
+    }
+}
+
+/// The proxy cost of a run.
+pub fn cost(spec: &RunSpec) -> f64 {
+    spec.train.epochs as f64 * examples(&spec.data) * per_example(&spec.model, &spec.data)
+}
+
+/// What the runs done so far say about durations.
+#[derive(Debug, Clone, Default)]
+pub struct Durations {
+    by_shape: HashMap<String, (f64, usize)>,
+    /// Seconds per unit of cost of each done run.
+    rates: Vec<f64>,
+}
+
+impl Durations {
+    /// Records a done run's wall time.
+    pub fn record(&mut self, spec: &RunSpec, seconds: f64) {
+        let e = self.by_shape.entry(shape_key(spec)).or_insert((0.0, 0));
+        e.0 += seconds;
+        e.1 += 1;
+        let c = cost(spec);
+        if c > 0.0 {
+            self.rates.push(seconds / c);
+        }
+    }
+
+    /// Whether any run's duration is known yet.
+    pub fn known(&self) -> bool {
+        !self.rates.is_empty() || !self.by_shape.is_empty()
+    }
+
+    /// Expected seconds of `spec`; `None` until some run is done.
+    pub fn seconds(&self, spec: &RunSpec) -> Option<f64> {
+        if let Some(&(sum, n)) = self.by_shape.get(&shape_key(spec)) {
+            return Some(sum / n as f64);
+        }
+        let mut rates = self.rates.clone();
+        rates.sort_by(f64::total_cmp);
+        rates.get(rates.len() / 2).map(|r| r * cost(spec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::resolve;
+    use crate::spec::node::Node;
+
+    fn spec(text: &str) -> RunSpec {
+        resolve(&Node::parse(text).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn same_shape_takes_the_measured_time_and_others_scale_by_cost() {
+        let a = spec("{method: erm, seed: 0, model: {name: spiral_mlp}, data: {name: spirals}, train: {epochs: 10}}");
+        let a1 = spec("{method: erm, seed: 1, model: {name: spiral_mlp}, data: {name: spirals}, train: {epochs: 10}}");
+        let b = spec("{method: erm, seed: 0, model: {name: spiral_mlp}, data: {name: spirals}, train: {epochs: 30}}");
+        let mut d = Durations::default();
+        assert_eq!(d.seconds(&a1), None);
+        d.record(&a, 4.0);
+        assert_eq!(d.seconds(&a1), Some(4.0));
+        // Three times the epochs: three times the cost, so three times the time.
+        assert!((d.seconds(&b).unwrap() - 12.0).abs() < 1e-9);
+    }
+}
