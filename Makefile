@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR
 MIXSWEEP := $(CARGO_TARGET_DIR)/release/mixsweep
 EXPERIMENT ?= experiments/spirals.yaml
 
-.PHONY: build sweep plan status report test bench data clean-runs
+.PHONY: build sweep plan status report test test-slurm bench data clean-runs
 
 build:
 	cargo build --release --locked
@@ -26,6 +26,12 @@ report: build
 # The data tests read the real Fashion-MNIST files, so `make data` comes first.
 test: data
 	cargo test --release --locked
+
+# The job-array test against a real one-node Slurm on this host: installs Debian's slurmctld,
+# slurmd and munge if missing (needs root), starts them, runs tests/slurm.rs, stops them.
+test-slurm:
+	bash scripts/ci-slurm.sh up
+	cargo test --release --locked --test slurm -- --ignored; rc=$$?; bash scripts/ci-slurm.sh down; exit $$rc
 
 # Training throughput, ERM vs Manifold Mixup, and the cost of mixing: reports/bench.md.
 bench: build

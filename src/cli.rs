@@ -77,6 +77,46 @@ pub enum Command {
         #[arg(long, value_name = "S", hide = true)]
         simulate: Option<f64>,
     },
+    /// Submit the experiment's remaining runs to Slurm as one job array: writes
+    /// runs/<name>/slurm/array.sbatch and runs sbatch on it. Run it again after tasks were
+    /// cancelled, preempted or timed out: it submits what is left, which resumes from its
+    /// checkpoints.
+    Slurm {
+        experiment: PathBuf,
+        #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Slurm partition.
+        #[arg(long)]
+        partition: Option<String>,
+        /// Time limit per task, as Slurm takes it (04:00:00, 90).
+        #[arg(long)]
+        time: Option<String>,
+        /// GPUs per task (--gres=gpu:N); 0 = train on the CPU.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        gpus_per_task: usize,
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        cpus_per_task: usize,
+        /// Memory per task, as Slurm takes it (16G).
+        #[arg(long)]
+        mem: Option<String>,
+        /// At most this many tasks at once.
+        #[arg(long, default_value_t = 8, value_name = "N")]
+        max_parallel: usize,
+        /// Seconds before the time limit at which a task checkpoints and stops.
+        #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+        signal_grace: u32,
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        checkpoint_every: usize,
+        /// Also take runs in these states again.
+        #[arg(long, value_enum)]
+        rerun: Vec<Rerun>,
+        /// An extra #SBATCH option, verbatim (repeatable): --sbatch=--account=abc
+        #[arg(long, value_name = "OPTION")]
+        sbatch: Vec<String>,
+        /// Write the script but do not submit it.
+        #[arg(long)]
+        no_submit: bool,
+    },
     /// Run one run directory in this process (what `sweep` starts for each run).
     Exec {
         run_dir: PathBuf,
@@ -169,6 +209,8 @@ enum CliError {
     Device(#[from] DeviceError),
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    Slurm(#[from] crate::slurm::SlurmError),
     #[error("{0}")]
     Other(String),
 }
@@ -301,6 +343,25 @@ fn run(cli: Cli) -> Result<u8, CliError> {
                 }
             }
             Ok(if failed == 0 { 0 } else { 1 })
+        }
+        Command::Slurm { experiment, overrides, partition, time, gpus_per_task, cpus_per_task, mem, max_parallel, signal_grace, checkpoint_every, rerun, sbatch, no_submit } => {
+            let exp = load(&experiment, &overrides)?;
+            if gpus_per_task > 0 {
+                crate::train::device::check_built(DeviceChoice::Cuda(0))?;
+            }
+            check_data(&exp)?;
+            let opts = crate::slurm::SlurmOptions { partition, time, gpus_per_task, cpus_per_task, mem, max_parallel, signal_grace, checkpoint_every, rerun_failed: rerun.contains(&Rerun::Failed), extra: sbatch };
+            let binary = std::env::current_exe().map_err(|e| CliError::Other(format!("cannot find this binary: {e}")))?;
+            let Some(array) = crate::slurm::write_array(&exp, &store, &opts, &binary)? else {
+                println!("{}: nothing left to run.", exp.name);
+                return Ok(0);
+            };
+            println!("{}: wrote {} ({} tasks)", exp.name, array.script.display(), array.runs.len());
+            if !no_submit {
+                let job = crate::slurm::submit(&array.script)?;
+                println!("{}: submitted job array {job}; `mixsweep status {}` follows it.", exp.name, experiment.display());
+            }
+            Ok(0)
         }
         Command::Status { experiment, overrides } => {
             let exp = load(&experiment, &overrides)?;

@@ -1,7 +1,7 @@
 //! mixsweep: declarative experiment sweeps that reproduce and extend Manifold Mixup
 //! (Verma et al., ICML 2019). See the README for use and ../design.md for the architecture.
 //!
-//! Orchestration (`spec`, `store`, `schedule`, `report`) never touches burn; `train`, `models`
+//! Orchestration (`spec`, `store`, `schedule`, `slurm`, `report`) never touches burn; `train`, `models`
 //! and `data` do the learning.
 
 pub mod cli;
@@ -12,6 +12,7 @@ pub mod models;
 pub mod report;
 pub mod rng;
 pub mod schedule;
+pub mod slurm;
 pub mod spec;
 pub mod store;
 pub mod testing;
