@@ -174,9 +174,16 @@ pub enum Command {
         /// A quarter of the steps: a rough figure in a quarter of the time.
         #[arg(long)]
         quick: bool,
-        /// Only the networks whose name contains this text (e.g. "MLP", "width 16").
+        /// Only the networks whose name contains this text (e.g. "MLP", "width 16"), or
+        /// "scheduler" for the scheduler's own cost alone.
         #[arg(long)]
         only: Option<String>,
+        /// Runs that do nothing in the scheduler-overhead sweep.
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        scheduler_runs: usize,
+        /// Grid points in the plan-expansion measurement.
+        #[arg(long, default_value_t = 100_000, value_name = "N")]
+        grid_points: usize,
     },
     /// Write reports/<name>.md for each experiment from the runs in the store.
     Report {
@@ -313,11 +320,18 @@ fn run(cli: Cli) -> Result<u8, CliError> {
                 }
             }
         }
-        Command::Bench { out, device, threads, quick, only } => {
+        Command::Bench { out, device, threads, quick, only, scheduler_runs, grid_points } => {
             let threads = init_threads(threads)?;
             let dev = crate::train::device::open(device)?;
-            let cases: Vec<_> = crate::train::bench::default_cases(quick).into_iter().filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))).collect();
-            let text = crate::train::bench::run(&cases, &dev, device, threads);
+            let scheduler_only = only.as_deref() == Some("scheduler");
+            let cases: Vec<_> = crate::train::bench::default_cases(quick).into_iter().filter(|c| !scheduler_only && only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))).collect();
+            let mut text = crate::train::bench::run(&cases, &dev, device, threads);
+            if only.is_none() || scheduler_only {
+                eprintln!("bench: the scheduler's own cost ...");
+                let tmp = crate::testing::TempDir::new().map_err(|e| CliError::Other(format!("a temporary directory: {e}")))?;
+                text.push('\n');
+                text.push_str(&schedule::bench::section(tmp.path(), scheduler_runs, grid_points));
+            }
             if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| CliError::Other(format!("{}: {e}", dir.display())))?;
             }

@@ -3,6 +3,7 @@
 //! The sweep plans, decides what is left to do (train, or only evaluate), orders it longest
 //! first, and hands it to the pool.
 
+pub mod bench;
 pub mod child;
 pub mod devices;
 pub mod estimate;

@@ -1,0 +1,84 @@
+//! The scheduler's own cost, for `make bench`: seconds per run of a sweep of runs that do
+//! nothing (`--simulate 0`: each child starts, claims its run, writes its status and result,
+//! and exits), one slot per core and one slot in all; and the time to expand, validate and
+//! hash a grid of 100,000 points.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use crate::store::Store;
+
+/// An experiment of `n` one-epoch runs (n seeds of one point).
+fn experiment(n: usize) -> String {
+    let seeds: Vec<String> = (0..n).map(|s| s.to_string()).collect();
+    format!(
+        "name: nothing\nbase:\n  data: {{ name: spirals, n_train: 8, n_test: 8 }}\n  model: {{ name: spiral_mlp, width: 2, depth: 1 }}\n  train: {{ epochs: 1 }}\nseeds: [{}]\ngrid:\n  - {{ method: [erm] }}\n",
+        seeds.join(", ")
+    )
+}
+
+/// Seconds per run of a sweep of `n` runs that do nothing, on `devices` (`cpu:2`).
+pub fn seconds_per_run(dir: &Path, n: usize, devices: &str) -> std::io::Result<f64> {
+    let file = dir.join(format!("nothing-{devices}.yaml").replace(':', "-"));
+    std::fs::write(&file, experiment(n))?;
+    let store = dir.join(format!("runs-{devices}").replace(':', "-"));
+    let exe = std::env::current_exe()?;
+    let t = Instant::now();
+    let out = Command::new(exe).arg("--store").arg(&store).arg("sweep").arg(&file).arg("--devices").arg(devices).arg("--simulate").arg("0").output()?;
+    let seconds = t.elapsed().as_secs_f64();
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!("the benchmark sweep failed: {}", String::from_utf8_lossy(&out.stderr))));
+    }
+    Ok(seconds / n as f64)
+}
+
+/// Seconds to expand and validate a grid of `points` runs, and to hash them into run ids;
+/// and how many runs the grid had.
+pub fn plan_seconds(points: usize) -> Result<(f64, f64, usize), crate::spec::SpecError> {
+    let seeds = 100.min(points);
+    let lrs: Vec<String> = (0..points / seeds).map(|i| format!("{:e}", 1e-4 * (1.0 + i as f64))).collect();
+    let text = format!(
+        "name: big\nbase:\n  data: {{ name: spirals }}\n  model: {{ name: spiral_mlp }}\nseeds: [{}]\ngrid:\n  - {{ method: [manifold_mixup], alpha: [2.0], layers: [[4]], train.lr: [{}] }}\n",
+        (0..seeds).map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
+        lrs.join(", ")
+    );
+    let t = Instant::now();
+    let exp = crate::spec::parse(&text, Path::new("big.yaml"), &[])?;
+    let expand = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let planned = Store::new("unused").planned(&exp);
+    let hash = t.elapsed().as_secs_f64();
+    Ok((expand, hash, planned.len()))
+}
+
+/// The markdown section.
+pub fn section(dir: &Path, runs: usize, points: usize) -> String {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut out = String::new();
+    let _ = writeln!(out, "## The scheduler's own cost\n");
+    let _ = writeln!(out, "| what | per run |");
+    let _ = writeln!(out, "|---|---|");
+    for devices in ["cpu:1".to_string(), format!("cpu:{cores}")] {
+        match seconds_per_run(dir, runs, &devices) {
+            Ok(s) => {
+                let _ = writeln!(out, "| a sweep of {runs} runs that do nothing, `--devices {devices}` | {:.1} ms |", 1000.0 * s);
+            }
+            Err(e) => {
+                let _ = writeln!(out, "| a sweep of {runs} runs that do nothing, `--devices {devices}` | failed: {e} |");
+            }
+        }
+    }
+    match plan_seconds(points) {
+        Ok((expand, hash, n)) => {
+            let _ = writeln!(out, "| expanding and validating a grid of {n} points | {:.1} µs ({:.2} s in all) |", 1e6 * expand / n.max(1) as f64, expand);
+            let _ = writeln!(out, "| hashing those {n} specs into run ids | {:.1} µs ({:.2} s in all) |", 1e6 * hash / n.max(1) as f64, hash);
+        }
+        Err(e) => {
+            let _ = writeln!(out, "| expanding a grid of {points} points | failed: {e} |");
+        }
+    }
+    let _ = writeln!(out, "\nA run that does nothing still starts a child process (`mixsweep exec`), takes its claim, writes status.json (at the start, after its one epoch, at the end) and result.json (each written to a temporary file, synced and renamed), and is checked and logged by the scheduler: this is the overhead every real run pays once.");
+    out
+}
