@@ -516,7 +516,8 @@ fn status(exp: &Experiment, store: &Store) -> Result<(), CliError> {
                 _ => String::new(),
             };
             let attempts = status.map(|s| s.attempts).filter(|&a| a > 1).map(|a| format!(" ({a} attempts)")).unwrap_or_default();
-            println!("  {:<40} {}{place}{attempts}{log}", run.slug, state.label());
+            let name = run.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| run.slug.clone());
+            println!("  {name:<44} {}{place}{attempts}{log}", state.label());
         }
     }
     Ok(())
