@@ -226,7 +226,7 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             CliError::Spec(_) | CliError::Device(_) | CliError::Data(_) | CliError::Store(StoreError::Corrupt { .. } | StoreError::Mismatch { .. }) => 2,
-            CliError::Report(report::ReportError::UnknownKey { .. }) => 2,
+            CliError::Report(report::ReportError::UnknownKey { .. } | report::ReportError::BadTable { .. } | report::ReportError::Reference(_)) => 2,
             _ => 1,
         }
     }

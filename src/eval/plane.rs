@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use rand::RngExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::measure::{Model, mean_entropy};
 use crate::data::{Dataset, Inputs};
@@ -21,7 +21,7 @@ use crate::store::atomic;
 use crate::store::records::PlaneScore;
 
 /// The file written beside the run (`plane.json`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PlaneMaps {
     /// The bottleneck's mix point.
     pub layer: usize,

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::spec::Selection;
 use crate::spec::evaluate::EvalSettings;
 use crate::store::records::{EvaluatedModel, RunResult};
 
@@ -78,15 +79,22 @@ pub fn normalise(name: &str) -> String {
     }
 }
 
-/// The values of a finished run: final-epoch metrics, and those of the final model's
-/// evaluation under `settings` if it has one.
-pub fn values(result: &RunResult, settings: &EvalSettings) -> BTreeMap<String, f64> {
+/// The values of a finished run under a selection rule: the selected epoch's test metrics,
+/// and those of the evaluation (under `settings`) of the model that rule keeps — the final
+/// model, or the one selected on validation; none for best-on-test, whose model is not kept.
+pub fn values(result: &RunResult, settings: &EvalSettings, selection: Selection) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
-    let m = &result.final_metrics;
-    out.insert("test_error".into(), m.test_error);
-    out.insert("test_nll".into(), m.test_nll);
-    out.insert("train_loss".into(), m.train_loss);
-    let Some(e) = result.evaluation(&settings.id(), EvaluatedModel::Final) else { return out };
+    let (m, model) = match selection {
+        Selection::Final => (Some(&result.final_metrics), Some(EvaluatedModel::Final)),
+        Selection::BestOnValidation => (result.best_on_validation.as_ref(), Some(EvaluatedModel::BestOnValidation)),
+        Selection::BestOnTest => (Some(&result.best_on_test), None),
+    };
+    if let Some(m) = m {
+        out.insert("test_error".into(), m.test_error);
+        out.insert("test_nll".into(), m.test_nll);
+        out.insert("train_loss".into(), m.train_loss);
+    }
+    let Some(e) = model.and_then(|model| result.evaluation(&settings.id(), model)) else { return out };
     out.insert("clean_error".into(), e.clean.score.error);
     out.insert("clean_nll".into(), e.clean.score.nll);
     out.insert("ece".into(), e.clean.ece);
@@ -107,6 +115,11 @@ pub fn values(result: &RunResult, settings: &EvalSettings) -> BTreeMap<String, f
         out.insert("entropy_hidden".into(), p.entropy_hidden);
     }
     out
+}
+
+/// Whether a metric comes from the evaluation rather than from training's own test metrics.
+pub fn from_evaluation(key: &str) -> bool {
+    !["test_error", "test_nll", "train_loss"].contains(&key)
 }
 
 #[cfg(test)]

@@ -1,20 +1,28 @@
-//! Reports: every run of an experiment into a polars DataFrame, grouped by every varying spec
-//! key except the seed, mean ± sample std and n per metric, as markdown tables.
+//! Reports (design §7): every run of an experiment — its spec, state, result.json and
+//! metrics.jsonl — into tables grouped by every varying spec key except the seed (mean, sample
+//! std and n per metric, with polars), the paper's numbers beside ours, written as
+//! `reports/<name>.md` with, in `reports/<name>/`, one CSV per table, the runs as one Parquet
+//! file, and PNG figures (learning curves; the planes of 2-D models; singular values).
 //!
-//! Output is stable: groups keep plan order and numbers have fixed formats, so regenerating a
-//! report with no new runs changes no byte.
+//! Output is stable: groups keep plan order, numbers have fixed formats and nothing depends on
+//! the time, so regenerating a report with no new runs changes no byte.
+
+mod figures;
+mod frame;
+mod metrics;
+mod paper;
+mod table;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use polars::prelude::*;
+use metrics::Metric;
+use polars::prelude::PolarsError;
 
-mod metrics;
-use metrics::{Better, Metric};
-
-use crate::spec::{Experiment, TableSpec};
-use crate::store::{self, RunState, Store, StoreError};
+use crate::spec::{Experiment, Selection, TableSpec};
+use crate::store::records::{EpochMetrics, RunResult};
+use crate::store::{self, RunFiles, RunState, Store, StoreError};
 
 /// Errors while building a report.
 #[derive(Debug, thiserror::Error)]
@@ -27,60 +35,59 @@ pub enum ReportError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{file}: report table \"{table}\": unknown {what} `{name}`\n  allowed: {allowed}")]
     UnknownKey { file: String, table: String, what: &'static str, name: String, allowed: String },
+    #[error("{file}: report table \"{table}\": {problem}")]
+    BadTable { file: String, table: String, problem: String },
+    #[error("the paper's reference file: {0}")]
+    Reference(String),
+    #[error(transparent)]
+    Figure(#[from] figures::FigureError),
 }
 
-/// A metric's statistics over the seeds of one group.
-#[derive(Debug, Clone, Copy)]
-struct Stat {
-    mean: Option<f64>,
-    std: Option<f64>,
-    n: u32,
-}
-
-/// One run as a row: flattened spec values (as text) and final-epoch metrics.
-struct Row {
+/// One planned run.
+pub struct Row {
+    /// Flattened spec values (as text), without the seed, plus `dir`.
     keys: BTreeMap<String, String>,
     seed: u64,
     state: RunState,
-    metrics: BTreeMap<String, f64>,
+    dir: PathBuf,
+    /// result.json of a done run (simulated results left out).
+    result: Option<RunResult>,
+    /// metrics.jsonl of a done run.
+    history: Vec<EpochMetrics>,
 }
 
-/// Builds the report of `exp` and writes it to `<reports>/<name>.md`; returns its path.
-pub fn write_report(exp: &Experiment, store: &Store, reports: &Path) -> Result<PathBuf, ReportError> {
-    let text = render(exp, store)?;
-    std::fs::create_dir_all(reports).map_err(|source| ReportError::Io { path: reports.to_path_buf(), source })?;
-    let path = reports.join(format!("{}.md", exp.name));
-    store::atomic::write(&path, text.as_bytes()).map_err(|source| ReportError::Io { path: path.clone(), source })?;
-    Ok(path)
-}
-
-/// The markdown report of `exp` from what `store` holds.
-pub fn render(exp: &Experiment, store: &Store) -> Result<String, ReportError> {
-    let rows = collect(exp, store)?;
-    let varying = varying_keys(&rows);
-    let mut out = String::new();
-    let _ = writeln!(out, "# {}\n", exp.name);
-    if let Some(d) = &exp.description {
-        let _ = writeln!(out, "{}\n", d.trim());
-    }
-    let done = rows.iter().filter(|r| r.state == RunState::Done).count();
-    let failed: Vec<&Row> = rows.iter().filter(|r| matches!(r.state, RunState::Failed(_))).collect();
-    let _ = writeln!(out, "Experiment file `{}`: {} runs planned, {} done, {} failed, {} not run yet.\n", exp.file.display(), rows.len(), done, failed.len(), rows.len() - done - failed.len());
-    let default_table = TableSpec { title: "Test error and NLL".into(), rows: Vec::new(), metrics: vec!["test_error".into(), "test_nll".into()] };
-    let tables = if exp.report.tables.is_empty() { vec![default_table] } else { exp.report.tables.clone() };
-    for table in &tables {
-        out.push_str(&render_table(exp, table, &rows, &varying)?);
-    }
-    if !failed.is_empty() {
-        let _ = writeln!(out, "## Failed runs (not averaged in)\n");
-        for r in failed {
-            if let RunState::Failed(f) = &r.state {
-                let _ = writeln!(out, "- `{}` seed {}: {} — {}", r.keys.get("dir").map(String::as_str).unwrap_or("?"), r.seed, f.class, f.reason);
-            }
+/// Where the paper's numbers are: `reference/paper.yaml` in the directory of experiment files
+/// that holds `exp` (the nearest `experiments/` above it), else `experiments/reference/`.
+fn reference_path(exp: &Experiment) -> PathBuf {
+    let mut dir = exp.file.parent();
+    while let Some(d) = dir {
+        if d.file_name().is_some_and(|n| n == "experiments") {
+            return d.join("reference/paper.yaml");
         }
-        out.push('\n');
+        dir = d.parent();
     }
-    Ok(out)
+    PathBuf::from("experiments/reference/paper.yaml")
+}
+
+/// Builds the report of `exp` into `<reports>/<name>.md` and `<reports>/<name>/`; returns
+/// the markdown's path.
+pub fn write_report(exp: &Experiment, store: &Store, reports: &Path) -> Result<PathBuf, ReportError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ReportError::Io { path, source }
+    };
+    let rows = collect(exp, store)?;
+    let reference = paper::load(&reference_path(exp)).map_err(ReportError::Reference)?;
+    let assets = reports.join(&exp.name);
+    std::fs::create_dir_all(&assets).map_err(io(&assets))?;
+    let (text, files) = render(exp, &rows, reference.as_ref(), &assets)?;
+    for (name, bytes) in files {
+        let path = assets.join(name);
+        store::atomic::write(&path, &bytes).map_err(io(&path))?;
+    }
+    let path = reports.join(format!("{}.md", exp.name));
+    store::atomic::write(&path, text.as_bytes()).map_err(io(&path))?;
+    Ok(path)
 }
 
 fn collect(exp: &Experiment, store: &Store) -> Result<Vec<Row>, ReportError> {
@@ -93,18 +100,21 @@ fn collect(exp: &Experiment, store: &Store) -> Result<Vec<Row>, ReportError> {
         keys.remove("seed");
         keys.insert("dir".into(), run.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         let state = if run.dir.exists() { store::run_state(&run.dir)? } else { RunState::Pending };
-        let mut metrics = BTreeMap::new();
-        if state == RunState::Done
-            && let Some(result) = store::read_result(&run.dir)?
-        {
+        let (mut result, mut history) = (None, Vec::new());
+        if state == RunState::Done {
             // A scheduler test double trained nothing: it has no metrics to show.
-            if !result.simulated {
-                metrics = metrics::values(&result, &exp.evaluate);
+            result = store::read_result(&run.dir)?.filter(|r| !r.simulated);
+            if result.is_some() {
+                history = read_history(&run.dir.join(RunFiles::METRICS));
             }
         }
-        rows.push(Row { keys, seed: run.spec.seed, state, metrics });
+        rows.push(Row { keys, seed: run.spec.seed, state, dir: run.dir, result, history });
     }
     Ok(rows)
+}
+
+fn read_history(path: &Path) -> Vec<EpochMetrics> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 /// `{"train": {"lr": 0.1}}` → `train.lr = 0.1`; lists render as `[0, 1]`.
@@ -144,140 +154,90 @@ fn varying_keys(rows: &[Row]) -> Vec<String> {
     varying
 }
 
-fn header_of(key: &str) -> String {
-    match key {
-        "alpha" => "α".into(),
-        "layers" => "S".into(),
-        other => other.to_string(),
+/// The markdown of the report and the files beside it (name, bytes).
+fn render(exp: &Experiment, rows: &[Row], reference: Option<&paper::Reference>, assets: &Path) -> Result<(String, Vec<(String, Vec<u8>)>), ReportError> {
+    let varying = varying_keys(rows);
+    let dir_name = assets.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut files = Vec::new();
+    let mut out = String::new();
+    let _ = writeln!(out, "# {}\n", exp.name);
+    if let Some(d) = &exp.description {
+        let _ = writeln!(out, "{}\n", d.trim());
     }
+    let done = rows.iter().filter(|r| r.state == RunState::Done).count();
+    let failed: Vec<&Row> = rows.iter().filter(|r| matches!(r.state, RunState::Failed(_))).collect();
+    let _ = writeln!(out, "Experiment file `{}`: {} runs planned, {} done, {} failed, {} not run yet.\n", exp.file.display(), rows.len(), done, failed.len(), rows.len() - done - failed.len());
+    let default_table = TableSpec { title: "Test error and NLL".into(), rows: Vec::new(), columns: Vec::new(), metrics: vec!["test_error".into(), "test_nll".into()], selection: Selection::Final };
+    let tables = if exp.report.tables.is_empty() { vec![default_table] } else { exp.report.tables.clone() };
+    for (i, t) in tables.iter().enumerate() {
+        let (md, csv) = render_table(exp, t, rows, &varying, reference)?;
+        let name = format!("table-{}.csv", i + 1);
+        let _ = writeln!(out, "## {}\n", t.title);
+        out.push_str(&md);
+        let _ = writeln!(out, "CSV: [{dir_name}/{name}]({dir_name}/{name}).\n");
+        files.push((name, csv.into_bytes()));
+    }
+    if !failed.is_empty() {
+        let _ = writeln!(out, "## Failed runs (not averaged in)\n");
+        for r in failed {
+            if let RunState::Failed(f) = &r.state {
+                let _ = writeln!(out, "- `{}` seed {}: {} — {}", r.keys.get("dir").map(String::as_str).unwrap_or("?"), r.seed, f.class, f.reason);
+            }
+        }
+        out.push('\n');
+    }
+    let figure_keys: Vec<String> = tables.first().filter(|t| !t.rows.is_empty()).map(|t| t.rows.iter().chain(&t.columns).cloned().collect()).unwrap_or_else(|| varying.clone());
+    let figures = draw_figures(exp, rows, &figure_keys, assets)?;
+    if !figures.is_empty() {
+        let _ = writeln!(out, "## Figures\n");
+        for (file, caption) in figures {
+            let _ = writeln!(out, "{caption}\n\n![{caption}]({dir_name}/{file})\n");
+        }
+    }
+    files.push(("runs.parquet".into(), frame::parquet(rows, &exp.evaluate)?));
+    let _ = writeln!(out, "All runs, one row each with every spec key and metric: [{dir_name}/runs.parquet]({dir_name}/runs.parquet).");
+    Ok((out, files))
 }
 
-fn render_table(exp: &Experiment, table: &TableSpec, rows: &[Row], varying: &[String]) -> Result<String, ReportError> {
+/// One table's markdown (with its footer) and CSV.
+fn render_table(exp: &Experiment, t: &TableSpec, rows: &[Row], varying: &[String], reference: Option<&paper::Reference>) -> Result<(String, String), ReportError> {
     let file = exp.file.display().to_string();
-    let group_keys: Vec<String> = if table.rows.is_empty() { varying.to_vec() } else { table.rows.clone() };
-    let known: Vec<&String> = rows.first().map(|r| r.keys.keys().collect()).unwrap_or_default();
-    for k in &group_keys {
-        if !rows.is_empty() && !rows.iter().any(|r| r.keys.contains_key(k)) {
-            return Err(ReportError::UnknownKey { file, table: table.title.clone(), what: "row key", name: k.clone(), allowed: known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") });
-        }
-    }
+    table::check_keys(&file, t, rows)?;
     let available = metrics::available(&exp.evaluate);
-    let mut metrics: Vec<&Metric> = Vec::new();
-    for m in &table.metrics {
+    let mut chosen: Vec<&Metric> = Vec::new();
+    for m in &t.metrics {
         match available.iter().find(|x| x.key == metrics::normalise(m)) {
-            Some(x) => metrics.push(x),
-            None => return Err(ReportError::UnknownKey { file, table: table.title.clone(), what: "metric", name: m.clone(), allowed: available.iter().map(|x| x.key.as_str()).collect::<Vec<_>>().join(", ") }),
+            Some(x) => chosen.push(x),
+            None => return Err(ReportError::UnknownKey { file, table: t.title.clone(), what: "metric", name: m.clone(), allowed: available.iter().map(|x| x.key.as_str()).collect::<Vec<_>>().join(", ") }),
         }
     }
-    let group_of = |r: &Row| -> Vec<String> { group_keys.iter().map(|k| r.keys.get(k).cloned().unwrap_or_else(|| "—".into())).collect() };
-
-    // Plan order of groups, runs planned and failed per group.
-    let mut order: Vec<Vec<String>> = Vec::new();
-    let mut planned: BTreeMap<Vec<String>, usize> = BTreeMap::new();
-    let mut failed: BTreeMap<Vec<String>, usize> = BTreeMap::new();
-    for r in rows {
-        let g = group_of(r);
-        if !planned.contains_key(&g) {
-            order.push(g.clone());
-        }
-        *planned.entry(g.clone()).or_default() += 1;
-        if matches!(r.state, RunState::Failed(_)) {
-            *failed.entry(g).or_default() += 1;
-        }
+    if !t.columns.is_empty() && chosen.len() != 1 {
+        return Err(ReportError::BadTable { file, table: t.title.clone(), problem: format!("a table with `columns` shows one metric in its cells; it lists {}", chosen.len()) });
     }
-
-    // Done runs into a DataFrame; mean, sample std and n per group with polars.
-    let done: Vec<&Row> = rows.iter().filter(|r| r.state == RunState::Done).collect();
-    let mut columns: Vec<Column> = Vec::new();
-    for i in 0..group_keys.len() {
-        let values: Vec<String> = done.iter().map(|r| group_of(r)[i].clone()).collect();
-        columns.push(Column::new(format!("g{i}").into(), values));
-    }
-    for m in &metrics {
-        let values: Vec<Option<f64>> = done.iter().map(|r| r.metrics.get(&m.key).copied()).collect();
-        columns.push(Column::new(m.key.as_str().into(), values));
-    }
-    let mut stats: BTreeMap<Vec<String>, Vec<Stat>> = BTreeMap::new();
-    if !done.is_empty() {
-        let df = DataFrame::new(columns)?;
-        let by: Vec<Expr> = (0..group_keys.len()).map(|i| col(format!("g{i}"))).collect();
-        let mut aggs = Vec::new();
-        for m in &metrics {
-            aggs.push(col(m.key.as_str()).mean().alias(format!("{}_mean", m.key)));
-            aggs.push(col(m.key.as_str()).std(1).alias(format!("{}_std", m.key)));
-            aggs.push(col(m.key.as_str()).count().cast(DataType::UInt32).alias(format!("{}_n", m.key)));
-        }
-        let grouped = if by.is_empty() { df.lazy().select(aggs).collect()? } else { df.lazy().group_by_stable(by).agg(aggs).collect()? };
-        for row in 0..grouped.height() {
-            let mut g = Vec::new();
-            for i in 0..group_keys.len() {
-                g.push(grouped.column(&format!("g{i}"))?.str()?.get(row).unwrap_or("").to_string());
-            }
-            let mut per = Vec::new();
-            for m in &metrics {
-                let mean = grouped.column(&format!("{}_mean", m.key))?.f64()?.get(row);
-                let std = grouped.column(&format!("{}_std", m.key))?.f64()?.get(row);
-                let n = grouped.column(&format!("{}_n", m.key))?.u32()?.get(row).unwrap_or(0);
-                per.push(Stat { mean, std, n });
-            }
-            stats.insert(g, per);
-        }
-    }
-
-    // The best mean of each metric (lowest, or highest where higher is better) is set in bold.
-    let best: Vec<Option<f64>> = metrics
-        .iter()
-        .enumerate()
-        .map(|(j, m)| {
-            let means = stats.values().filter_map(|v| v[j].mean).filter(|x| x.is_finite());
-            match m.better {
-                Better::Lower => means.min_by(f64::total_cmp),
-                Better::Higher => means.max_by(f64::total_cmp),
-                Better::Neither => None,
-            }
-        })
-        .collect();
-    let mut out = String::new();
-    let _ = writeln!(out, "## {}\n", table.title);
-    let mut header: Vec<String> = group_keys.iter().map(|k| header_of(k)).collect();
-    header.extend(metrics.iter().map(|m| m.header.clone()));
-    header.push("n".into());
-    let _ = writeln!(out, "| {} |", header.join(" | "));
-    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
-    for g in &order {
-        let mut cells: Vec<String> = g.clone();
-        let per = stats.get(g);
-        let mut n_done = 0;
-        for (j, m) in metrics.iter().enumerate() {
-            let cell = match per.map(|p| p[j]) {
-                Some(Stat { mean: Some(mean), std, n }) => {
-                    n_done = n_done.max(n);
-                    let text = match std {
-                        Some(s) if n > 1 => format!("{:.*} ± {:.*}", m.decimals, mean * m.scale, m.decimals, s * m.scale),
-                        _ => format!("{:.*}", m.decimals, mean * m.scale),
-                    };
-                    if best[j] == Some(mean) && stats.len() > 1 { format!("**{text}**") } else { text }
-                }
-                _ => "—".into(),
-            };
-            cells.push(cell);
-        }
-        let fails = failed.get(g).copied().unwrap_or(0);
-        let n = format!("{n_done}/{}{}", planned.get(g).copied().unwrap_or(0), if fails > 0 { format!(" ({fails} failed)") } else { String::new() });
-        cells.push(n);
-        let _ = writeln!(out, "| {} |", cells.join(" | "));
-    }
-    let _ = writeln!(out, "\nMean ± sample standard deviation over seeds; n = runs done / runs planned. Selection: final epoch (no model selection on the test set). Budget: {}.", budget(rows, varying));
-    let from_evaluation = metrics.iter().any(|m| !["test_error", "test_nll", "train_loss"].contains(&m.key.as_str()));
-    if from_evaluation {
+    let row_keys: Vec<String> = if t.rows.is_empty() { varying.iter().filter(|k| !t.columns.contains(k)).cloned().collect() } else { t.rows.clone() };
+    let keys: Vec<String> = row_keys.iter().chain(&t.columns).cloned().collect();
+    let values: Vec<BTreeMap<String, f64>> = rows.iter().map(|r| r.result.as_ref().map(|res| metrics::values(res, &exp.evaluate, t.selection)).unwrap_or_default()).collect();
+    let g = table::group(&keys, rows, &values, &chosen)?;
+    let (mut md, paper_shown) = if t.columns.is_empty() { table::markdown(&g, &chosen, reference) } else { table::pivot(&g, row_keys.len(), chosen[0], reference) };
+    let _ = writeln!(md, "\nMean ± sample standard deviation over seeds; n = runs done / runs planned. Selection: {}. Budget: {}.", t.selection.describe(), budget(rows, varying));
+    if chosen.iter().any(|m| metrics::from_evaluation(&m.key)) {
         let e = &exp.evaluate;
         let on = if e.examples > 0 { format!("the same seeded subset of {} test examples for every run", e.examples) } else { "the whole test set".into() };
         let images = exp.runs.first().is_some_and(|r| r.data.input_shape().len() == 3);
-        let units = if images { "attack ε and noise σ in pixel units of [0, 1]; deformations with nearest-neighbour sampling and black fill" } else { "attack ε and noise σ in input units" };
-        let _ = writeln!(out, "Evaluated on the final model under evaluation settings `{}`: robustness and representation measures on {on} (clean error, NLL and ECE on the whole test set); {units}; draws seeded by `evaluate.seed` = {}.", e.id(), e.seed);
+        let units = match (images, e.deforms()) {
+            (true, true) => "attack ε and noise σ in pixel units of [0, 1]; deformations with nearest-neighbour sampling and black fill",
+            (true, false) => "attack ε and noise σ in pixel units of [0, 1]",
+            _ => "attack ε and noise σ in input units",
+        };
+        let model = if t.selection == Selection::BestOnValidation { "model selected on validation" } else { "final model" };
+        let _ = writeln!(md, "Evaluated on the {model} under evaluation settings `{}`: robustness and representation measures on {on} (clean error, NLL and ECE on the whole test set); {units}; draws seeded by `evaluate.seed` = {}.", e.id(), e.seed);
     }
-    out.push('\n');
-    Ok(out)
+    if paper_shown {
+        let source = reference.map(|r| r.source.as_str()).unwrap_or_default();
+        let _ = writeln!(md, "Paper: {source}, as transcribed in experiments/reference/paper.yaml (accuracies shown as error = 100 − accuracy). † = our mean differs from the paper's beyond the spread of our seeds: Welch's t-test against the paper's mean ± std over its 5 runs where the paper gives a std, else a one-sample t-test of our seeds against its mean; two-sided, p < 0.05.");
+    }
+    md.push('\n');
+    Ok((md, table::csv(&g, &chosen, reference)))
 }
 
 /// The training budget behind a table, from the spec keys that do not vary.
@@ -304,4 +264,79 @@ fn budget(rows: &[Row], varying: &[String]) -> String {
         parts.push(format!("{o}, lr {}", fixed("train.lr").unwrap_or_else(|| "varies".into())));
     }
     if parts.is_empty() { "see the experiment file".into() } else { parts.join(", ") }
+}
+
+/// The label of a group in figures: the method, then its values of `keys` that differ from
+/// those of `base` (the first group), e.g. "manifold_mixup α=2.0 S=[4]" or "erm dropout=0.5".
+fn label(r: &Row, keys: &[String], base: &Row) -> String {
+    let mut parts = vec![r.keys.get("method").cloned().unwrap_or_default()];
+    for k in keys.iter().filter(|k| k.as_str() != "method") {
+        let Some(v) = r.keys.get(k) else { continue };
+        if base.keys.get(k) == Some(v) {
+            continue;
+        }
+        parts.push(match k.as_str() {
+            "alpha" => format!("α={v}"),
+            "layers" => format!("S={v}"),
+            other => format!("{}={v}", other.rsplit('.').next().unwrap_or(other)),
+        });
+    }
+    parts.join(" ")
+}
+
+/// Draws the figures the runs have data for; returns (file, caption) of each.
+fn draw_figures(exp: &Experiment, rows: &[Row], keys: &[String], assets: &Path) -> Result<Vec<(String, String)>, ReportError> {
+    // Groups in plan order: label → the done rows with that label.
+    let mut groups: Vec<(String, Vec<&Row>)> = Vec::new();
+    let Some(base) = rows.first() else { return Ok(Vec::new()) };
+    for r in rows.iter().filter(|r| r.result.is_some()) {
+        let l = label(r, keys, base);
+        match groups.iter_mut().find(|g| g.0 == l) {
+            Some(g) => g.1.push(r),
+            None => groups.push((l, vec![r])),
+        }
+    }
+    let mut out = Vec::new();
+    let curves: Vec<figures::Curves> = groups
+        .iter()
+        .map(|(l, rs)| figures::Curves { label: l.clone(), seeds: rs.iter().filter(|r| !r.history.is_empty()).map(|r| r.history.iter().map(|m| (m.epoch as f64, 100.0 * m.test_error, m.test_nll)).collect()).collect() })
+        .filter(|c| !c.seeds.is_empty())
+        .collect();
+    if !curves.is_empty() {
+        figures::learning_curves(&assets.join("curves.png"), &format!("{}: test error and NLL over training (mean over seeds; band: their range)", exp.name), &curves)?;
+        out.push(("curves.png".into(), "Learning curves: test error and NLL at each evaluated epoch, the mean over seeds, the band spanning the seeds.".into()));
+    }
+    let id = exp.evaluate.id();
+    let mut planes = Vec::new();
+    for (l, rs) in &groups {
+        // The first seed's maps of each group.
+        let maps = rs.iter().find_map(|r| {
+            let e = r.result.as_ref()?.evaluation(&id, crate::store::records::EvaluatedModel::Final)?;
+            let text = std::fs::read_to_string(r.dir.join(&e.plane.as_ref()?.file)).ok()?;
+            serde_json::from_str::<crate::eval::plane::PlaneMaps>(&text).ok().map(|m| (r.seed, m))
+        });
+        if let Some((seed, m)) = maps {
+            planes.push((format!("{l}, seed {seed}"), m));
+        }
+    }
+    if !planes.is_empty() {
+        figures::planes(&assets.join("planes.png"), &format!("{}: input plane (top) and bottleneck plane (bottom)", exp.name), &planes)?;
+        out.push(("planes.png".into(), "The paper's Figures 1 and 2: for one seed of each group, the predicted class over the input plane with the training points (top), and over the 2-D bottleneck with the training points' hidden states and, in black, the hidden states of points drawn uniformly over the input plane (bottom). White is where the model is unsure; H is the mean predictive entropy of points drawn uniformly over the hidden plane.".into()));
+    }
+    let mut layers: Vec<(usize, Vec<(String, Vec<f64>)>)> = exp.evaluate.flattening.iter().map(|&k| (k, Vec::new())).collect();
+    for (l, rs) in &groups {
+        for (k, per_group) in layers.iter_mut() {
+            let spectra: Vec<&Vec<f64>> = rs.iter().filter_map(|r| r.result.as_ref()?.evaluation(&id, crate::store::records::EvaluatedModel::Final)?.flattening.iter().find(|f| f.layer == *k).map(|f| &f.spectrum)).collect();
+            if let Some(len) = spectra.iter().map(|s| s.len()).min() {
+                let mean: Vec<f64> = (0..len).map(|j| spectra.iter().map(|s| s[j]).sum::<f64>() / spectra.len() as f64).collect();
+                per_group.push((l.clone(), mean));
+            }
+        }
+    }
+    layers.retain(|(_, g)| !g.is_empty());
+    if !layers.is_empty() {
+        figures::spectra(&assets.join("singular-values.png"), &format!("{}: mean class-conditional singular values", exp.name), &layers, 12)?;
+        out.push(("singular-values.png".into(), "Flattening (§3.2): the largest singular values of each class's hidden states at each measured mix point, averaged over classes and seeds. Flatter class representations have a shorter tail.".into()));
+    }
+    Ok(out)
 }

@@ -59,9 +59,40 @@ pub struct TableSpec {
     /// Spec keys that label rows (dotted: `model.width`); by default every key that varies.
     #[serde(default)]
     pub rows: Vec<String>,
+    /// Spec keys whose values become columns (a pivot, e.g. `layers` rows × `alpha`
+    /// columns for the ablations); the table then shows its one metric in each cell.
+    #[serde(default)]
+    pub columns: Vec<String>,
     /// Metrics of result.json to show; by default test error and NLL.
     #[serde(default = "default_metrics")]
     pub metrics: Vec<String>,
+    /// Which epoch's model each run contributes.
+    #[serde(default)]
+    pub selection: Selection,
+}
+
+/// The model selection rule of a report table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// The model after the last epoch: no selection.
+    #[default]
+    Final,
+    /// The epoch with the lowest error on the held-out validation split (`data.val_split`).
+    BestOnValidation,
+    /// The epoch with the lowest test error: what the paper reported; optimistic.
+    BestOnTest,
+}
+
+impl Selection {
+    /// The sentence under a table.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Selection::Final => "final epoch (no model selection on the test set)",
+            Selection::BestOnValidation => "the epoch with the lowest validation error (held-out training examples)",
+            Selection::BestOnTest => "the epoch with the lowest TEST error, as the paper reported — optimistic, not a held-out estimate",
+        }
+    }
 }
 
 fn default_metrics() -> Vec<String> {
