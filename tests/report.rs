@@ -85,3 +85,36 @@ fn a_pivot_with_two_metrics_and_an_unknown_metric_are_errors_naming_the_table() 
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("unknown metric `fgsm@0.2`") && text(&out).contains("fgsm@0.1"), "{}", text(&out));
 }
+
+#[test]
+fn every_number_of_the_paper_sits_beside_a_run_of_the_paper_experiment_files() {
+    // Reports of the paper's experiment files over an empty store: every row the paper has a
+    // number for shows it, so a typo in experiments/reference/paper.yaml (a key, a value) or a
+    // change of the experiment files that loses a match is caught here. Expected counts are
+    // the entries of each table in the reference file.
+    let sb = Sandbox::new();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(BIN)
+        .current_dir(root)
+        .arg("--store")
+        .arg(sb.store())
+        .args(["report", "experiments/paper/table1-cifar.yaml", "experiments/paper/table2-svhn.yaml", "experiments/paper/table3-tiny-imagenet.yaml", "experiments/paper/table5-layers.yaml", "experiments/paper/table6-alpha.yaml", "experiments/paper/robustness.yaml", "--reports"])
+        .arg(sb.path().join("reports"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let md = |name: &str| fs::read_to_string(sb.path().join("reports").join(format!("{name}.md"))).unwrap();
+    // Plain tables: the first table of each file, one paper cell per row ("| 4.83 ± 0.066 |").
+    let first_table = |text: &str| text.split("\n## ").nth(1).unwrap().to_string();
+    let with_paper = |t: &str| t.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| data") && !l.starts_with("| model") && !l.starts_with("| method")).filter(|l| l.matches(" | ").count() > 3 && !l.contains("| — | — | — |")).count();
+    assert_eq!(with_paper(&first_table(&md("paper-table1-cifar"))), 18);
+    assert_eq!(with_paper(&first_table(&md("paper-table2-svhn"))), 9);
+    assert_eq!(first_table(&md("paper-table3-tiny-imagenet")).matches("accuracy ").count(), 9);
+    // Pivots: one "[paper …]" per cell.
+    assert_eq!(md("paper-table5-layers").matches("[paper accuracy").count(), 20);
+    assert_eq!(md("paper-table6-alpha").matches("[paper accuracy").count(), 12);
+    // Robustness: Tables 4/9 (4 methods × 17 deformations) and Table 7 (5 FGSM rows).
+    let robust = md("paper-robustness");
+    assert_eq!(first_table(&robust).matches("accuracy ").count(), 4 * 17);
+    assert_eq!(robust.split("\n## ").nth(2).unwrap().matches("accuracy ").count(), 5);
+}

@@ -190,24 +190,20 @@ pub fn pivot(g: &Grouped, row_keys: usize, m: &Metric, reference: Option<&Refere
         let mut cells = r.clone();
         for c in &cols {
             let k: Vec<String> = r.iter().chain(c).cloned().collect();
-            let text = match g.stats.get(&k) {
-                Some(per) => {
-                    let s = per[0];
-                    let paper = paper_of(g, &k, m, reference);
-                    any_paper |= paper.is_some();
-                    let mut t = cell(s, m, s.mean.is_some() && top == s.mean && g.stats.len() > 1, mark(s, m, paper.as_ref()));
-                    let planned = g.planned.get(&k).copied().unwrap_or(0);
-                    if (s.n as usize) < planned {
-                        t.push_str(&format!(" ({}/{planned})", s.n));
-                    }
-                    if let Some(p) = paper {
-                        t.push_str(&format!(" [paper {}]", p.text));
-                    }
-                    t
-                }
-                None if g.planned.contains_key(&k) => format!("— (0/{})", g.planned.get(&k).copied().unwrap_or(0)),
-                None => "".into(),
+            let Some(&planned) = g.planned.get(&k) else {
+                cells.push(String::new());
+                continue;
             };
+            let s = g.stats.get(&k).map(|per| per[0]).unwrap_or_default();
+            let paper = paper_of(g, &k, m, reference);
+            any_paper |= paper.is_some();
+            let mut text = cell(s, m, s.mean.is_some() && top == s.mean && g.stats.len() > 1, mark(s, m, paper.as_ref()));
+            if (s.n as usize) < planned {
+                text.push_str(&format!(" ({}/{planned})", s.n));
+            }
+            if let Some(p) = paper {
+                text.push_str(&format!(" [paper {}]", p.text));
+            }
             cells.push(text);
         }
         let _ = writeln!(out, "| {} |", cells.join(" | "));
