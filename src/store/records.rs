@@ -140,7 +140,8 @@ pub struct Provenance {
     pub resumed_from_epoch: usize,
 }
 
-/// result.json: written once, when the run is done.
+/// result.json: written when the run is done; each evaluation of the trained model is then
+/// added to it (rewritten atomically under the run's claim).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
     pub id: String,
