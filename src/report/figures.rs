@@ -172,9 +172,12 @@ pub fn planes(path: &Path, title: &str, groups: &[(String, PlaneMaps)]) -> Resul
     root.present().map_err(|e| fail(e.to_string()))
 }
 
+/// The groups' mean spectra (label, singular values largest first) at one mix point.
+pub type LayerSpectra = (usize, Vec<(String, Vec<f64>)>);
+
 /// Bars of the mean class-conditional singular values (the first `k`), one panel per mix
 /// point, one bar colour per group.
-pub fn spectra(path: &Path, title: &str, layers: &[(usize, Vec<(String, Vec<f64>)>)], k: usize) -> Result<(), FigureError> {
+pub fn spectra(path: &Path, title: &str, layers: &[LayerSpectra], k: usize) -> Result<(), FigureError> {
     register_font();
     let fail = fail(path);
     let root = BitMapBackend::new(path, (720 * layers.len().max(1) as u32, 520)).into_drawing_area();

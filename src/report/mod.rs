@@ -154,8 +154,11 @@ fn varying_keys(rows: &[Row]) -> Vec<String> {
     varying
 }
 
-/// The markdown of the report and the files beside it (name, bytes).
-fn render(exp: &Experiment, rows: &[Row], reference: Option<&paper::Reference>, assets: &Path) -> Result<(String, Vec<(String, Vec<u8>)>), ReportError> {
+/// Files written beside the markdown: (name, bytes).
+type Assets = Vec<(String, Vec<u8>)>;
+
+/// The markdown of the report and the files beside it.
+fn render(exp: &Experiment, rows: &[Row], reference: Option<&paper::Reference>, assets: &Path) -> Result<(String, Assets), ReportError> {
     let varying = varying_keys(rows);
     let dir_name = assets.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut files = Vec::new();
@@ -323,7 +326,7 @@ fn draw_figures(exp: &Experiment, rows: &[Row], keys: &[String], assets: &Path) 
         figures::planes(&assets.join("planes.png"), &format!("{}: input plane (top) and bottleneck plane (bottom)", exp.name), &planes)?;
         out.push(("planes.png".into(), "The paper's Figures 1 and 2: for one seed of each group, the predicted class over the input plane with the training points (top), and over the 2-D bottleneck with the training points' hidden states and, in black, the hidden states of points drawn uniformly over the input plane (bottom). White is where the model is unsure; H is the mean predictive entropy of points drawn uniformly over the hidden plane.".into()));
     }
-    let mut layers: Vec<(usize, Vec<(String, Vec<f64>)>)> = exp.evaluate.flattening.iter().map(|&k| (k, Vec::new())).collect();
+    let mut layers: Vec<figures::LayerSpectra> = exp.evaluate.flattening.iter().map(|&k| (k, Vec::new())).collect();
     for (l, rs) in &groups {
         for (k, per_group) in layers.iter_mut() {
             let spectra: Vec<&Vec<f64>> = rs.iter().filter_map(|r| r.result.as_ref()?.evaluation(&id, crate::store::records::EvaluatedModel::Final)?.flattening.iter().find(|f| f.layer == *k).map(|f| &f.spectrum)).collect();
