@@ -205,3 +205,23 @@ fn bad_device_lists_and_retry_policies_exit_2_saying_what_is_allowed() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("not a failure class"), "{}", text(&out));
 }
+
+#[test]
+fn ctrl_c_stops_every_child_at_a_checkpoint_and_the_next_sweep_resumes_them() {
+    // Ctrl-C on a terminal sends SIGINT to the whole process group: the scheduler and all its
+    // children. Every run in progress must end `interrupted` (resumable), none `failed`.
+    use std::os::unix::process::CommandExt;
+    let sb = Sandbox::new();
+    sb.write("timed.yaml", TIMED);
+    let mut sweep = sb.cmd(&["sweep", "timed.yaml", "--devices", "cpu:3", "--simulate", "0.1"]).process_group(0).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("three runs to start", || sb.store().join("timed").exists() && sb.run_dirs("timed").iter().filter(|d| fs::read_to_string(d.join("status.json")).is_ok_and(|s| s.contains("running"))).count() == 3);
+    Command::new("kill").args(["-s", "INT", "--", &format!("-{}", sweep.id())]).status().unwrap();
+    let code = sweep.wait().unwrap();
+    assert_eq!(code.code(), Some(130));
+    let states: Vec<String> = sb.run_dirs("timed").iter().map(|d| status(d)["state"].as_str().unwrap().to_string()).collect();
+    assert_eq!(states.iter().filter(|s| *s == "interrupted").count(), 3, "{states:?}");
+    assert!(!states.iter().any(|s| s == "failed"), "{states:?}");
+    let out = sb.run(&["sweep", "timed.yaml", "--devices", "cpu:3", "--simulate", "0.1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(sb.run_dirs("timed").iter().all(|d| status(d)["state"] == "done"));
+}

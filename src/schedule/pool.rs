@@ -129,7 +129,10 @@ pub fn run(mut queue: Vec<Job>, slots: &[Slot], opts: &PoolOptions, durations: &
                 busy[s] = false;
             }
             let seconds = r.started.elapsed().as_secs_f64();
-            let mut ended = child::settle(&r.job.run.dir, exit, r.terminated)?;
+            // Ctrl-C reaches the children with the scheduler: a child that ended on it before
+            // the loop saw the stop flag was stopped, not interrupted from outside.
+            let terminated = r.terminated.or(stop.load(Ordering::Relaxed).then_some(Terminated::Stop));
+            let mut ended = child::settle(&r.job.run.dir, exit, terminated)?;
             if ended == Ended::Done && !r.job.evaluate_only && attempts(&r.job.run.dir)? == r.attempts_before {
                 ended = Ended::ClaimedElsewhere;
             }
