@@ -503,6 +503,19 @@ fn plan(exp: &Experiment, store: &Store, json: bool) -> Result<(), CliError> {
 fn status(exp: &Experiment, store: &Store) -> Result<(), CliError> {
     let states = states(exp, store)?;
     println!("{}: {}", exp.name, totals(&states));
+    let mut unevaluated = 0;
+    for (run, state) in &states {
+        if *state == RunState::Done
+            && let Some(r) = store::read_result(&run.dir)?
+            && !r.simulated
+            && !crate::eval::missing(&run.dir, &r, &exp.evaluate).is_empty()
+        {
+            unevaluated += 1;
+        }
+    }
+    if unevaluated > 0 {
+        println!("  {unevaluated} trained runs lack the evaluation under the experiment's `evaluate:` settings {} (`mixsweep sweep` or `mixsweep eval` makes it, without retraining)", exp.evaluate.id());
+    }
     for (run, state) in &states {
         if *state != RunState::Done {
             let log = store::attempt_logs(&run.dir).pop().map(|p| format!("  log {}", p.display())).unwrap_or_default();

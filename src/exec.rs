@@ -214,7 +214,9 @@ fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool, status: &S
     if !dir_name.ends_with(&id[..12]) {
         return Err(bad_spec(format!("spec.yaml hashes to {} but the directory is {dir_name}: it was edited by hand", &id[..12])));
     }
-    eprintln!("run {} ({})\n{}", spec.slug(), &id[..12], spec.to_yaml());
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").map(|v| format!(", CUDA_VISIBLE_DEVICES={v}")).unwrap_or_default();
+    let slot = status.slot.as_ref().map(|s| format!(" on slot {s}")).unwrap_or_default();
+    eprintln!("run {} ({}){slot}: device {}, {} threads{visible}\n{}", spec.slug(), &id[..12], opts.device, opts.threads, spec.to_yaml());
     let on_epoch = progress_writer(run_dir, status, spec.train.epochs);
     if let Some(seconds) = opts.simulate {
         return simulate(&spec, seconds, stop, &on_epoch);

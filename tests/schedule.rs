@@ -98,9 +98,14 @@ fn fake_devices_keep_their_slot_limits_are_all_used_and_finish_near_the_lower_bo
     let makespan = spans.iter().map(|s| s.1).fold(0.0, f64::max) - spans.iter().map(|s| s.0).fold(f64::MAX, f64::min);
     eprintln!("makespan {makespan:.2} s, lower bound {bound:.2} s, ratio {:.3}", makespan / bound);
     assert!(makespan <= 1.1 * bound, "makespan {makespan:.2} s vs lower bound {bound:.2} s");
-    // Each child was told its device.
+    // Each child was told its device: its slot, and the pretend GPU's CUDA_VISIBLE_DEVICES.
     for d in sb.run_dirs("timed") {
-        assert!(status(&d)["slot"].as_str().unwrap().starts_with("fake:"));
+        let slot = status(&d)["slot"].as_str().unwrap().to_string();
+        assert!(slot.starts_with("fake:"));
+        let gpu = &slot[5..6];
+        let log = fs::read_to_string(d.join("attempt-1.log")).unwrap();
+        let header = log.lines().next().unwrap();
+        assert!(header.contains(&format!("on slot {slot}: device cpu,")) && header.ends_with(&format!("CUDA_VISIBLE_DEVICES={gpu}")), "{header}");
         assert_eq!(result(&d)["simulated"], true);
     }
 }
