@@ -507,8 +507,7 @@ fn status(exp: &Experiment, store: &Store) -> Result<(), CliError> {
     for (run, state) in &states {
         if *state == RunState::Done
             && let Some(r) = store::read_result(&run.dir)?
-            && !r.simulated
-            && !crate::eval::missing(&run.dir, &r, &exp.evaluate).is_empty()
+            && crate::eval::needed(&run.dir, &r, &exp.evaluate)
         {
             unevaluated += 1;
         }

@@ -66,7 +66,7 @@ pub fn write_array(exp: &Experiment, store: &Store, opts: &SlurmOptions, binary:
         let todo = match state {
             RunState::Pending | RunState::Interrupted => true,
             RunState::Failed(_) => opts.rerun_failed,
-            RunState::Done => store::read_result(&run.dir)?.is_some_and(|r| !r.simulated && !crate::eval::missing(&run.dir, &r, &exp.evaluate).is_empty()),
+            RunState::Done => store::read_result(&run.dir)?.is_some_and(|r| crate::eval::needed(&run.dir, &r, &exp.evaluate)),
             RunState::Running(_) => false,
         };
         if todo {

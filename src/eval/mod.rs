@@ -61,6 +61,12 @@ pub fn missing(run_dir: &Path, result: &RunResult, settings: &EvalSettings) -> V
     models(run_dir, result).into_iter().filter(|&m| result.evaluation(&id, m).is_none()).collect()
 }
 
+/// Whether a finished run still lacks an evaluation under `settings` (a simulated run has no
+/// model to evaluate).
+pub fn needed(run_dir: &Path, result: &RunResult, settings: &EvalSettings) -> bool {
+    !result.simulated && !missing(run_dir, result, settings).is_empty()
+}
+
 fn models(run_dir: &Path, result: &RunResult) -> Vec<EvaluatedModel> {
     let mut out = vec![EvaluatedModel::Final];
     if result.best_on_validation.is_some() && run_dir.join(RunFiles::CHECKPOINT).join(checkpoint::BEST_ON_VALIDATION).exists() {

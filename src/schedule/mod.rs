@@ -73,14 +73,13 @@ pub fn sweep(exp: &Experiment, store: &Store, opts: &SweepOptions) -> Result<Swe
     let mut todo: Vec<Job> = Vec::new();
     for run in &runs {
         let state = store::run_state(&run.dir)?;
-        if state == RunState::Done
-            && let Some(result) = store::read_result(&run.dir)?
-            && !result.simulated
-        {
-            durations.record(&run.spec, result.provenance.wall_time);
+        let result = if state == RunState::Done { store::read_result(&run.dir)?.filter(|r| !r.simulated) } else { None };
+        if let Some(r) = &result {
+            durations.record(&run.spec, r.provenance.wall_time);
         }
+        let unevaluated = result.as_ref().is_some_and(|r| crate::eval::needed(&run.dir, r, &exp.evaluate));
         match state {
-            RunState::Done if unevaluated(run, exp)? => {
+            RunState::Done if unevaluated => {
                 summary.already_done += 1;
                 todo.push(job(run, true));
             }
@@ -128,11 +127,6 @@ pub fn sweep(exp: &Experiment, store: &Store, opts: &SweepOptions) -> Result<Swe
 
 fn job(run: &PlannedRun, evaluate_only: bool) -> Job {
     Job { run: run.clone(), evaluate_only, retried: Default::default(), exclusive: false }
-}
-
-/// Whether a trained run lacks an evaluation under the experiment's settings.
-fn unevaluated(run: &PlannedRun, exp: &Experiment) -> Result<bool, StoreError> {
-    Ok(store::read_result(&run.dir)?.is_some_and(|r| !r.simulated && !crate::eval::missing(&run.dir, &r, &exp.evaluate).is_empty()))
 }
 
 fn remainder(s: &SweepSummary) -> String {
