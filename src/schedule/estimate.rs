@@ -50,7 +50,7 @@ pub fn cost(spec: &RunSpec) -> f64 {
 #[derive(Debug, Clone, Default)]
 pub struct Durations {
     by_shape: HashMap<String, (f64, usize)>,
-    /// Seconds per unit of cost of each done run.
+    /// Seconds per unit of cost of each done run, kept sorted.
     rates: Vec<f64>,
 }
 
@@ -62,7 +62,9 @@ impl Durations {
         e.1 += 1;
         let c = cost(spec);
         if c > 0.0 {
-            self.rates.push(seconds / c);
+            let rate = seconds / c;
+            let at = self.rates.partition_point(|&r| r < rate);
+            self.rates.insert(at, rate);
         }
     }
 
@@ -76,9 +78,7 @@ impl Durations {
         if let Some(&(sum, n)) = self.by_shape.get(&shape_key(spec)) {
             return Some(sum / n as f64);
         }
-        let mut rates = self.rates.clone();
-        rates.sort_by(f64::total_cmp);
-        rates.get(rates.len() / 2).map(|r| r * cost(spec))
+        self.rates.get(self.rates.len() / 2).map(|r| r * cost(spec))
     }
 }
 

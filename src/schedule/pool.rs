@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::child::{self, ChildArgs, Ended, Terminated};
 use super::devices::Slot;
 use super::estimate::Durations;
-use super::progress::Progress;
+use super::progress::{Progress, Tally};
 use crate::store::records::{Failure, FailureClass};
 use crate::store::{self, PlannedRun, StoreError};
 
@@ -141,23 +141,23 @@ pub fn run(mut queue: Vec<Job>, slots: &[Slot], opts: &PoolOptions, durations: &
                 Ended::Done => {
                     if r.job.evaluate_only {
                         report.evaluated += 1;
-                        progress.finished(&r.job.run, &format!("evaluated in {seconds:.1} s"));
+                        progress.finished(&r.job.run, Tally::Done, &format!("evaluated in {seconds:.1} s"));
                     } else {
                         if let Some(result) = store::read_result(&r.job.run.dir)? {
                             durations.record(&r.job.run.spec, result.provenance.wall_time);
                         }
-                        progress.finished(&r.job.run, &done_line(&r.job.run.dir, seconds)?);
+                        progress.finished(&r.job.run, Tally::Done, &done_line(&r.job.run.dir, seconds)?);
                         report.done.push(r.job.run.clone());
                     }
                 }
                 Ended::ClaimedElsewhere => {
                     report.running_elsewhere += 1;
-                    progress.finished(&r.job.run, "taken by another scheduler");
+                    progress.finished(&r.job.run, Tally::Neither, "taken by another scheduler");
                 }
 
                 Ended::Stopped => {
                     report.stopped = true;
-                    progress.finished(&r.job.run, "stopped; its checkpoint is kept and the next sweep resumes it");
+                    progress.finished(&r.job.run, Tally::Neither, "stopped; its checkpoint is kept and the next sweep resumes it");
                 }
                 Ended::Failed(f) => {
                     let class = f.class.to_string();
@@ -167,10 +167,10 @@ pub fn run(mut queue: Vec<Job>, slots: &[Slot], opts: &PoolOptions, durations: &
                         job.retried.insert(class.clone(), used + 1);
                         job.exclusive |= f.class == FailureClass::Oom;
                         report.retried += 1;
-                        progress.finished(&r.job.run, &format!("failed ({class}): {}; retry {} of {}", f.reason, used + 1, opts.retry.retries(f.class)));
+                        progress.finished(&r.job.run, Tally::Neither, &format!("failed ({class}): {}; retry {} of {}", f.reason, used + 1, opts.retry.retries(f.class)));
                         queue.insert(0, job);
                     } else {
-                        progress.finished(&r.job.run, &format!("FAILED ({class}): {}", f.reason));
+                        progress.finished(&r.job.run, Tally::Failed, &format!("FAILED ({class}): {}", f.reason));
                         report.failed.push((r.job.run.clone(), f));
                     }
                 }
@@ -193,7 +193,7 @@ pub fn run(mut queue: Vec<Job>, slots: &[Slot], opts: &PoolOptions, durations: &
             // Another scheduler may have finished it since the plan.
             if !job.evaluate_only && store::read_result(&job.run.dir)?.is_some() {
                 report.running_elsewhere += 1;
-                progress.finished(&job.run, "done by another scheduler");
+                progress.finished(&job.run, Tally::Done, "done by another scheduler");
                 continue;
             }
             let attempts_before = attempts(&job.run.dir)?;
@@ -207,9 +207,12 @@ pub fn run(mut queue: Vec<Job>, slots: &[Slot], opts: &PoolOptions, durations: &
             running.push(Running { job, attempts_before, child, slots: taken, started: Instant::now(), terminated: None });
         }
 
-        let remaining: f64 = queue.iter().map(|j| durations.seconds(&j.run.spec).unwrap_or(0.0)).sum::<f64>()
-            + running.iter().map(|r| (durations.seconds(&r.job.run.spec).unwrap_or(0.0) - r.started.elapsed().as_secs_f64()).max(0.0)).sum::<f64>();
-        let eta = durations.known().then(|| remaining / slots.len().max(1) as f64);
+        // Estimated only when the progress lines are redrawn (at most twice a second).
+        let eta = || {
+            let remaining: f64 = queue.iter().map(|j| durations.seconds(&j.run.spec).unwrap_or(0.0)).sum::<f64>()
+                + running.iter().map(|r| (durations.seconds(&r.job.run.spec).unwrap_or(0.0) - r.started.elapsed().as_secs_f64()).max(0.0)).sum::<f64>();
+            durations.known().then(|| remaining / slots.len().max(1) as f64)
+        };
         progress.tick(queue.len(), running.len(), eta, |label| running.iter().find(|r| slots[r.slots[0]].label == label).map(|r| r.job.run.dir.clone()));
 
         if running.is_empty() && (queue.is_empty() || stopping) {

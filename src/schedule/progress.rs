@@ -11,6 +11,15 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::devices::Slot;
 use crate::store::{self, PlannedRun};
 
+/// How a finished child counts in the totals line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tally {
+    Done,
+    Failed,
+    /// Stopped, retried, or taken by another scheduler.
+    Neither,
+}
+
 pub struct Progress {
     multi: MultiProgress,
     slots: Vec<(String, ProgressBar)>,
@@ -57,12 +66,12 @@ impl Progress {
     }
 
     /// A run's child ended; `line` says how.
-    pub fn finished(&mut self, run: &PlannedRun, line: &str) {
+    pub fn finished(&mut self, run: &PlannedRun, tally: Tally, line: &str) {
         self.ended += 1;
-        if line.starts_with("done") || line.starts_with("evaluated") {
-            self.done += 1;
-        } else if line.starts_with("FAILED") {
-            self.failed += 1;
+        match tally {
+            Tally::Done => self.done += 1,
+            Tally::Failed => self.failed += 1,
+            Tally::Neither => {}
         }
         if let Some(slot) = self.on.remove(&run.dir)
             && let Some(bar) = self.bar(&slot)
@@ -76,7 +85,7 @@ impl Progress {
 
     /// Refreshes the lines (at most twice a second): each slot's run and epoch from its
     /// status.json, and the totals.
-    pub fn tick(&mut self, queued: usize, running: usize, eta: Option<f64>, dir_of: impl Fn(&str) -> Option<PathBuf>) {
+    pub fn tick(&mut self, queued: usize, running: usize, eta: impl FnOnce() -> Option<f64>, dir_of: impl Fn(&str) -> Option<PathBuf>) {
         if self.multi.is_hidden() || self.last_tick.is_some_and(|t| t.elapsed() < Duration::from_millis(500)) {
             return;
         }
@@ -88,7 +97,7 @@ impl Progress {
                 bar.set_message(format!("{name}{epoch}"));
             }
         }
-        let eta = eta.map(|s| format!(", about {} left", human(s))).unwrap_or_default();
+        let eta = eta().map(|s| format!(", about {} left", human(s))).unwrap_or_default();
         self.total.set_message(format!("{} done, {running} running, {} failed, {queued} queued{eta}", self.done, self.failed));
     }
 
