@@ -225,8 +225,15 @@ enum CliError {
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
-            CliError::Spec(_) | CliError::Device(_) | CliError::Data(_) | CliError::Store(StoreError::Corrupt { .. } | StoreError::Mismatch { .. }) => 2,
-            CliError::Report(report::ReportError::UnknownKey { .. } | report::ReportError::BadTable { .. } | report::ReportError::Reference(_)) => 2,
+            CliError::Spec(_)
+            | CliError::Device(_)
+            | CliError::Data(_)
+            | CliError::Store(StoreError::Corrupt { .. } | StoreError::Mismatch { .. }) => 2,
+            CliError::Report(
+                report::ReportError::UnknownKey { .. }
+                | report::ReportError::BadTable { .. }
+                | report::ReportError::Reference(_),
+            ) => 2,
             _ => 1,
         }
     }
@@ -245,7 +252,10 @@ pub fn main() -> ExitCode {
 }
 
 fn load(path: &Path, overrides: &[String]) -> Result<Experiment, CliError> {
-    let overrides = overrides.iter().map(|o| Override::parse(o)).collect::<Result<Vec<_>, _>>()?;
+    let overrides = overrides
+        .iter()
+        .map(|o| Override::parse(o))
+        .collect::<Result<Vec<_>, _>>()?;
     let exp = spec::load(path, &overrides)?;
     for w in &exp.warnings {
         eprintln!("warning: {w}");
@@ -256,12 +266,28 @@ fn load(path: &Path, overrides: &[String]) -> Result<Experiment, CliError> {
 fn run(cli: Cli) -> Result<u8, CliError> {
     let store = Store::new(&cli.store);
     match cli.command {
-        Command::Plan { experiment, overrides, json } => {
+        Command::Plan {
+            experiment,
+            overrides,
+            json,
+        } => {
             let exp = load(&experiment, &overrides)?;
             plan(&exp, &store, json)?;
             Ok(0)
         }
-        Command::Sweep { experiment, overrides, devices, slots_per_device, device, threads, rerun, retry, run_timeout, checkpoint_every, simulate } => {
+        Command::Sweep {
+            experiment,
+            overrides,
+            devices,
+            slots_per_device,
+            device,
+            threads,
+            rerun,
+            retry,
+            run_timeout,
+            checkpoint_every,
+            simulate,
+        } => {
             let exp = load(&experiment, &overrides)?;
             let pool = match (devices, device.or(exp.device)) {
                 (Some(Devices::Auto), _) => schedule::devices::auto(),
@@ -273,15 +299,21 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             // A backend that is not built in fails every run: say so once, before any runs.
             for d in &pool {
                 match *d {
-                    PoolDevice::Cuda(i) => crate::train::device::check_built(DeviceChoice::Cuda(i))?,
-                    PoolDevice::Vulkan(i) => crate::train::device::check_built(DeviceChoice::Vulkan(i))?,
+                    PoolDevice::Cuda(i) => {
+                        crate::train::device::check_built(DeviceChoice::Cuda(i))?
+                    }
+                    PoolDevice::Vulkan(i) => {
+                        crate::train::device::check_built(DeviceChoice::Vulkan(i))?
+                    }
                     _ => {}
                 }
             }
             if simulate.is_none() {
                 check_data(&exp)?;
             }
-            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
             let mut slots = schedule::devices::slots(&pool, slots_per_device, cores);
             if let Some(t) = threads {
                 for slot in &mut slots {
@@ -291,66 +323,151 @@ fn run(cli: Cli) -> Result<u8, CliError> {
                 }
             }
             let run_timeout = run_timeout.map(std::time::Duration::from_secs_f64);
-            let opts = SweepOptions { rerun_failed: rerun.contains(&Rerun::Failed), checkpoint_every, slots, retry, run_timeout, simulate };
+            let opts = SweepOptions {
+                rerun_failed: rerun.contains(&Rerun::Failed),
+                checkpoint_every,
+                slots,
+                retry,
+                run_timeout,
+                simulate,
+            };
             let summary = schedule::sweep(&exp, &store, &opts)?;
             if summary.ran > 0 {
-                let evaluated = if summary.evaluated > 0 { format!(", {} trained before and evaluated now", summary.evaluated) } else { String::new() };
-                let retried = if summary.retried > 0 { format!(" ({} retries)", summary.retried) } else { String::new() };
-                println!("{}: {} of {} runs done ({} just now{evaluated}), {} failed{retried}.", exp.name, summary.already_done + summary.done_now, summary.total, summary.done_now, summary.failed.len());
+                let evaluated = if summary.evaluated > 0 {
+                    format!(", {} trained before and evaluated now", summary.evaluated)
+                } else {
+                    String::new()
+                };
+                let retried = if summary.retried > 0 {
+                    format!(" ({} retries)", summary.retried)
+                } else {
+                    String::new()
+                };
+                println!(
+                    "{}: {} of {} runs done ({} just now{evaluated}), {} failed{retried}.",
+                    exp.name,
+                    summary.already_done + summary.done_now,
+                    summary.total,
+                    summary.done_now,
+                    summary.failed.len()
+                );
             }
             for f in &summary.failed {
-                println!("  failed: {} ({}: {}); log: {}", f.slug, f.failure.class, f.failure.reason, f.log.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| f.dir.display().to_string()));
+                println!(
+                    "  failed: {} ({}: {}); log: {}",
+                    f.slug,
+                    f.failure.class,
+                    f.failure.reason,
+                    f.log
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| f.dir.display().to_string())
+                );
             }
             if summary.stopped {
-                println!("{}: stopped on request; `mixsweep sweep` again resumes from the checkpoints.", exp.name);
+                println!(
+                    "{}: stopped on request; `mixsweep sweep` again resumes from the checkpoints.",
+                    exp.name
+                );
                 return Ok(EXIT_INTERRUPTED as u8);
             }
             Ok(if summary.failed.is_empty() { 0 } else { 1 })
         }
-        Command::Exec { run_dir, threads, checkpoint_every, device, simulate } => {
+        Command::Exec {
+            run_dir,
+            threads,
+            checkpoint_every,
+            device,
+            simulate,
+        } => {
             let threads = init_threads(threads)?;
             let evaluate = crate::eval::settings_beside(&run_dir)?;
-            match exec(&run_dir, &ExecOptions { threads, checkpoint_every, device, evaluate, simulate })? {
+            match exec(
+                &run_dir,
+                &ExecOptions {
+                    threads,
+                    checkpoint_every,
+                    device,
+                    evaluate,
+                    simulate,
+                },
+            )? {
                 ExecOutcome::Done => Ok(0),
                 ExecOutcome::Failed(_) | ExecOutcome::EvaluationFailed(_) => Ok(1),
                 ExecOutcome::Interrupted { .. } => Ok(EXIT_INTERRUPTED as u8),
                 ExecOutcome::ClaimedElsewhere => {
-                    eprintln!("{}: claimed by another live process; not run", run_dir.display());
+                    eprintln!(
+                        "{}: claimed by another live process; not run",
+                        run_dir.display()
+                    );
                     Ok(EXIT_CLAIMED_ELSEWHERE as u8)
                 }
             }
         }
-        Command::Bench { out, device, threads, quick, only, scheduler_runs, grid_points } => {
+        Command::Bench {
+            out,
+            device,
+            threads,
+            quick,
+            only,
+            scheduler_runs,
+            grid_points,
+        } => {
             let threads = init_threads(threads)?;
             let dev = crate::train::device::open(device)?;
             let scheduler_only = only.as_deref() == Some("scheduler");
-            let cases: Vec<_> = crate::train::bench::default_cases(quick).into_iter().filter(|c| !scheduler_only && only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))).collect();
+            let cases: Vec<_> = crate::train::bench::default_cases(quick)
+                .into_iter()
+                .filter(|c| {
+                    !scheduler_only && only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))
+                })
+                .collect();
             let mut text = crate::train::bench::run(&cases, &dev, device, threads);
             if only.is_none() || scheduler_only {
                 eprintln!("bench: the scheduler's own cost ...");
-                let tmp = crate::testing::TempDir::new().map_err(|e| CliError::Other(format!("a temporary directory: {e}")))?;
+                let tmp = crate::testing::TempDir::new()
+                    .map_err(|e| CliError::Other(format!("a temporary directory: {e}")))?;
                 text.push('\n');
-                text.push_str(&schedule::bench::section(tmp.path(), scheduler_runs, grid_points));
+                text.push_str(&schedule::bench::section(
+                    tmp.path(),
+                    scheduler_runs,
+                    grid_points,
+                ));
             }
             if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| CliError::Other(format!("{}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| CliError::Other(format!("{}: {e}", dir.display())))?;
             }
-            store::atomic::write(&out, text.as_bytes()).map_err(|e| CliError::Other(format!("{}: {e}", out.display())))?;
+            store::atomic::write(&out, text.as_bytes())
+                .map_err(|e| CliError::Other(format!("{}: {e}", out.display())))?;
             print!("{text}");
             println!("wrote {}", out.display());
             Ok(0)
         }
-        Command::Eval { targets, settings, overrides, again, device, threads } => {
+        Command::Eval {
+            targets,
+            settings,
+            overrides,
+            again,
+            device,
+            threads,
+        } => {
             let threads = init_threads(threads)?;
             crate::train::device::check_built(device)?;
-            let overrides = overrides.iter().map(|o| Override::parse(o)).collect::<Result<Vec<_>, _>>()?;
+            let overrides = overrides
+                .iter()
+                .map(|o| Override::parse(o))
+                .collect::<Result<Vec<_>, _>>()?;
             let from_file = settings.as_deref().map(spec::evaluate::load).transpose()?;
             let dev = crate::train::device::open(device)?;
             let name = crate::exec::device_name(device, threads);
             let mut failed = 0;
             for target in &targets {
                 let (base, dirs) = eval_targets(target, &store)?;
-                let chosen = spec::evaluate::with_overrides(from_file.as_ref().unwrap_or(&base), &overrides)?;
+                let chosen = spec::evaluate::with_overrides(
+                    from_file.as_ref().unwrap_or(&base),
+                    &overrides,
+                )?;
                 println!("{}: evaluation settings {}", target.display(), chosen.id());
                 for dir in dirs {
                     failed += !eval_one(&dir, &chosen, &dev, &name, again) as usize;
@@ -358,31 +475,73 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             }
             Ok(if failed == 0 { 0 } else { 1 })
         }
-        Command::Slurm { experiment, overrides, partition, time, gpus_per_task, cpus_per_task, mem, max_parallel, signal_grace, checkpoint_every, rerun, sbatch, no_submit } => {
+        Command::Slurm {
+            experiment,
+            overrides,
+            partition,
+            time,
+            gpus_per_task,
+            cpus_per_task,
+            mem,
+            max_parallel,
+            signal_grace,
+            checkpoint_every,
+            rerun,
+            sbatch,
+            no_submit,
+        } => {
             let exp = load(&experiment, &overrides)?;
             if gpus_per_task > 0 {
                 crate::train::device::check_built(DeviceChoice::Cuda(0))?;
             }
             check_data(&exp)?;
-            let opts = crate::slurm::SlurmOptions { partition, time, gpus_per_task, cpus_per_task, mem, max_parallel, signal_grace, checkpoint_every, rerun_failed: rerun.contains(&Rerun::Failed), extra: sbatch };
-            let binary = std::env::current_exe().map_err(|e| CliError::Other(format!("cannot find this binary: {e}")))?;
+            let opts = crate::slurm::SlurmOptions {
+                partition,
+                time,
+                gpus_per_task,
+                cpus_per_task,
+                mem,
+                max_parallel,
+                signal_grace,
+                checkpoint_every,
+                rerun_failed: rerun.contains(&Rerun::Failed),
+                extra: sbatch,
+            };
+            let binary = std::env::current_exe()
+                .map_err(|e| CliError::Other(format!("cannot find this binary: {e}")))?;
             let Some(array) = crate::slurm::write_array(&exp, &store, &opts, &binary)? else {
                 println!("{}: nothing left to run.", exp.name);
                 return Ok(0);
             };
-            println!("{}: wrote {} ({} tasks)", exp.name, array.script.display(), array.runs.len());
+            println!(
+                "{}: wrote {} ({} tasks)",
+                exp.name,
+                array.script.display(),
+                array.runs.len()
+            );
             if !no_submit {
                 let job = crate::slurm::submit(&array.script)?;
-                println!("{}: submitted job array {job}; `mixsweep status {}` follows it.", exp.name, experiment.display());
+                println!(
+                    "{}: submitted job array {job}; `mixsweep status {}` follows it.",
+                    exp.name,
+                    experiment.display()
+                );
             }
             Ok(0)
         }
-        Command::Status { experiment, overrides } => {
+        Command::Status {
+            experiment,
+            overrides,
+        } => {
             let exp = load(&experiment, &overrides)?;
             status(&exp, &store)?;
             Ok(0)
         }
-        Command::Report { experiments, overrides, reports } => {
+        Command::Report {
+            experiments,
+            overrides,
+            reports,
+        } => {
             for path in &experiments {
                 let exp = load(path, &overrides)?;
                 let written = report::write_report(&exp, &store, &reports)?;
@@ -395,12 +554,21 @@ fn run(cli: Cli) -> Result<u8, CliError> {
 
 /// The settings a target names (an experiment's `evaluate:`, or those stored beside a run
 /// directory) and the trained run directories it covers.
-fn eval_targets(target: &Path, store: &Store) -> Result<(spec::evaluate::EvalSettings, Vec<PathBuf>), CliError> {
+fn eval_targets(
+    target: &Path,
+    store: &Store,
+) -> Result<(spec::evaluate::EvalSettings, Vec<PathBuf>), CliError> {
     if target.is_dir() {
         if store::read_result(target)?.is_none() {
-            return Err(CliError::Other(format!("{}: not a trained run directory (no result.json)", target.display())));
+            return Err(CliError::Other(format!(
+                "{}: not a trained run directory (no result.json)",
+                target.display()
+            )));
         }
-        return Ok((crate::eval::settings_beside(target)?.unwrap_or_default(), vec![target.to_path_buf()]));
+        return Ok((
+            crate::eval::settings_beside(target)?.unwrap_or_default(),
+            vec![target.to_path_buf()],
+        ));
     }
     let exp = load(target, &[])?;
     let mut dirs = Vec::new();
@@ -415,11 +583,20 @@ fn eval_targets(target: &Path, store: &Store) -> Result<(spec::evaluate::EvalSet
 }
 
 /// Evaluates one trained run under its claim; prints what happened; false if it failed.
-fn eval_one(dir: &Path, settings: &spec::evaluate::EvalSettings, device: &burn::prelude::Device, name: &str, again: bool) -> bool {
+fn eval_one(
+    dir: &Path,
+    settings: &spec::evaluate::EvalSettings,
+    device: &burn::prelude::Device,
+    name: &str,
+    again: bool,
+) -> bool {
     let held = match store::claim::acquire(dir) {
         Ok(Some(held)) => held,
         Ok(None) => {
-            println!("  {}: claimed by another live process; skipped", dir.display());
+            println!(
+                "  {}: claimed by another live process; skipped",
+                dir.display()
+            );
             return true;
         }
         Err(e) => {
@@ -430,8 +607,15 @@ fn eval_one(dir: &Path, settings: &spec::evaluate::EvalSettings, device: &burn::
     let made = crate::eval::evaluate_run(dir, settings, device, name, again);
     held.release();
     match made {
-        Ok(0) => println!("  {}: already evaluated under these settings (--again to redo)", dir.display()),
-        Ok(n) => println!("  {}: {n} evaluation{} recorded in result.json", dir.display(), if n == 1 { "" } else { "s" }),
+        Ok(0) => println!(
+            "  {}: already evaluated under these settings (--again to redo)",
+            dir.display()
+        ),
+        Ok(n) => println!(
+            "  {}: {n} evaluation{} recorded in result.json",
+            dir.display(),
+            if n == 1 { "" } else { "s" }
+        ),
         Err(e) => {
             println!("  {}: evaluation failed: {e}", dir.display());
             return false;
@@ -445,7 +629,9 @@ fn eval_one(dir: &Path, settings: &spec::evaluate::EvalSettings, device: &burn::
 fn check_data(exp: &Experiment) -> Result<(), CliError> {
     let mut seen = std::collections::HashSet::new();
     for run in &exp.runs {
-        if run.data.image().is_some() && seen.insert(serde_json::to_string(&run.data).unwrap_or_default()) {
+        if run.data.image().is_some()
+            && seen.insert(serde_json::to_string(&run.data).unwrap_or_default())
+        {
             crate::data::check(&run.data)?;
         }
     }
@@ -454,8 +640,15 @@ fn check_data(exp: &Experiment) -> Result<(), CliError> {
 
 /// Sizes the CPU thread pool (all cores by default) and returns its size.
 fn init_threads(threads: Option<usize>) -> Result<usize, CliError> {
-    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().map_err(|e| CliError::Other(format!("cannot size the thread pool: {e}")))?;
+    let threads = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| CliError::Other(format!("cannot size the thread pool: {e}")))?;
     Ok(threads)
 }
 
@@ -465,7 +658,11 @@ fn states(exp: &Experiment, store: &Store) -> Result<Vec<(store::PlannedRun, Run
         .planned(exp)
         .into_iter()
         .map(|run| {
-            let state = if run.dir.exists() { store::run_state(&run.dir)? } else { RunState::Pending };
+            let state = if run.dir.exists() {
+                store::run_state(&run.dir)?
+            } else {
+                RunState::Pending
+            };
             Ok((run, state))
         })
         .collect()
@@ -495,8 +692,17 @@ fn plan(exp: &Experiment, store: &Store, json: bool) -> Result<(), CliError> {
     for (run, state) in &states {
         println!("{:<14} {:<40} {}", &run.id[..12], run.slug, state.label());
     }
-    let dup = if exp.duplicates > 0 { format!(" ({} duplicate grid points dropped)", exp.duplicates) } else { String::new() };
-    println!("{}: {}{dup}; store {}", exp.name, totals(&states), store.experiment_dir(&exp.name).display());
+    let dup = if exp.duplicates > 0 {
+        format!(" ({} duplicate grid points dropped)", exp.duplicates)
+    } else {
+        String::new()
+    };
+    println!(
+        "{}: {}{dup}; store {}",
+        exp.name,
+        totals(&states),
+        store.experiment_dir(&exp.name).display()
+    );
     Ok(())
 }
 
@@ -513,22 +719,43 @@ fn status(exp: &Experiment, store: &Store) -> Result<(), CliError> {
         }
     }
     if unevaluated > 0 {
-        println!("  {unevaluated} trained runs lack the evaluation under the experiment's `evaluate:` settings {} (`mixsweep sweep` or `mixsweep eval` makes it, without retraining)", exp.evaluate.id());
+        println!(
+            "  {unevaluated} trained runs lack the evaluation under the experiment's `evaluate:` settings {} (`mixsweep sweep` or `mixsweep eval` makes it, without retraining)",
+            exp.evaluate.id()
+        );
     }
     for (run, state) in &states {
         if *state != RunState::Done {
-            let log = store::attempt_logs(&run.dir).pop().map(|p| format!("  log {}", p.display())).unwrap_or_default();
+            let log = store::attempt_logs(&run.dir)
+                .pop()
+                .map(|p| format!("  log {}", p.display()))
+                .unwrap_or_default();
             let status = store::read_status(&run.dir).ok().flatten();
             let place = match (state, &status) {
                 (RunState::Running(_), Some(s)) => {
-                    let slot = s.slot.as_ref().map(|l| format!(" on {l}")).unwrap_or_default();
-                    let epoch = s.progress.map(|p| format!(", epoch {}/{}", p.epoch, p.epochs)).unwrap_or_default();
+                    let slot = s
+                        .slot
+                        .as_ref()
+                        .map(|l| format!(" on {l}"))
+                        .unwrap_or_default();
+                    let epoch = s
+                        .progress
+                        .map(|p| format!(", epoch {}/{}", p.epoch, p.epochs))
+                        .unwrap_or_default();
                     format!("{slot}{epoch}")
                 }
                 _ => String::new(),
             };
-            let attempts = status.map(|s| s.attempts).filter(|&a| a > 1).map(|a| format!(" ({a} attempts)")).unwrap_or_default();
-            let name = run.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| run.slug.clone());
+            let attempts = status
+                .map(|s| s.attempts)
+                .filter(|&a| a > 1)
+                .map(|a| format!(" ({a} attempts)"))
+                .unwrap_or_default();
+            let name = run
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| run.slug.clone());
             println!("  {name:<44} {}{place}{attempts}{log}", state.label());
         }
     }

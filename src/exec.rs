@@ -8,7 +8,9 @@ use std::sync::atomic::AtomicBool;
 
 use crate::spec::RunSpec;
 use crate::spec::evaluate::EvalSettings;
-use crate::store::records::{Failure, FailureClass, Progress, Provenance, RunResult, State, Status, hostname, now};
+use crate::store::records::{
+    Failure, FailureClass, Progress, Provenance, RunResult, State, Status, hostname, now,
+};
 use crate::store::{self, RunFiles, atomic, claim};
 use crate::train::device::DeviceChoice;
 use crate::train::{self, Control, Ended, TrainError};
@@ -55,12 +57,19 @@ pub const SLOT_ENV: &str = "MIXSWEEP_SLOT";
 /// `opts.evaluate`; a run already trained is only evaluated (where it lacks the evaluation).
 /// SIGINT and SIGTERM make training checkpoint at the next minibatch boundary and stop.
 pub fn exec(run_dir: &Path, opts: &ExecOptions) -> Result<ExecOutcome, store::StoreError> {
-    let io = |source| store::StoreError::Io { path: run_dir.to_path_buf(), source };
+    let io = |source| store::StoreError::Io {
+        path: run_dir.to_path_buf(),
+        source,
+    };
     let Some(held) = claim::acquire(run_dir).map_err(io)? else {
         return Ok(ExecOutcome::ClaimedElsewhere);
     };
     if let Some(result) = store::read_result(run_dir)? {
-        let outcome = if result.simulated { ExecOutcome::Done } else { evaluate(run_dir, opts) };
+        let outcome = if result.simulated {
+            ExecOutcome::Done
+        } else {
+            evaluate(run_dir, opts)
+        };
         held.release();
         return Ok(outcome);
     }
@@ -84,11 +93,17 @@ pub fn exec(run_dir: &Path, opts: &ExecOptions) -> Result<ExecOutcome, store::St
             status.progress = None;
             status.updated = now();
             store::write_status(run_dir, &status)?;
-            if result.simulated { ExecOutcome::Done } else { evaluate(run_dir, opts) }
+            if result.simulated {
+                ExecOutcome::Done
+            } else {
+                evaluate(run_dir, opts)
+            }
         }
         Ok(Claimed::Stopped { epoch, step }) => {
             status.state = State::Interrupted;
-            eprintln!("stopped on request at epoch {epoch}, minibatch {step}; checkpoint written, the next sweep resumes it");
+            eprintln!(
+                "stopped on request at epoch {epoch}, minibatch {step}; checkpoint written, the next sweep resumes it"
+            );
             ExecOutcome::Interrupted { epoch, step }
         }
         Err(failure) => {
@@ -107,8 +122,21 @@ pub fn exec(run_dir: &Path, opts: &ExecOptions) -> Result<ExecOutcome, store::St
 /// Evaluates the trained run in `run_dir` under `opts.evaluate` where it lacks the evaluation.
 /// The caller holds the claim.
 fn evaluate(run_dir: &Path, opts: &ExecOptions) -> ExecOutcome {
-    let Some(settings) = &opts.evaluate else { return ExecOutcome::Done };
-    let made = train::device::open(opts.device).map_err(|e| e.to_string()).and_then(|device| crate::eval::evaluate_run(run_dir, settings, &device, &device_name(opts.device, opts.threads), false).map_err(|e| e.to_string()));
+    let Some(settings) = &opts.evaluate else {
+        return ExecOutcome::Done;
+    };
+    let made = train::device::open(opts.device)
+        .map_err(|e| e.to_string())
+        .and_then(|device| {
+            crate::eval::evaluate_run(
+                run_dir,
+                settings,
+                &device,
+                &device_name(opts.device, opts.threads),
+                false,
+            )
+            .map_err(|e| e.to_string())
+        });
     match made {
         Ok(_) => ExecOutcome::Done,
         Err(reason) => {
@@ -141,11 +169,18 @@ pub fn stop_flag() -> std::io::Result<Arc<AtomicBool>> {
 enum Claimed {
     Done(Box<RunResult>),
     /// Stopped on request after a checkpoint at (epoch 1-based, minibatch).
-    Stopped { epoch: usize, step: usize },
+    Stopped {
+        epoch: usize,
+        step: usize,
+    },
 }
 
 /// Writes the epochs done into status.json, at most once a second (and always the last).
-fn progress_writer<'a>(run_dir: &'a Path, status: &'a Status, epochs: usize) -> impl Fn(usize) + 'a {
+fn progress_writer<'a>(
+    run_dir: &'a Path,
+    status: &'a Status,
+    epochs: usize,
+) -> impl Fn(usize) + 'a {
     let last = std::cell::Cell::new(None::<std::time::Instant>);
     move |epoch| {
         if epoch < epochs && last.get().is_some_and(|t| t.elapsed().as_secs_f64() < 1.0) {
@@ -162,7 +197,12 @@ fn progress_writer<'a>(run_dir: &'a Path, status: &'a Status, epochs: usize) -> 
 
 /// Sleeps through the run's epochs as `--simulate` asks, reporting progress, and returns a
 /// result marked simulated.
-fn simulate(spec: &RunSpec, seconds_per_epoch: f64, stop: &AtomicBool, on_epoch: &dyn Fn(usize)) -> Result<Claimed, Failure> {
+fn simulate(
+    spec: &RunSpec,
+    seconds_per_epoch: f64,
+    stop: &AtomicBool,
+    on_epoch: &dyn Fn(usize),
+) -> Result<Claimed, Failure> {
     let started = std::time::Instant::now();
     for epoch in 1..=spec.train.epochs {
         let until = started + std::time::Duration::from_secs_f64(seconds_per_epoch * epoch as f64);
@@ -170,25 +210,52 @@ fn simulate(spec: &RunSpec, seconds_per_epoch: f64, stop: &AtomicBool, on_epoch:
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 return Ok(Claimed::Stopped { epoch, step: 0 });
             }
-            std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()).min(std::time::Duration::from_millis(20)));
+            std::thread::sleep(
+                until
+                    .saturating_duration_since(std::time::Instant::now())
+                    .min(std::time::Duration::from_millis(20)),
+            );
         }
         on_epoch(epoch);
     }
-    let m = crate::store::records::EpochMetrics { epoch: spec.train.epochs, lr: 0.0, train_loss: 0.0, test_error: 0.0, test_nll: 0.0, val_error: None, val_nll: None, elapsed: started.elapsed().as_secs_f64() };
+    let m = crate::store::records::EpochMetrics {
+        epoch: spec.train.epochs,
+        lr: 0.0,
+        train_loss: 0.0,
+        test_error: 0.0,
+        test_nll: 0.0,
+        val_error: None,
+        val_nll: None,
+        elapsed: started.elapsed().as_secs_f64(),
+    };
     Ok(Claimed::Done(Box::new(RunResult {
         id: store::run_id(spec),
         slug: spec.slug(),
         final_metrics: m.clone(),
         best_on_test: m,
         best_on_validation: None,
-        provenance: provenance("simulated".into(), 0, started.elapsed().as_secs_f64(), 0.0, 0.0, 0),
+        provenance: provenance(
+            "simulated".into(),
+            0,
+            started.elapsed().as_secs_f64(),
+            0.0,
+            0.0,
+            0,
+        ),
         simulated: true,
         evaluations: Vec::new(),
     })))
 }
 
 /// The provenance of a result made by this binary on this host.
-fn provenance(device: String, threads: usize, wall_time: f64, train_examples_per_sec: f64, data_wait_fraction: f64, resumed_from_epoch: usize) -> Provenance {
+fn provenance(
+    device: String,
+    threads: usize,
+    wall_time: f64,
+    train_examples_per_sec: f64,
+    data_wait_fraction: f64,
+    resumed_from_epoch: usize,
+) -> Provenance {
     Provenance {
         mixsweep_version: env!("CARGO_PKG_VERSION").to_string(),
         git_commit: env!("MIXSWEEP_GIT_COMMIT").to_string(),
@@ -204,57 +271,135 @@ fn provenance(device: String, threads: usize, wall_time: f64, train_examples_per
 }
 
 /// Trains the claimed run.
-fn run_claimed(run_dir: &Path, opts: &ExecOptions, stop: &AtomicBool, status: &Status) -> Result<Claimed, Failure> {
+fn run_claimed(
+    run_dir: &Path,
+    opts: &ExecOptions,
+    stop: &AtomicBool,
+    status: &Status,
+) -> Result<Claimed, Failure> {
     let spec_path = run_dir.join(RunFiles::SPEC);
-    let bad_spec = |reason: String| Failure { class: FailureClass::BadSpec, reason };
-    let text = std::fs::read_to_string(&spec_path).map_err(|e| bad_spec(format!("{}: {e}", spec_path.display())))?;
-    let spec = RunSpec::from_yaml(&text, &spec_path.display().to_string()).map_err(|e| bad_spec(e.to_string()))?;
+    let bad_spec = |reason: String| Failure {
+        class: FailureClass::BadSpec,
+        reason,
+    };
+    let text = std::fs::read_to_string(&spec_path)
+        .map_err(|e| bad_spec(format!("{}: {e}", spec_path.display())))?;
+    let spec = RunSpec::from_yaml(&text, &spec_path.display().to_string())
+        .map_err(|e| bad_spec(e.to_string()))?;
     let id = store::run_id(&spec);
-    let dir_name = run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir_name = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if !dir_name.ends_with(&id[..12]) {
-        return Err(bad_spec(format!("spec.yaml hashes to {} but the directory is {dir_name}: it was edited by hand", &id[..12])));
+        return Err(bad_spec(format!(
+            "spec.yaml hashes to {} but the directory is {dir_name}: it was edited by hand",
+            &id[..12]
+        )));
     }
-    let visible = std::env::var("CUDA_VISIBLE_DEVICES").map(|v| format!(", CUDA_VISIBLE_DEVICES={v}")).unwrap_or_default();
-    let slot = status.slot.as_ref().map(|s| format!(" on slot {s}")).unwrap_or_default();
-    eprintln!("run {} ({}){slot}: device {}, {} threads{visible}\n{}", spec.slug(), &id[..12], opts.device, opts.threads, spec.to_yaml());
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES")
+        .map(|v| format!(", CUDA_VISIBLE_DEVICES={v}"))
+        .unwrap_or_default();
+    let slot = status
+        .slot
+        .as_ref()
+        .map(|s| format!(" on slot {s}"))
+        .unwrap_or_default();
+    eprintln!(
+        "run {} ({}){slot}: device {}, {} threads{visible}\n{}",
+        spec.slug(),
+        &id[..12],
+        opts.device,
+        opts.threads,
+        spec.to_yaml()
+    );
     let on_epoch = progress_writer(run_dir, status, spec.train.epochs);
     if let Some(seconds) = opts.simulate {
         return simulate(&spec, seconds, stop, &on_epoch);
     }
     let metrics_path = run_dir.join(RunFiles::METRICS);
-    let mut write_metrics = |history: &[crate::store::records::EpochMetrics]| -> std::io::Result<()> {
-        let mut text = String::new();
-        for m in history {
-            text.push_str(&serde_json::to_string(m).map_err(std::io::Error::other)?);
-            text.push('\n');
-        }
-        if let Some(m) = history.last() {
-            eprintln!("epoch {:>5}  lr {:.2e}  train loss {:.4}  test error {:.2}%  test NLL {:.4}", m.epoch, m.lr, m.train_loss, 100.0 * m.test_error, m.test_nll);
-        }
-        atomic::write(&metrics_path, text.as_bytes())
-    };
-    let device = train::device::open(opts.device).map_err(|e| Failure { class: FailureClass::NoDevice, reason: e.to_string() })?;
+    let mut write_metrics =
+        |history: &[crate::store::records::EpochMetrics]| -> std::io::Result<()> {
+            let mut text = String::new();
+            for m in history {
+                text.push_str(&serde_json::to_string(m).map_err(std::io::Error::other)?);
+                text.push('\n');
+            }
+            if let Some(m) = history.last() {
+                eprintln!(
+                    "epoch {:>5}  lr {:.2e}  train loss {:.4}  test error {:.2}%  test NLL {:.4}",
+                    m.epoch,
+                    m.lr,
+                    m.train_loss,
+                    100.0 * m.test_error,
+                    m.test_nll
+                );
+            }
+            atomic::write(&metrics_path, text.as_bytes())
+        };
+    let device = train::device::open(opts.device).map_err(|e| Failure {
+        class: FailureClass::NoDevice,
+        reason: e.to_string(),
+    })?;
     let checkpoint_dir = run_dir.join(RunFiles::CHECKPOINT);
-    let control = Control { device: &device, device_name: device_name(opts.device, opts.threads), checkpoint_dir: Some(&checkpoint_dir), checkpoint_every: opts.checkpoint_every, stop, on_epoch: &on_epoch };
+    let control = Control {
+        device: &device,
+        device_name: device_name(opts.device, opts.threads),
+        checkpoint_dir: Some(&checkpoint_dir),
+        checkpoint_every: opts.checkpoint_every,
+        stop,
+        on_epoch: &on_epoch,
+    };
     let ended = train::train(&spec, &control, &mut write_metrics).map_err(|e| match e {
-        TrainError::Diverged { .. } => Failure { class: FailureClass::Diverged, reason: e.to_string() },
-        TrainError::Data(_) => Failure { class: FailureClass::BadData, reason: e.to_string() },
-        TrainError::Io(_) | TrainError::Checkpoint(_) => Failure { class: FailureClass::Crashed, reason: e.to_string() },
+        TrainError::Diverged { .. } => Failure {
+            class: FailureClass::Diverged,
+            reason: e.to_string(),
+        },
+        TrainError::Data(_) => Failure {
+            class: FailureClass::BadData,
+            reason: e.to_string(),
+        },
+        TrainError::Io(_) | TrainError::Checkpoint(_) => Failure {
+            class: FailureClass::Crashed,
+            reason: e.to_string(),
+        },
     })?;
     let outcome = match ended {
         Ended::Finished(outcome) => outcome,
         Ended::Stopped { epoch, step } => return Ok(Claimed::Stopped { epoch, step }),
     };
-    let (Some(final_metrics), Some(best)) = (outcome.history.last().cloned(), outcome.history.iter().min_by(|a, b| a.test_error.total_cmp(&b.test_error)).cloned()) else {
-        return Err(Failure { class: FailureClass::Crashed, reason: "training ended without an evaluation".into() });
+    let (Some(final_metrics), Some(best)) = (
+        outcome.history.last().cloned(),
+        outcome
+            .history
+            .iter()
+            .min_by(|a, b| a.test_error.total_cmp(&b.test_error))
+            .cloned(),
+    ) else {
+        return Err(Failure {
+            class: FailureClass::Crashed,
+            reason: "training ended without an evaluation".into(),
+        });
     };
     Ok(Claimed::Done(Box::new(RunResult {
         id: id.clone(),
         slug: spec.slug(),
         final_metrics,
         best_on_test: best,
-        best_on_validation: outcome.history.iter().filter_map(|m| m.val_error.map(|v| (v, m))).min_by(|a, b| a.0.total_cmp(&b.0)).map(|(_, m)| m.clone()),
-        provenance: provenance(outcome.device, opts.threads, outcome.wall_time, outcome.train_examples_per_sec, outcome.data_wait_fraction, outcome.resumed_from_epoch),
+        best_on_validation: outcome
+            .history
+            .iter()
+            .filter_map(|m| m.val_error.map(|v| (v, m)))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, m)| m.clone()),
+        provenance: provenance(
+            outcome.device,
+            opts.threads,
+            outcome.wall_time,
+            outcome.train_examples_per_sec,
+            outcome.data_wait_fraction,
+            outcome.resumed_from_epoch,
+        ),
         simulated: false,
         evaluations: Vec::new(),
     })))

@@ -2,8 +2,8 @@
 //! draws ("init", "order", "lambda", ...) and seeded from the run's seed, so adding a draw to
 //! one stream never shifts another, and a run repeated on the CPU gives the same numbers.
 
-use rand_chacha::ChaCha8Rng;
 use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
 /// The stream `name` of seed `seed`: ChaCha8 keyed by SHA-256(seed ‖ name).

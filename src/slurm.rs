@@ -42,8 +42,13 @@ pub enum SlurmError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("sbatch could not be run ({reason}); is this a Slurm login node? The script is {script}: submit it with `sbatch {script}`")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "sbatch could not be run ({reason}); is this a Slurm login node? The script is {script}: submit it with `sbatch {script}`"
+    )]
     NoSbatch { reason: String, script: String },
     #[error("sbatch refused {script}: {stderr}")]
     Refused { script: String, stderr: String },
@@ -58,7 +63,12 @@ pub struct Array {
 
 /// Plans `exp` into `store` and writes the array script over the runs still to do; `None`
 /// when nothing is left.
-pub fn write_array(exp: &Experiment, store: &Store, opts: &SlurmOptions, binary: &Path) -> Result<Option<Array>, SlurmError> {
+pub fn write_array(
+    exp: &Experiment,
+    store: &Store,
+    opts: &SlurmOptions,
+    binary: &Path,
+) -> Result<Option<Array>, SlurmError> {
     let planned = store.write_plan(exp)?;
     let mut runs = Vec::new();
     for run in &planned {
@@ -66,7 +76,8 @@ pub fn write_array(exp: &Experiment, store: &Store, opts: &SlurmOptions, binary:
         let todo = match state {
             RunState::Pending | RunState::Interrupted => true,
             RunState::Failed(_) => opts.rerun_failed,
-            RunState::Done => store::read_result(&run.dir)?.is_some_and(|r| crate::eval::needed(&run.dir, &r, &exp.evaluate)),
+            RunState::Done => store::read_result(&run.dir)?
+                .is_some_and(|r| crate::eval::needed(&run.dir, &r, &exp.evaluate)),
             RunState::Running(_) => false,
         };
         if todo {
@@ -77,13 +88,32 @@ pub fn write_array(exp: &Experiment, store: &Store, opts: &SlurmOptions, binary:
         return Ok(None);
     }
     // Longest first, as the local pool takes them (plan order among equals).
-    let cost = |dir: &PathBuf| planned.iter().find(|r| absolute(&r.dir) == *dir).map(|r| crate::schedule::estimate::cost(&r.spec)).unwrap_or(0.0);
+    let cost = |dir: &PathBuf| {
+        planned
+            .iter()
+            .find(|r| absolute(&r.dir) == *dir)
+            .map(|r| crate::schedule::estimate::cost(&r.spec))
+            .unwrap_or(0.0)
+    };
     runs.sort_by(|a, b| cost(b).total_cmp(&cost(a)));
     let dir = absolute(&store.experiment_dir(&exp.name)).join("slurm");
-    std::fs::create_dir_all(&dir).map_err(|source| SlurmError::Io { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| SlurmError::Io {
+        path: dir.clone(),
+        source,
+    })?;
     let script = dir.join("array.sbatch");
-    let text = script_text(exp, &runs, opts, &absolute(binary), &absolute(&store.root), &dir);
-    atomic::write(&script, text.as_bytes()).map_err(|source| SlurmError::Io { path: script.clone(), source })?;
+    let text = script_text(
+        exp,
+        &runs,
+        opts,
+        &absolute(binary),
+        &absolute(&store.root),
+        &dir,
+    );
+    atomic::write(&script, text.as_bytes()).map_err(|source| SlurmError::Io {
+        path: script.clone(),
+        source,
+    })?;
     Ok(Some(Array { script, runs }))
 }
 
@@ -97,13 +127,33 @@ fn quote(s: &str) -> String {
 }
 
 /// The batch script.
-pub fn script_text(exp: &Experiment, runs: &[PathBuf], opts: &SlurmOptions, binary: &Path, store_root: &Path, dir: &Path) -> String {
+pub fn script_text(
+    exp: &Experiment,
+    runs: &[PathBuf],
+    opts: &SlurmOptions,
+    binary: &Path,
+    store_root: &Path,
+    dir: &Path,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "#!/bin/bash");
-    let _ = writeln!(s, "# Written by `mixsweep slurm` for experiment {} ({}): one array task per run", exp.name, exp.file.display());
-    let _ = writeln!(s, "# still to do. Each task claims its run and resumes it from its checkpoint.");
+    let _ = writeln!(
+        s,
+        "# Written by `mixsweep slurm` for experiment {} ({}): one array task per run",
+        exp.name,
+        exp.file.display()
+    );
+    let _ = writeln!(
+        s,
+        "# still to do. Each task claims its run and resumes it from its checkpoint."
+    );
     let _ = writeln!(s, "#SBATCH --job-name=mixsweep-{}", exp.name);
-    let _ = writeln!(s, "#SBATCH --array=0-{}%{}", runs.len() - 1, opts.max_parallel.max(1));
+    let _ = writeln!(
+        s,
+        "#SBATCH --array=0-{}%{}",
+        runs.len() - 1,
+        opts.max_parallel.max(1)
+    );
     let _ = writeln!(s, "#SBATCH --output={}/%A_%a.out", dir.display());
     let _ = writeln!(s, "#SBATCH --cpus-per-task={}", opts.cpus_per_task.max(1));
     if let Some(t) = &opts.time {
@@ -130,10 +180,24 @@ pub fn script_text(exp: &Experiment, runs: &[PathBuf], opts: &SlurmOptions, bina
     }
     let _ = writeln!(s, ")");
     let _ = writeln!(s, "RUN=\"${{RUNS[$SLURM_ARRAY_TASK_ID]}}\"");
-    let _ = writeln!(s, "export {}=\"slurm:${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}\"", crate::exec::SLOT_ENV);
-    let _ = writeln!(s, "n=1; while [ -e \"$RUN/attempt-$n.log\" ]; do n=$((n + 1)); done");
-    let _ = writeln!(s, "echo \"task ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} on $(hostname): $RUN (log $RUN/attempt-$n.log)\"");
-    let device = if opts.gpus_per_task > 0 { "cuda:0" } else { "cpu" };
+    let _ = writeln!(
+        s,
+        "export {}=\"slurm:${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}\"",
+        crate::exec::SLOT_ENV
+    );
+    let _ = writeln!(
+        s,
+        "n=1; while [ -e \"$RUN/attempt-$n.log\" ]; do n=$((n + 1)); done"
+    );
+    let _ = writeln!(
+        s,
+        "echo \"task ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} on $(hostname): $RUN (log $RUN/attempt-$n.log)\""
+    );
+    let device = if opts.gpus_per_task > 0 {
+        "cuda:0"
+    } else {
+        "cpu"
+    };
     let _ = writeln!(
         s,
         "exec {} --store {} exec \"$RUN\" --threads \"${{SLURM_CPUS_PER_TASK:-1}}\" --checkpoint-every {} --device {device} > \"$RUN/attempt-$n.log\" 2>&1",
@@ -147,16 +211,34 @@ pub fn script_text(exp: &Experiment, runs: &[PathBuf], opts: &SlurmOptions, bina
 /// Submits the script; returns Slurm's job id.
 pub fn submit(script: &Path) -> Result<String, SlurmError> {
     let shown = script.display().to_string();
-    let out = Command::new("sbatch").arg("--parsable").arg(script).output().map_err(|e| SlurmError::NoSbatch { reason: e.to_string(), script: shown.clone() })?;
+    let out = Command::new("sbatch")
+        .arg("--parsable")
+        .arg(script)
+        .output()
+        .map_err(|e| SlurmError::NoSbatch {
+            reason: e.to_string(),
+            script: shown.clone(),
+        })?;
     if !out.status.success() {
-        return Err(SlurmError::Refused { script: shown, stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+        return Err(SlurmError::Refused {
+            script: shown,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
-    let id = String::from_utf8_lossy(&out.stdout).trim().split(';').next().unwrap_or_default().to_string();
+    let id = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let log = script.with_file_name("submissions.jsonl");
     let line = serde_json::json!({ "job": id, "script": shown, "submitted": crate::store::records::now() });
     let mut previous = std::fs::read_to_string(&log).unwrap_or_default();
     previous.push_str(&format!("{line}\n"));
-    atomic::write(&log, previous.as_bytes()).map_err(|source| SlurmError::Io { path: log.clone(), source })?;
+    atomic::write(&log, previous.as_bytes()).map_err(|source| SlurmError::Io {
+        path: log.clone(),
+        source,
+    })?;
     Ok(id)
 }
 

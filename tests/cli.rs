@@ -13,7 +13,12 @@ fn plan_ids(sb: &Sandbox, file: &str) -> Vec<String> {
     assert!(out.status.success(), "{}", text(&out));
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -25,7 +30,9 @@ fn plan_counts_blocks_seeds_and_excludes_and_writes_nothing() {
     assert_eq!(plan_ids(&sb, "e.yaml").len(), 8);
     let out = sb.run(&["plan", "e.yaml", "-o", "seeds=[0, 1, 2]"]);
     assert!(text(&out).contains("12 runs: 12 pending"), "{}", text(&out));
-    let with_exclude = format!("{TINY}exclude:\n  - {{ method: manifold_mixup, layers: [0, 4] }}\n  - {{ method: erm, seed: 1 }}\n");
+    let with_exclude = format!(
+        "{TINY}exclude:\n  - {{ method: manifold_mixup, layers: [0, 4] }}\n  - {{ method: erm, seed: 1 }}\n"
+    );
     sb.write("x.yaml", &with_exclude);
     assert_eq!(plan_ids(&sb, "x.yaml").len(), 8 - 2 - 1);
     assert!(!sb.store().exists(), "plan wrote to the store");
@@ -63,10 +70,26 @@ base:
     b.sort();
     assert_eq!(a_sorted, b);
     // Any value that changes results changes the id.
-    for o in ["train.lr=0.02", "data.noise=0.03", "model.width=9", "train.epochs=4"] {
+    for o in [
+        "train.lr=0.02",
+        "data.noise=0.03",
+        "model.width=9",
+        "train.epochs=4",
+    ] {
         let changed = sb.run(&["plan", "a.yaml", "--json", "-o", o]);
-        let ids: Vec<String> = String::from_utf8_lossy(&changed.stdout).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
-        assert!(ids.iter().all(|id| !a.contains(id)), "{o} left an id unchanged");
+        let ids: Vec<String> = String::from_utf8_lossy(&changed.stdout)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert!(
+            ids.iter().all(|id| !a.contains(id)),
+            "{o} left an id unchanged"
+        );
     }
 }
 
@@ -75,27 +98,133 @@ base:
 #[test]
 fn bad_input_is_reported_precisely_and_writes_nothing() {
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
-        ("yaml syntax", TINY.replace("seeds: [0, 1]", "seeds: [0, 1"), vec!["e.yaml:", "YAML"]),
-        ("unknown key", TINY.replace("epochs: 3", "epoch: 3"), vec!["e.yaml:5:", "train.epoch", "unknown field `epoch`", "epochs"]),
-        ("wrong type", TINY.replace("epochs: 3", "epochs: three"), vec!["e.yaml:5:", "train.epochs", "three"]),
-        ("missing alpha", TINY.replace("alpha: [2.0], ", ""), vec!["e.yaml:10:", "`alpha`", "needs α"]),
-        ("alpha <= 0", TINY.replace("alpha: [2.0]", "alpha: [-1.0]"), vec!["e.yaml:10:", "`alpha` = -1", "> 0"]),
-        ("missing layer", TINY.replace("[[4], [0, 4]]", "[[4], [0, 9]]"), vec!["e.yaml:10:", "layers[1]", "= 9", "no mix point 9", "0..=7"]),
-        ("flat layer set", TINY.replace("[[4], [0, 4]]", "[4]"), vec!["e.yaml:10:", "layers[0]", "layers: [[4]]"]),
-        ("unknown method", TINY.replace("[erm]", "[ermm]"), vec!["e.yaml:8:", "method", "ermm", "manifold_mixup"]),
-        ("unknown model", TINY.replace("spiral_mlp", "resnet9"), vec!["e.yaml:4:", "model", "resnet9", "spiral_mlp"]),
-        ("zero epochs", TINY.replace("epochs: 3", "epochs: 0"), vec!["e.yaml:5:", "train.epochs", "= 0", "≥ 1"]),
-        ("bad milestone", TINY.replace("epochs: 3", "epochs: 3, milestones: [5]"), vec!["e.yaml:5:", "train.milestones[0]", "= 5"]),
-        ("val split too big", TINY.replace("noise: 0.02", "noise: 0.02, val_split: 64"), vec!["e.yaml:3:", "data.val_split", "= 64", "0..64"]),
-        ("cosine with milestones", TINY.replace("epochs: 3", "epochs: 3, schedule: cosine, milestones: [2]"), vec!["e.yaml:5:", "train.milestones", "multistep"]),
-        ("cutout on points", TINY.replace("[erm]", "[cutout]"), vec!["e.yaml:8:", "`method` = cutout", "not images"]),
-        ("conv net on points", TINY.replace("name: spiral_mlp, width: 8, depth: 3", "name: preact_resnet, depth: 18"), vec!["e.yaml:4:", "model.name", "needs image data"]),
-        ("resnet depth", TINY.replace("name: spiral_mlp, width: 8, depth: 3", "name: preact_resnet, depth: 20").replace("name: spirals, n_train: 64, n_test: 64, noise: 0.02", "name: cifar10"), vec!["e.yaml:4:", "model.depth", "= 20", "18, 34, 50, 101, 152"]),
-        ("bad augment", TINY.replace("name: spiral_mlp, width: 8, depth: 3", "name: preact_resnet, depth: 18").replace("name: spirals, n_train: 64, n_test: 64, noise: 0.02", "name: cifar10, augment: [crop, flip]"), vec!["e.yaml:3:", "data.augment[0]", "crop", "cropN"]),
-        ("bad device", format!("device: tpu:1\n{TINY}"), vec!["e.yaml:1:", "`device` = tpu:1", "cpu, cuda:N or vulkan:N"]),
-        ("negative seed", TINY.replace("seeds: [0, 1]", "seeds: [0, -1]"), vec!["e.yaml:6:", "seeds[1]", "-1"]),
-        ("unknown top key", format!("{TINY}grids: []\n"), vec!["e.yaml:11:", "grids", "unknown top-level key"]),
-        ("no name", TINY.replace("name: tiny", "name: \"a b\""), vec!["e.yaml:1:", "`name`", "directory name"]),
+        (
+            "yaml syntax",
+            TINY.replace("seeds: [0, 1]", "seeds: [0, 1"),
+            vec!["e.yaml:", "YAML"],
+        ),
+        (
+            "unknown key",
+            TINY.replace("epochs: 3", "epoch: 3"),
+            vec![
+                "e.yaml:5:",
+                "train.epoch",
+                "unknown field `epoch`",
+                "epochs",
+            ],
+        ),
+        (
+            "wrong type",
+            TINY.replace("epochs: 3", "epochs: three"),
+            vec!["e.yaml:5:", "train.epochs", "three"],
+        ),
+        (
+            "missing alpha",
+            TINY.replace("alpha: [2.0], ", ""),
+            vec!["e.yaml:10:", "`alpha`", "needs α"],
+        ),
+        (
+            "alpha <= 0",
+            TINY.replace("alpha: [2.0]", "alpha: [-1.0]"),
+            vec!["e.yaml:10:", "`alpha` = -1", "> 0"],
+        ),
+        (
+            "missing layer",
+            TINY.replace("[[4], [0, 4]]", "[[4], [0, 9]]"),
+            vec!["e.yaml:10:", "layers[1]", "= 9", "no mix point 9", "0..=7"],
+        ),
+        (
+            "flat layer set",
+            TINY.replace("[[4], [0, 4]]", "[4]"),
+            vec!["e.yaml:10:", "layers[0]", "layers: [[4]]"],
+        ),
+        (
+            "unknown method",
+            TINY.replace("[erm]", "[ermm]"),
+            vec!["e.yaml:8:", "method", "ermm", "manifold_mixup"],
+        ),
+        (
+            "unknown model",
+            TINY.replace("spiral_mlp", "resnet9"),
+            vec!["e.yaml:4:", "model", "resnet9", "spiral_mlp"],
+        ),
+        (
+            "zero epochs",
+            TINY.replace("epochs: 3", "epochs: 0"),
+            vec!["e.yaml:5:", "train.epochs", "= 0", "≥ 1"],
+        ),
+        (
+            "bad milestone",
+            TINY.replace("epochs: 3", "epochs: 3, milestones: [5]"),
+            vec!["e.yaml:5:", "train.milestones[0]", "= 5"],
+        ),
+        (
+            "val split too big",
+            TINY.replace("noise: 0.02", "noise: 0.02, val_split: 64"),
+            vec!["e.yaml:3:", "data.val_split", "= 64", "0..64"],
+        ),
+        (
+            "cosine with milestones",
+            TINY.replace("epochs: 3", "epochs: 3, schedule: cosine, milestones: [2]"),
+            vec!["e.yaml:5:", "train.milestones", "multistep"],
+        ),
+        (
+            "cutout on points",
+            TINY.replace("[erm]", "[cutout]"),
+            vec!["e.yaml:8:", "`method` = cutout", "not images"],
+        ),
+        (
+            "conv net on points",
+            TINY.replace(
+                "name: spiral_mlp, width: 8, depth: 3",
+                "name: preact_resnet, depth: 18",
+            ),
+            vec!["e.yaml:4:", "model.name", "needs image data"],
+        ),
+        (
+            "resnet depth",
+            TINY.replace(
+                "name: spiral_mlp, width: 8, depth: 3",
+                "name: preact_resnet, depth: 20",
+            )
+            .replace(
+                "name: spirals, n_train: 64, n_test: 64, noise: 0.02",
+                "name: cifar10",
+            ),
+            vec!["e.yaml:4:", "model.depth", "= 20", "18, 34, 50, 101, 152"],
+        ),
+        (
+            "bad augment",
+            TINY.replace(
+                "name: spiral_mlp, width: 8, depth: 3",
+                "name: preact_resnet, depth: 18",
+            )
+            .replace(
+                "name: spirals, n_train: 64, n_test: 64, noise: 0.02",
+                "name: cifar10, augment: [crop, flip]",
+            ),
+            vec!["e.yaml:3:", "data.augment[0]", "crop", "cropN"],
+        ),
+        (
+            "bad device",
+            format!("device: tpu:1\n{TINY}"),
+            vec!["e.yaml:1:", "`device` = tpu:1", "cpu, cuda:N or vulkan:N"],
+        ),
+        (
+            "negative seed",
+            TINY.replace("seeds: [0, 1]", "seeds: [0, -1]"),
+            vec!["e.yaml:6:", "seeds[1]", "-1"],
+        ),
+        (
+            "unknown top key",
+            format!("{TINY}grids: []\n"),
+            vec!["e.yaml:11:", "grids", "unknown top-level key"],
+        ),
+        (
+            "no name",
+            TINY.replace("name: tiny", "name: \"a b\""),
+            vec!["e.yaml:1:", "`name`", "directory name"],
+        ),
     ];
     for (what, yaml, needles) in cases {
         let sb = Sandbox::new();
@@ -103,7 +232,11 @@ fn bad_input_is_reported_precisely_and_writes_nothing() {
         for cmd in ["plan", "sweep"] {
             let out = sb.run(&[cmd, "e.yaml"]);
             let msg = text(&out);
-            assert_eq!(out.status.code(), Some(2), "{what}: exit code, output:\n{msg}");
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{what}: exit code, output:\n{msg}"
+            );
             for n in &needles {
                 assert!(msg.contains(n), "{what}: `{n}` missing from:\n{msg}");
             }
@@ -121,13 +254,21 @@ fn bad_overrides_name_the_argument() {
     assert!(text(&out).contains("-o train.lr=-1"), "{}", text(&out));
     let out = sb.run(&["plan", "e.yaml", "-o", "model.widht=3"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("`-o model.widht=3`") && text(&out).contains("unknown field `widht`"), "{}", text(&out));
+    assert!(
+        text(&out).contains("`-o model.widht=3`") && text(&out).contains("unknown field `widht`"),
+        "{}",
+        text(&out)
+    );
     let out = sb.run(&["plan", "e.yaml", "-o", "train.lr"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("no `=`"), "{}", text(&out));
     let out = sb.run(&["plan", "missing.yaml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("missing.yaml: cannot read"), "{}", text(&out));
+    assert!(
+        text(&out).contains("missing.yaml: cannot read"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -144,29 +285,47 @@ fn a_sweep_runs_everything_once_then_reports_and_a_second_sweep_runs_nothing() {
         assert!((0.0..=1.0).contains(&err));
         assert_eq!(status(d)["attempts"], 1);
         assert_eq!(status(d)["state"], "done");
-        let lines = fs::read_to_string(d.join("metrics.jsonl")).unwrap().lines().count();
+        let lines = fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count();
         assert_eq!(lines, 3, "one metrics line per evaluated epoch");
         assert!(d.join("spec.yaml").exists() && d.join("attempt-1.log").exists());
         assert!(!d.join("claim").exists(), "claim left behind");
     }
-    assert_eq!(fs::read_to_string(sb.store().join("tiny/plan.jsonl")).unwrap().lines().count(), 8);
+    assert_eq!(
+        fs::read_to_string(sb.store().join("tiny/plan.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        8
+    );
 
     let again = sb.run(&["sweep", "e.yaml"]);
     assert!(again.status.success());
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    assert!(stdout.contains("all 8 runs already done; nothing to run"), "{stdout}");
+    assert!(
+        stdout.contains("all 8 runs already done; nothing to run"),
+        "{stdout}"
+    );
 
     let rep = sb.run(&["report", "e.yaml", "--reports", "reports"]);
     assert!(rep.status.success(), "{}", text(&rep));
     let md = fs::read_to_string(sb.path().join("reports/tiny.md")).unwrap();
-    assert!(md.contains("| method | α | S | test error % ↓ | test NLL ↓ | n |"), "{md}");
+    assert!(
+        md.contains("| method | α | S | test error % ↓ | test NLL ↓ | n |"),
+        "{md}"
+    );
     assert!(md.contains("| erm | — | — |"), "{md}");
     assert!(md.contains("| manifold_mixup | 2.0 | [0, 4] |"), "{md}");
     assert!(md.contains(" | 2/2 |"), "{md}");
     // Stable output: a second report is byte for byte the same.
     sb.run(&["report", "e.yaml", "--reports", "reports"]);
-    assert_eq!(md, fs::read_to_string(sb.path().join("reports/tiny.md")).unwrap());
+    assert_eq!(
+        md,
+        fs::read_to_string(sb.path().join("reports/tiny.md")).unwrap()
+    );
 }
 
 #[test]
@@ -180,11 +339,15 @@ fn runs_are_deterministic_on_the_cpu() {
         assert!(out.status.success(), "{}", text(&out));
     }
     let strip = |d: &Path| -> Vec<serde_json::Value> {
-        fs::read_to_string(d.join("metrics.jsonl")).unwrap().lines().map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("elapsed");
-            v
-        }).collect()
+        fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("elapsed");
+                v
+            })
+            .collect()
     };
     let (a, b) = (sb.run_dirs("tiny"), other.run_dirs("tiny"));
     assert_eq!(a.len(), 4);
@@ -198,18 +361,36 @@ fn runs_are_deterministic_on_the_cpu() {
 fn a_killed_sweep_resumes_and_every_run_is_done_exactly_once() {
     let sb = Sandbox::new();
     // Longer runs, so the kill lands in the middle of one.
-    sb.write("e.yaml", &TINY.replace("epochs: 3", "epochs: 60").replace("n_train: 64", "n_train: 512"));
-    let mut child = sb.cmd(&["sweep", "e.yaml", "--threads", "1"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    sb.write(
+        "e.yaml",
+        &TINY
+            .replace("epochs: 3", "epochs: 60")
+            .replace("n_train: 64", "n_train: 512"),
+    );
+    let mut child = sb
+        .cmd(&["sweep", "e.yaml", "--threads", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait until two runs are done and a third is in the middle of training (its status says
     // running and it has evaluated an epoch), then kill the scheduler.
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let dirs = if sb.store().join("tiny").exists() { sb.run_dirs("tiny") } else { Vec::new() };
-        let done = dirs.iter().filter(|d| d.join("result.json").exists()).count();
+        let dirs = if sb.store().join("tiny").exists() {
+            sb.run_dirs("tiny")
+        } else {
+            Vec::new()
+        };
+        let done = dirs
+            .iter()
+            .filter(|d| d.join("result.json").exists())
+            .count();
         let mid_run = dirs.iter().any(|d| {
             !d.join("result.json").exists()
                 && d.join("metrics.jsonl").exists()
-                && fs::read_to_string(d.join("status.json")).is_ok_and(|s| s.contains("\"running\""))
+                && fs::read_to_string(d.join("status.json"))
+                    .is_ok_and(|s| s.contains("\"running\""))
         });
         if done >= 2 && mid_run {
             break;
@@ -221,11 +402,25 @@ fn a_killed_sweep_resumes_and_every_run_is_done_exactly_once() {
     child.wait().unwrap();
     wait_until_nothing_runs(&sb, "e.yaml");
     let dirs = sb.run_dirs("tiny");
-    let done_before: Vec<PathBuf> = dirs.iter().filter(|d| d.join("result.json").exists()).cloned().collect();
-    assert!(done_before.len() < 8, "the kill came too late to test anything");
-    let results_before: Vec<String> = done_before.iter().map(|d| fs::read_to_string(d.join("result.json")).unwrap()).collect();
+    let done_before: Vec<PathBuf> = dirs
+        .iter()
+        .filter(|d| d.join("result.json").exists())
+        .cloned()
+        .collect();
+    assert!(
+        done_before.len() < 8,
+        "the kill came too late to test anything"
+    );
+    let results_before: Vec<String> = done_before
+        .iter()
+        .map(|d| fs::read_to_string(d.join("result.json")).unwrap())
+        .collect();
     let st = sb.run(&["status", "e.yaml"]);
-    assert!(text(&st).contains("interrupted") || text(&st).contains("pending"), "{}", text(&st));
+    assert!(
+        text(&st).contains("interrupted") || text(&st).contains("pending"),
+        "{}",
+        text(&st)
+    );
 
     let out = sb.run(&["sweep", "e.yaml", "--threads", "1"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -238,7 +433,11 @@ fn a_killed_sweep_resumes_and_every_run_is_done_exactly_once() {
         assert_eq!(&fs::read_to_string(d.join("result.json")).unwrap(), before);
     }
     // The run that was killed is recorded as a second attempt.
-    let retried = sb.run_dirs("tiny").iter().filter(|d| status(d)["attempts"] == 2).count();
+    let retried = sb
+        .run_dirs("tiny")
+        .iter()
+        .filter(|d| status(d)["attempts"] == 2)
+        .count();
     assert_eq!(retried, 1, "exactly the interrupted run is re-run");
 }
 
@@ -260,8 +459,16 @@ grid:
     assert!(msg.contains("FAILED (diverged)"), "{msg}");
     assert!(msg.contains("attempt-1.log"), "{msg}");
     let dirs = sb.run_dirs("div");
-    assert_eq!(dirs.iter().filter(|d| d.join("result.json").exists()).count(), 1);
-    let failed: Vec<&PathBuf> = dirs.iter().filter(|d| status(d)["state"] == "failed").collect();
+    assert_eq!(
+        dirs.iter()
+            .filter(|d| d.join("result.json").exists())
+            .count(),
+        1
+    );
+    let failed: Vec<&PathBuf> = dirs
+        .iter()
+        .filter(|d| status(d)["state"] == "failed")
+        .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(status(failed[0])["failure"]["class"], "diverged");
     // A failed run is not retried by a plain sweep, and the report lists it.
@@ -271,7 +478,10 @@ grid:
     let rep = sb.run(&["report", "e.yaml", "--reports", "reports"]);
     assert!(rep.status.success());
     let md = fs::read_to_string(sb.path().join("reports/div.md")).unwrap();
-    assert!(md.contains("Failed runs") && md.contains("diverged"), "{md}");
+    assert!(
+        md.contains("Failed runs") && md.contains("diverged"),
+        "{md}"
+    );
     assert!(md.contains("0/1 (1 failed)"), "{md}");
 }
 
@@ -279,7 +489,16 @@ grid:
 fn a_validation_split_gives_validation_metrics_and_honest_selection() {
     let sb = Sandbox::new();
     sb.write("e.yaml", &TINY.replace("seeds: [0, 1]", "seeds: [0]"));
-    let out = sb.run(&["sweep", "e.yaml", "--threads", "1", "-o", "data.val_split=16", "-o", "method=erm"]);
+    let out = sb.run(&[
+        "sweep",
+        "e.yaml",
+        "--threads",
+        "1",
+        "-o",
+        "data.val_split=16",
+        "-o",
+        "method=erm",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let dirs = sb.run_dirs("tiny");
     assert_eq!(dirs.len(), 1);
@@ -287,8 +506,15 @@ fn a_validation_split_gives_validation_metrics_and_honest_selection() {
     let best = &r["best_on_validation"];
     assert!(best["val_error"].as_f64().is_some(), "{r}");
     // The selected epoch is one with the lowest validation error.
-    let lines: Vec<serde_json::Value> = fs::read_to_string(dirs[0].join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let min = lines.iter().map(|m| m["val_error"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+    let lines: Vec<serde_json::Value> = fs::read_to_string(dirs[0].join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let min = lines
+        .iter()
+        .map(|m| m["val_error"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
     assert_eq!(best["val_error"].as_f64().unwrap(), min);
 }
 
@@ -298,20 +524,50 @@ fn a_gpu_this_binary_was_built_without_is_refused_before_any_run() {
     sb.write("e.yaml", &format!("device: cuda:0\n{TINY}"));
     let out = sb.run(&["sweep", "e.yaml"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("built without the `cuda` feature") && text(&out).contains("--features cuda"), "{}", text(&out));
+    assert!(
+        text(&out).contains("built without the `cuda` feature")
+            && text(&out).contains("--features cuda"),
+        "{}",
+        text(&out)
+    );
     assert!(!sb.store().exists());
     // --device overrides the file's device.
-    let out = sb.run(&["sweep", "e.yaml", "--device", "cpu", "-o", "seeds=[0]", "-o", "method=erm"]);
+    let out = sb.run(&[
+        "sweep",
+        "e.yaml",
+        "--device",
+        "cpu",
+        "-o",
+        "seeds=[0]",
+        "-o",
+        "method=erm",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
 fn missing_data_stops_the_sweep_before_anything_is_written() {
     let sb = Sandbox::new();
-    sb.write("e.yaml", &TINY.replace("name: spiral_mlp, width: 8, depth: 3", "name: preact_resnet, depth: 18, width: 4").replace("name: spirals, n_train: 64, n_test: 64, noise: 0.02", "name: cifar10, dir: nowhere/cifar"));
+    sb.write(
+        "e.yaml",
+        &TINY
+            .replace(
+                "name: spiral_mlp, width: 8, depth: 3",
+                "name: preact_resnet, depth: 18, width: 4",
+            )
+            .replace(
+                "name: spirals, n_train: 64, n_test: 64, noise: 0.02",
+                "name: cifar10, dir: nowhere/cifar",
+            ),
+    );
     let out = sb.run(&["sweep", "e.yaml"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("nowhere/cifar/data_batch_1.bin: not found") && text(&out).contains("cifar-10-binary.tar.gz"), "{}", text(&out));
+    assert!(
+        text(&out).contains("nowhere/cifar/data_batch_1.bin: not found")
+            && text(&out).contains("cifar-10-binary.tar.gz"),
+        "{}",
+        text(&out)
+    );
     assert!(!sb.store().exists());
 }
 
@@ -327,8 +583,15 @@ fn every_shipped_experiment_file_plans() {
     }
     assert!(files.len() >= 8, "{files:?}");
     for f in files {
-        let out = std::process::Command::new(BIN).args(["--store", "/nonexistent-store", "plan"]).arg(&f).output().unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["--store", "/nonexistent-store", "plan"])
+            .arg(&f)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}: {}", f.display(), text(&out));
-        assert!(String::from_utf8_lossy(&out.stdout).contains("pending") || String::from_utf8_lossy(&out.stdout).contains("done"));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("pending")
+                || String::from_utf8_lossy(&out.stdout).contains("done")
+        );
     }
 }

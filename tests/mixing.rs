@@ -24,23 +24,44 @@ fn values(t: Tensor<2>) -> Vec<f32> {
 }
 
 fn model(device: &Device) -> SpiralMlp {
-    SpiralMlp::new(2, 8, 3, 2, Activation::LeakyRelu, false, 2, &mut mixsweep::rng::stream(0, "init"), device)
+    SpiralMlp::new(
+        2,
+        8,
+        3,
+        2,
+        Activation::LeakyRelu,
+        false,
+        2,
+        &mut mixsweep::rng::stream(0, "init"),
+        device,
+    )
 }
 
 #[test]
 fn lambda_one_is_the_identity() {
     let d = device();
     let h = tensor(&[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], &d);
-    let draw = MixDraw { layer: 0, lambda: 1.0, partner: vec![2, 0, 1] };
+    let draw = MixDraw {
+        layer: 0,
+        lambda: 1.0,
+        partner: vec![2, 0, 1],
+    };
     let mixer = Mixer::new(&draw, &d);
-    assert_eq!(values(mix(h.clone(), 1.0, &mixer.partner_tensor(&d))), values(h));
+    assert_eq!(
+        values(mix(h.clone(), 1.0, &mixer.partner_tensor(&d))),
+        values(h)
+    );
 }
 
 #[test]
 fn targets_are_mixed_with_the_same_lambda_and_partner() {
     let d = device();
     let y = tensor(&[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], &d);
-    let draw = MixDraw { layer: 0, lambda: 0.25, partner: vec![1, 2, 0] };
+    let draw = MixDraw {
+        layer: 0,
+        lambda: 0.25,
+        partner: vec![1, 2, 0],
+    };
     let mixer = Mixer::new(&draw, &d);
     // Row i: 0.25·y[i] + 0.75·y[partner[i]], by hand.
     let expected = [0.25, 0.75, 0.0, 1.0, 0.75, 0.25];
@@ -52,7 +73,11 @@ fn targets_are_mixed_with_the_same_lambda_and_partner() {
 #[test]
 fn the_mix_happens_only_at_the_drawn_layer() {
     let d = device();
-    let draw = MixDraw { layer: 2, lambda: 0.3, partner: vec![1, 0] };
+    let draw = MixDraw {
+        layer: 2,
+        lambda: 0.3,
+        partner: vec![1, 0],
+    };
     let mixer = Mixer::new(&draw, &d);
     let h = tensor(&[[1.0, 0.0], [0.0, 1.0]], &d);
     assert_eq!(values(mixer.at(1, h.clone())), values(h.clone()));
@@ -68,12 +93,21 @@ fn the_matrix_form_equals_the_definition() {
     // Mixer mixes by M·h with M = λI + (1−λ)P; it must equal λ·h + (1−λ)·h[perm] on every
     // shape a network mixes (rows × features, and images [batch, c, h, w]).
     let d = device();
-    let draw = MixDraw { layer: 0, lambda: 0.37, partner: vec![3, 0, 2, 1, 4] };
+    let draw = MixDraw {
+        layer: 0,
+        lambda: 0.37,
+        partner: vec![3, 0, 2, 1, 4],
+    };
     let mixer = Mixer::new(&draw, &d);
-    let flat: Vec<f32> = (0..5 * 2 * 3 * 3).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
+    let flat: Vec<f32> = (0..5 * 2 * 3 * 3)
+        .map(|i| ((i * 37) % 11) as f32 - 5.0)
+        .collect();
     let h4 = Tensor::<4>::from_data(TensorData::new(flat.clone(), [5, 2, 3, 3]), &d);
     let a: Vec<f32> = mixer.apply(h4.clone()).into_data().try_to_vec().unwrap();
-    let b: Vec<f32> = mix(h4, 0.37, &mixer.partner_tensor(&d)).into_data().try_to_vec().unwrap();
+    let b: Vec<f32> = mix(h4, 0.37, &mixer.partner_tensor(&d))
+        .into_data()
+        .try_to_vec()
+        .unwrap();
     for (x, y) in a.iter().zip(&b) {
         assert!((x - y).abs() < 1e-5, "{x} vs {y}");
     }
@@ -84,7 +118,11 @@ fn mixing_at_the_input_equals_running_on_mixed_inputs() {
     let d = device();
     let m = model(&d);
     let x = tensor(&[[0.1, -0.4], [0.7, 0.2], [-0.5, 0.9]], &d);
-    let draw = MixDraw { layer: 0, lambda: 0.6, partner: vec![2, 0, 1] };
+    let draw = MixDraw {
+        layer: 0,
+        lambda: 0.6,
+        partner: vec![2, 0, 1],
+    };
     let mixer = Mixer::new(&draw, &d);
     let via_hook = values(m.forward(x.clone(), &mixer));
     let by_hand = values(m.forward(mix(x, 0.6, &mixer.partner_tensor(&d)), &NoMix));
@@ -100,8 +138,19 @@ fn gradients_reach_the_layers_below_the_mix_point() {
     let x = tensor(&[[0.1, -0.4], [0.7, 0.2], [-0.5, 0.9], [0.3, 0.3]], &d);
     let y = tensor(&[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]], &d);
     // Mix at the bottleneck (mix point 4 of depth 3): layers 0..4 are below it.
-    let mixer = Mixer::new(&MixDraw { layer: 4, lambda: 0.4, partner: vec![1, 0, 3, 2] }, &d);
-    let l = loss(mixsweep::spec::types::LossKind::SoftCe, m.forward(x, &mixer), mixer.targets(y));
+    let mixer = Mixer::new(
+        &MixDraw {
+            layer: 4,
+            lambda: 0.4,
+            partner: vec![1, 0, 3, 2],
+        },
+        &d,
+    );
+    let l = loss(
+        mixsweep::spec::types::LossKind::SoftCe,
+        m.forward(x, &mixer),
+        mixer.targets(y),
+    );
     let grads = GradientsParams::from_grads(l.backward(), &m);
     let first = m.layers[0].weight.id;
     let g: Tensor<2> = grads.get(first).expect("the first layer gets a gradient");
@@ -126,10 +175,17 @@ fn draws_come_from_s_and_partners_are_permutations() {
     assert_eq!(seen[1] + seen[3], 0);
     // Uniform over S: each of the three about 1000 times.
     for k in [0, 2, 4] {
-        assert!((850..1150).contains(&seen[k]), "layer {k} drawn {} times", seen[k]);
+        assert!(
+            (850..1150).contains(&seen[k]),
+            "layer {k} drawn {} times",
+            seen[k]
+        );
     }
     // Reproducible from the seed.
-    assert_eq!(MixStreams::new(11).draw(alpha, &s, 10), MixStreams::new(11).draw(alpha, &s, 10));
+    assert_eq!(
+        MixStreams::new(11).draw(alpha, &s, 10),
+        MixStreams::new(11).draw(alpha, &s, 10)
+    );
 }
 
 #[test]
@@ -139,8 +195,14 @@ fn lambda_follows_beta_alpha_alpha() {
     let s = LayerSet::new(vec![0]);
     let mut streams = MixStreams::new(3);
     let n = 100_000;
-    let draws: Vec<f64> = (0..n).map(|_| streams.draw(Alpha::new(2.0).unwrap(), &s, 1).lambda).collect();
-    let tails = draws.iter().filter(|&&l| !(0.05..=0.95).contains(&l)).count() as f64 / n as f64;
+    let draws: Vec<f64> = (0..n)
+        .map(|_| streams.draw(Alpha::new(2.0).unwrap(), &s, 1).lambda)
+        .collect();
+    let tails = draws
+        .iter()
+        .filter(|&&l| !(0.05..=0.95).contains(&l))
+        .count() as f64
+        / n as f64;
     let mean = draws.iter().sum::<f64>() / n as f64;
     assert!((tails - 0.0145).abs() < 0.002, "tail share {tails}");
     assert!((mean - 0.5).abs() < 0.005, "mean {mean}");

@@ -33,7 +33,12 @@ fn preact_counts(depth: usize, width: usize, c_in: usize, classes: usize) -> (us
             let stride = if s > 0 && b == 0 { 2 } else { 1 };
             let out = planes * exp;
             if bottleneck {
-                params += 2 * c + c * planes + 2 * planes + planes * planes * 9 + 2 * planes + planes * out;
+                params += 2 * c
+                    + c * planes
+                    + 2 * planes
+                    + planes * planes * 9
+                    + 2 * planes
+                    + planes * out;
                 bn += c + planes + planes;
             } else {
                 params += 2 * c + c * planes * 9 + 2 * planes + planes * planes * 9;
@@ -71,7 +76,13 @@ fn wrn_counts(depth: usize, widen: usize, c_in: usize, classes: usize) -> (usize
 }
 
 fn build(spec: &ModelSpec, shape: [usize; 3], classes: usize, device: &Device) -> Network {
-    Network::new(spec, &shape, classes, &mut mixsweep::rng::stream(0, "init"), device)
+    Network::new(
+        spec,
+        &shape,
+        classes,
+        &mut mixsweep::rng::stream(0, "init"),
+        device,
+    )
 }
 
 #[test]
@@ -79,18 +90,54 @@ fn parameter_counts_match_the_official_definitions() {
     assert_eq!(preact_counts(18, 64, 3, 10).0, 11_171_146);
     let d = Device::flex();
     for depth in [18, 34, 50, 101, 152] {
-        let net = build(&ModelSpec::PreactResnet { depth, width: 64, stem_stride: 1 }, [3, 32, 32], 10, &d);
+        let net = build(
+            &ModelSpec::PreactResnet {
+                depth,
+                width: 64,
+                stem_stride: 1,
+            },
+            [3, 32, 32],
+            10,
+            &d,
+        );
         let (p, b) = preact_counts(depth, 64, 3, 10);
         assert_eq!(net.num_params(), p + b, "PreActResNet{depth}");
     }
     // CIFAR-100 head, and a narrow 1-channel variant (the width multiplier).
-    let net = build(&ModelSpec::PreactResnet { depth: 18, width: 64, stem_stride: 1 }, [3, 32, 32], 100, &d);
+    let net = build(
+        &ModelSpec::PreactResnet {
+            depth: 18,
+            width: 64,
+            stem_stride: 1,
+        },
+        [3, 32, 32],
+        100,
+        &d,
+    );
     let (p, b) = preact_counts(18, 64, 3, 100);
     assert_eq!(net.num_params(), p + b);
-    let net = build(&ModelSpec::PreactResnet { depth: 18, width: 16, stem_stride: 1 }, [1, 28, 28], 10, &d);
+    let net = build(
+        &ModelSpec::PreactResnet {
+            depth: 18,
+            width: 16,
+            stem_stride: 1,
+        },
+        [1, 28, 28],
+        10,
+        &d,
+    );
     let (p, b) = preact_counts(18, 16, 1, 10);
     assert_eq!(net.num_params(), p + b);
-    let net = build(&ModelSpec::WideResnet { depth: 28, widen: 10, stem_stride: 1 }, [3, 32, 32], 10, &d);
+    let net = build(
+        &ModelSpec::WideResnet {
+            depth: 28,
+            widen: 10,
+            stem_stride: 1,
+        },
+        [3, 32, 32],
+        10,
+        &d,
+    );
     let (p, b) = wrn_counts(28, 10, 3, 10);
     // About 36.5M, as the papers-with-code listing of WRN-28-10 says (ours has conv biases).
     assert!((36_400_000..36_600_000).contains(&p), "{p}");
@@ -98,7 +145,20 @@ fn parameter_counts_match_the_official_definitions() {
 }
 
 fn sgd() -> TrainSpec {
-    TrainSpec { input_noise: 0.0, epochs: 1, batch_size: 4, optimizer: OptimizerKind::Sgd, lr: 0.05, momentum: Some(0.9), nesterov: Some(true), weight_decay: 1e-4, schedule: ScheduleKind::Multistep, milestones: vec![], gamma: 0.1, loss: LossKind::SoftCe }
+    TrainSpec {
+        input_noise: 0.0,
+        epochs: 1,
+        batch_size: 4,
+        optimizer: OptimizerKind::Sgd,
+        lr: 0.05,
+        momentum: Some(0.9),
+        nesterov: Some(true),
+        weight_decay: 1e-4,
+        schedule: ScheduleKind::Multistep,
+        milestones: vec![],
+        gamma: 0.1,
+        loss: LossKind::SoftCe,
+    }
 }
 
 /// A few SGD steps with mixing at `layer`, on random images; returns the losses.
@@ -108,14 +168,23 @@ fn train_steps(spec: &ModelSpec, shape: [usize; 3], layer: usize) -> Vec<f32> {
     let mut optim = mixsweep::train::optim::optimizer(&sgd());
     let n = 4;
     let features: usize = shape.iter().product();
-    let x: Vec<f32> = (0..n * features).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect();
+    let x: Vec<f32> = (0..n * features)
+        .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
+        .collect();
     let mut y = vec![0f32; n * 5];
     for i in 0..n {
         y[i * 5 + i % 5] = 1.0;
     }
     let x = Tensor::<2>::from_data(TensorData::new(x, [n, features]), &d);
     let y = Tensor::<2>::from_data(TensorData::new(y, [n, 5]), &d);
-    let mixer = Mixer::new(&MixDraw { layer, lambda: 0.7, partner: vec![1, 0, 3, 2] }, &d);
+    let mixer = Mixer::new(
+        &MixDraw {
+            layer,
+            lambda: 0.7,
+            partner: vec![1, 0, 3, 2],
+        },
+        &d,
+    );
     let mut losses = Vec::new();
     for _ in 0..3 {
         let logits = net.forward(x.clone(), &mixer);
@@ -131,21 +200,54 @@ fn train_steps(spec: &ModelSpec, shape: [usize; 3], layer: usize) -> Vec<f32> {
 #[test]
 fn every_network_trains_a_few_steps_with_mixing_at_each_mix_point() {
     for depth in [18, 34, 50, 101, 152] {
-        let spec = ModelSpec::PreactResnet { depth, width: 4, stem_stride: 1 };
+        let spec = ModelSpec::PreactResnet {
+            depth,
+            width: 4,
+            stem_stride: 1,
+        };
         for layer in 0..spec.mix_points() {
             let losses = train_steps(&spec, [3, 16, 16], layer);
-            assert!(losses.iter().all(|l| l.is_finite()), "PreActResNet{depth} at {layer}: {losses:?}");
-            assert_ne!(losses[0], losses[2], "PreActResNet{depth}: parameters did not move");
+            assert!(
+                losses.iter().all(|l| l.is_finite()),
+                "PreActResNet{depth} at {layer}: {losses:?}"
+            );
+            assert_ne!(
+                losses[0], losses[2],
+                "PreActResNet{depth}: parameters did not move"
+            );
         }
     }
-    let wrn = ModelSpec::WideResnet { depth: 16, widen: 1, stem_stride: 1 };
+    let wrn = ModelSpec::WideResnet {
+        depth: 16,
+        widen: 1,
+        stem_stride: 1,
+    };
     for layer in 0..wrn.mix_points() {
         let losses = train_steps(&wrn, [3, 16, 16], layer);
-        assert!(losses.iter().all(|l| l.is_finite()) && losses[0] != losses[2], "WRN at {layer}: {losses:?}");
+        assert!(
+            losses.iter().all(|l| l.is_finite()) && losses[0] != losses[2],
+            "WRN at {layer}: {losses:?}"
+        );
     }
     // Tiny-ImageNet shape with the stride-2 stem, and a 1-channel input.
-    let losses = train_steps(&ModelSpec::PreactResnet { depth: 18, width: 4, stem_stride: 2 }, [3, 64, 64], 2);
+    let losses = train_steps(
+        &ModelSpec::PreactResnet {
+            depth: 18,
+            width: 4,
+            stem_stride: 2,
+        },
+        [3, 64, 64],
+        2,
+    );
     assert!(losses.iter().all(|l| l.is_finite()));
-    let losses = train_steps(&ModelSpec::PreactResnet { depth: 18, width: 4, stem_stride: 1 }, [1, 28, 28], 1);
+    let losses = train_steps(
+        &ModelSpec::PreactResnet {
+            depth: 18,
+            width: 4,
+            stem_stride: 1,
+        },
+        [1, 28, 28],
+        1,
+    );
     assert!(losses.iter().all(|l| l.is_finite()));
 }

@@ -11,13 +11,31 @@ struct Scalar {
 }
 
 fn spec(momentum: f64, nesterov: bool, weight_decay: f64) -> TrainSpec {
-    TrainSpec { input_noise: 0.0, epochs: 1, batch_size: 1, optimizer: OptimizerKind::Sgd, lr: 0.1, momentum: Some(momentum), nesterov: Some(nesterov), weight_decay, schedule: ScheduleKind::Multistep, milestones: vec![], gamma: 0.1, loss: LossKind::SoftCe }
+    TrainSpec {
+        input_noise: 0.0,
+        epochs: 1,
+        batch_size: 1,
+        optimizer: OptimizerKind::Sgd,
+        lr: 0.1,
+        momentum: Some(momentum),
+        nesterov: Some(nesterov),
+        weight_decay,
+        schedule: ScheduleKind::Multistep,
+        milestones: vec![],
+        gamma: 0.1,
+        loss: LossKind::SoftCe,
+    }
 }
 
 /// Two SGD steps on loss = 3·w from w = 1 (gradient 3 + wd·w), returning w after each.
 fn two_steps(train: &TrainSpec) -> Vec<f32> {
     let d = Device::flex().autodiff();
-    let mut m = Scalar { w: Param::from_tensor(Tensor::<1>::from_data(TensorData::new(vec![1.0f32], [1]), &d)) };
+    let mut m = Scalar {
+        w: Param::from_tensor(Tensor::<1>::from_data(
+            TensorData::new(vec![1.0f32], [1]),
+            &d,
+        )),
+    };
     let mut optim = mixsweep::train::optim::optimizer(train);
     let mut out = Vec::new();
     for _ in 0..2 {
@@ -38,12 +56,24 @@ fn sgd_momentum_has_no_dampening_as_pytorch() {
     // torch.optim.SGD: buf = g on the first step, then buf = 0.9·buf + g (dampening 0).
     // w: 1 − 0.1·3 = 0.7, then 0.7 − 0.1·(0.9·3 + 3) = 0.13. (burn's default dampening 0.1
     // would give 0.7 − 0.1·(0.9·3 + 0.9·3) = 0.16.)
-    assert!(close(&two_steps(&spec(0.9, false, 0.0)), &[0.7, 0.13]), "{:?}", two_steps(&spec(0.9, false, 0.0)));
+    assert!(
+        close(&two_steps(&spec(0.9, false, 0.0)), &[0.7, 0.13]),
+        "{:?}",
+        two_steps(&spec(0.9, false, 0.0))
+    );
     // Nesterov: step with g + 0.9·buf: 1 − 0.1·5.7 = 0.43, then 0.43 − 0.1·(3 + 0.9·5.7) = −0.383.
-    assert!(close(&two_steps(&spec(0.9, true, 0.0)), &[0.43, -0.383]), "{:?}", two_steps(&spec(0.9, true, 0.0)));
+    assert!(
+        close(&two_steps(&spec(0.9, true, 0.0)), &[0.43, -0.383]),
+        "{:?}",
+        two_steps(&spec(0.9, true, 0.0))
+    );
     // Weight decay is added to the gradient: g = 3 + 0.5·w. Plain SGD: 1 − 0.1·3.5 = 0.65,
     // then 0.65 − 0.1·(3 + 0.325) = 0.3175.
-    assert!(close(&two_steps(&spec(0.0, false, 0.5)), &[0.65, 0.3175]), "{:?}", two_steps(&spec(0.0, false, 0.5)));
+    assert!(
+        close(&two_steps(&spec(0.0, false, 0.5)), &[0.65, 0.3175]),
+        "{:?}",
+        two_steps(&spec(0.0, false, 0.5))
+    );
 }
 
 #[test]

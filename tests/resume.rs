@@ -54,7 +54,10 @@ fn uninterrupted() -> (Vec<serde_json::Value>, serde_json::Value) {
     let dir = only_run(&sb);
     assert_eq!(result(&dir)["provenance"]["resumed_from_epoch"], 0);
     let m = final_metrics(&dir);
-    assert!(m["test_error"].as_f64().unwrap() < 0.2, "the reference run should learn: {m}");
+    assert!(
+        m["test_error"].as_f64().unwrap() < 0.2,
+        "the reference run should learn: {m}"
+    );
     (metrics(&dir), m)
 }
 
@@ -62,10 +65,30 @@ fn uninterrupted() -> (Vec<serde_json::Value>, serde_json::Value) {
 /// The caller waits for the returned child.
 #[allow(clippy::zombie_processes)]
 fn start_and_wait(sb: &Sandbox, epochs: usize) -> Child {
-    let child = sb.cmd(&["sweep", "e.yaml", "--threads", "1", "--checkpoint-every", "1"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let child = sb
+        .cmd(&[
+            "sweep",
+            "e.yaml",
+            "--threads",
+            "1",
+            "--checkpoint-every",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let lines = sb.store().join("one").exists().then(|| sb.run_dirs("one")).and_then(|d| d.first().cloned()).and_then(|d| fs::read_to_string(d.join("metrics.jsonl")).ok()).map(|t| t.lines().count()).unwrap_or(0);
+        let lines = sb
+            .store()
+            .join("one")
+            .exists()
+            .then(|| sb.run_dirs("one"))
+            .and_then(|d| d.first().cloned())
+            .and_then(|d| fs::read_to_string(d.join("metrics.jsonl")).ok())
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
         if lines >= epochs {
             return child;
         }
@@ -95,9 +118,14 @@ fn a_killed_run_resumes_from_its_checkpoint_bit_for_bit() {
     let out = sb.run(&["sweep", "e.yaml", "--threads", "1"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(status(&dir)["attempts"], 2);
-    let resumed = result(&dir)["provenance"]["resumed_from_epoch"].as_u64().unwrap();
+    let resumed = result(&dir)["provenance"]["resumed_from_epoch"]
+        .as_u64()
+        .unwrap();
     // metrics.jsonl is written just before the epoch's checkpoint, so the last one may be epoch 11.
-    assert!(resumed >= 11, "resumed from epoch {resumed}, not from the checkpoint");
+    assert!(
+        resumed >= 11,
+        "resumed from epoch {resumed}, not from the checkpoint"
+    );
     assert_eq!(final_metrics(&dir), want_final);
     assert_eq!(metrics(&dir), want_metrics);
 }
@@ -127,6 +155,10 @@ fn sigterm_checkpoints_mid_epoch_and_the_next_sweep_finishes_bit_for_bit() {
 }
 
 fn unsafe_kill(pid: u32, signal: i32) {
-    let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
 }

@@ -62,7 +62,16 @@ fn done_events(ev: &[Event]) -> HashMap<String, usize> {
 fn fake_devices_keep_their_slot_limits_are_all_used_and_finish_near_the_lower_bound() {
     let sb = Sandbox::new();
     sb.write("timed.yaml", TIMED);
-    let out = sb.run(&["sweep", "timed.yaml", "--devices", "fake:2", "--slots-per-device", "2", "--simulate", "0.1"]);
+    let out = sb.run(&[
+        "sweep",
+        "timed.yaml",
+        "--devices",
+        "fake:2",
+        "--slots-per-device",
+        "2",
+        "--simulate",
+        "0.1",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let ev = events(&sb.store(), "timed");
     assert_eq!(done_events(&ev).len(), 16);
@@ -95,9 +104,16 @@ fn fake_devices_keep_their_slot_limits_are_all_used_and_finish_near_the_lower_bo
     let total: f64 = spans.iter().map(|s| s.1 - s.0).sum();
     let longest = spans.iter().map(|s| s.1 - s.0).fold(0.0, f64::max);
     let bound = longest.max(total / 4.0);
-    let makespan = spans.iter().map(|s| s.1).fold(0.0, f64::max) - spans.iter().map(|s| s.0).fold(f64::MAX, f64::min);
-    eprintln!("makespan {makespan:.2} s, lower bound {bound:.2} s, ratio {:.3}", makespan / bound);
-    assert!(makespan <= 1.1 * bound, "makespan {makespan:.2} s vs lower bound {bound:.2} s");
+    let makespan = spans.iter().map(|s| s.1).fold(0.0, f64::max)
+        - spans.iter().map(|s| s.0).fold(f64::MAX, f64::min);
+    eprintln!(
+        "makespan {makespan:.2} s, lower bound {bound:.2} s, ratio {:.3}",
+        makespan / bound
+    );
+    assert!(
+        makespan <= 1.1 * bound,
+        "makespan {makespan:.2} s vs lower bound {bound:.2} s"
+    );
     // Each child was told its device: its slot, and the pretend GPU's CUDA_VISIBLE_DEVICES.
     for d in sb.run_dirs("timed") {
         let slot = status(&d)["slot"].as_str().unwrap().to_string();
@@ -105,13 +121,21 @@ fn fake_devices_keep_their_slot_limits_are_all_used_and_finish_near_the_lower_bo
         let gpu = &slot[5..6];
         let log = fs::read_to_string(d.join("attempt-1.log")).unwrap();
         let header = log.lines().next().unwrap();
-        assert!(header.contains(&format!("on slot {slot}: device cpu,")) && header.ends_with(&format!("CUDA_VISIBLE_DEVICES={gpu}")), "{header}");
+        assert!(
+            header.contains(&format!("on slot {slot}: device cpu,"))
+                && header.ends_with(&format!("CUDA_VISIBLE_DEVICES={gpu}")),
+            "{header}"
+        );
         assert_eq!(result(&d)["simulated"], true);
     }
 }
 
 fn spawn_sweep(sb: &Sandbox, args: &[&str]) -> std::process::Child {
-    sb.cmd(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+    sb.cmd(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
@@ -125,16 +149,33 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
 #[test]
 fn a_child_killed_with_sigkill_is_classified_as_crashed_and_retried() {
     let sb = Sandbox::new();
-    sb.write("one.yaml", &TIMED.replace("[30, 25, 20, 15, 12, 10, 6, 5]", "[40]").replace("seeds: [0, 1]", "seeds: [0]").replace("name: timed", "name: one"));
+    sb.write(
+        "one.yaml",
+        &TIMED
+            .replace("[30, 25, 20, 15, 12, 10, 6, 5]", "[40]")
+            .replace("seeds: [0, 1]", "seeds: [0]")
+            .replace("name: timed", "name: one"),
+    );
     let mut sweep = spawn_sweep(&sb, &["sweep", "one.yaml", "--simulate", "0.05"]);
-    wait_for("the run to start", || sb.store().join("one").exists() && sb.run_dirs("one").first().is_some_and(|d| fs::read_to_string(d.join("status.json")).is_ok_and(|s| s.contains("running"))));
+    wait_for("the run to start", || {
+        sb.store().join("one").exists()
+            && sb.run_dirs("one").first().is_some_and(|d| {
+                fs::read_to_string(d.join("status.json")).is_ok_and(|s| s.contains("running"))
+            })
+    });
     let dir = sb.run_dirs("one")[0].clone();
     let pid = status(&dir)["pid"].as_u64().unwrap();
-    Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
     let code = sweep.wait().unwrap();
     assert!(code.success(), "the retry should have finished the run");
     assert_eq!(status(&dir)["attempts"], 2);
-    let outcomes: Vec<String> = events(&sb.store(), "one").into_iter().filter_map(|e| e.outcome).collect();
+    let outcomes: Vec<String> = events(&sb.store(), "one")
+        .into_iter()
+        .filter_map(|e| e.outcome)
+        .collect();
     assert_eq!(outcomes, ["failed:crashed", "done"]);
     assert!(fs::read_to_string(dir.join("attempt-1.log")).is_ok());
 }
@@ -142,16 +183,36 @@ fn a_child_killed_with_sigkill_is_classified_as_crashed_and_retried() {
 #[test]
 fn killing_the_scheduler_at_random_moments_loses_nothing_and_runs_nothing_twice() {
     let sb = Sandbox::new();
-    sb.write("timed.yaml", &TIMED.replace("[30, 25, 20, 15, 12, 10, 6, 5]", "[12, 10, 8, 6, 4, 3]"));
+    sb.write(
+        "timed.yaml",
+        &TIMED.replace("[30, 25, 20, 15, 12, 10, 6, 5]", "[12, 10, 8, 6, 4, 3]"),
+    );
     // Kill moments drawn once from a fixed sequence (seconds after the start).
     for wait in [0.35, 0.9, 0.15, 1.3] {
-        let mut sweep = spawn_sweep(&sb, &["sweep", "timed.yaml", "--devices", "cpu:3", "--simulate", "0.1"]);
+        let mut sweep = spawn_sweep(
+            &sb,
+            &[
+                "sweep",
+                "timed.yaml",
+                "--devices",
+                "cpu:3",
+                "--simulate",
+                "0.1",
+            ],
+        );
         std::thread::sleep(Duration::from_secs_f64(wait));
         sweep.kill().unwrap();
         sweep.wait().unwrap();
         wait_until_nothing_runs(&sb, "timed.yaml");
     }
-    let out = sb.run(&["sweep", "timed.yaml", "--devices", "cpu:3", "--simulate", "0.1"]);
+    let out = sb.run(&[
+        "sweep",
+        "timed.yaml",
+        "--devices",
+        "cpu:3",
+        "--simulate",
+        "0.1",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let dirs = sb.run_dirs("timed");
     assert_eq!(dirs.len(), 12);
@@ -170,9 +231,32 @@ fn killing_the_scheduler_at_random_moments_loses_nothing_and_runs_nothing_twice(
 #[test]
 fn two_schedulers_racing_on_one_store_never_run_a_spec_twice() {
     let sb = Sandbox::new();
-    sb.write("timed.yaml", &TIMED.replace("[30, 25, 20, 15, 12, 10, 6, 5]", "[6, 5, 4, 3, 2, 1]"));
-    let a = spawn_sweep(&sb, &["sweep", "timed.yaml", "--devices", "cpu:2", "--simulate", "0.1"]);
-    let b = spawn_sweep(&sb, &["sweep", "timed.yaml", "--devices", "cpu:2", "--simulate", "0.1"]);
+    sb.write(
+        "timed.yaml",
+        &TIMED.replace("[30, 25, 20, 15, 12, 10, 6, 5]", "[6, 5, 4, 3, 2, 1]"),
+    );
+    let a = spawn_sweep(
+        &sb,
+        &[
+            "sweep",
+            "timed.yaml",
+            "--devices",
+            "cpu:2",
+            "--simulate",
+            "0.1",
+        ],
+    );
+    let b = spawn_sweep(
+        &sb,
+        &[
+            "sweep",
+            "timed.yaml",
+            "--devices",
+            "cpu:2",
+            "--simulate",
+            "0.1",
+        ],
+    );
     for mut s in [a, b] {
         s.wait().unwrap();
     }
@@ -189,14 +273,33 @@ fn two_schedulers_racing_on_one_store_never_run_a_spec_twice() {
 #[test]
 fn a_run_past_its_time_limit_stops_at_a_checkpoint_and_fails_as_timeout() {
     let sb = Sandbox::new();
-    sb.write("one.yaml", &TIMED.replace("[30, 25, 20, 15, 12, 10, 6, 5]", "[100]").replace("seeds: [0, 1]", "seeds: [0]").replace("name: timed", "name: one"));
-    let out = sb.run(&["sweep", "one.yaml", "--simulate", "0.05", "--run-timeout", "0.5", "--retry", "timeout=1"]);
+    sb.write(
+        "one.yaml",
+        &TIMED
+            .replace("[30, 25, 20, 15, 12, 10, 6, 5]", "[100]")
+            .replace("seeds: [0, 1]", "seeds: [0]")
+            .replace("name: timed", "name: one"),
+    );
+    let out = sb.run(&[
+        "sweep",
+        "one.yaml",
+        "--simulate",
+        "0.05",
+        "--run-timeout",
+        "0.5",
+        "--retry",
+        "timeout=1",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let dir = sb.run_dirs("one")[0].clone();
     let s = status(&dir);
     assert_eq!(s["failure"]["class"], "timeout");
     assert_eq!(s["attempts"], 2, "one retry");
-    assert!(text(&out).contains("retry 1 of 1") && text(&out).contains("FAILED (timeout)"), "{}", text(&out));
+    assert!(
+        text(&out).contains("retry 1 of 1") && text(&out).contains("FAILED (timeout)"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -218,15 +321,60 @@ fn ctrl_c_stops_every_child_at_a_checkpoint_and_the_next_sweep_resumes_them() {
     use std::os::unix::process::CommandExt;
     let sb = Sandbox::new();
     sb.write("timed.yaml", TIMED);
-    let mut sweep = sb.cmd(&["sweep", "timed.yaml", "--devices", "cpu:3", "--simulate", "0.1"]).process_group(0).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    wait_for("three runs to start", || sb.store().join("timed").exists() && sb.run_dirs("timed").iter().filter(|d| fs::read_to_string(d.join("status.json")).is_ok_and(|s| s.contains("running"))).count() == 3);
-    Command::new("kill").args(["-s", "INT", "--", &format!("-{}", sweep.id())]).status().unwrap();
+    let mut sweep = sb
+        .cmd(&[
+            "sweep",
+            "timed.yaml",
+            "--devices",
+            "cpu:3",
+            "--simulate",
+            "0.1",
+        ])
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("three runs to start", || {
+        sb.store().join("timed").exists()
+            && sb
+                .run_dirs("timed")
+                .iter()
+                .filter(|d| {
+                    fs::read_to_string(d.join("status.json")).is_ok_and(|s| s.contains("running"))
+                })
+                .count()
+                == 3
+    });
+    Command::new("kill")
+        .args(["-s", "INT", "--", &format!("-{}", sweep.id())])
+        .status()
+        .unwrap();
     let code = sweep.wait().unwrap();
     assert_eq!(code.code(), Some(130));
-    let states: Vec<String> = sb.run_dirs("timed").iter().map(|d| status(d)["state"].as_str().unwrap().to_string()).collect();
-    assert_eq!(states.iter().filter(|s| *s == "interrupted").count(), 3, "{states:?}");
+    let states: Vec<String> = sb
+        .run_dirs("timed")
+        .iter()
+        .map(|d| status(d)["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| *s == "interrupted").count(),
+        3,
+        "{states:?}"
+    );
     assert!(!states.iter().any(|s| s == "failed"), "{states:?}");
-    let out = sb.run(&["sweep", "timed.yaml", "--devices", "cpu:3", "--simulate", "0.1"]);
+    let out = sb.run(&[
+        "sweep",
+        "timed.yaml",
+        "--devices",
+        "cpu:3",
+        "--simulate",
+        "0.1",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(sb.run_dirs("timed").iter().all(|d| status(d)["state"] == "done"));
+    assert!(
+        sb.run_dirs("timed")
+            .iter()
+            .all(|d| status(d)["state"] == "done")
+    );
 }

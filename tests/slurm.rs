@@ -25,7 +25,10 @@ grid:
 "#;
 
 fn queue_is_empty(job: &str) -> bool {
-    let out = Command::new("squeue").args(["-h", "-j", job]).output().unwrap();
+    let out = Command::new("squeue")
+        .args(["-h", "-j", job])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().is_empty()
 }
 
@@ -38,10 +41,23 @@ fn wait(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 fn submit(sb: &Sandbox) -> String {
-    let out = sb.run(&["slurm", "sl.yaml", "--max-parallel", "2", "--checkpoint-every", "100", "--time", "5"]);
+    let out = sb.run(&[
+        "slurm",
+        "sl.yaml",
+        "--max-parallel",
+        "2",
+        "--checkpoint-every",
+        "100",
+        "--time",
+        "5",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
-    t.split("submitted job array ").nth(1).and_then(|r| r.split(';').next()).unwrap_or_else(|| panic!("no job id in: {t}")).to_string()
+    t.split("submitted job array ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap_or_else(|| panic!("no job id in: {t}"))
+        .to_string()
 }
 
 #[test]
@@ -51,41 +67,111 @@ fn a_job_array_runs_the_sweep_and_a_cancelled_task_resumes_from_its_checkpoint()
     sb.write("sl.yaml", EXPERIMENT);
     let job = submit(&sb);
     let script = std::fs::read_to_string(sb.store().join("sl/slurm/array.sbatch")).unwrap();
-    assert!(script.contains("#SBATCH --array=0-2%2") && script.contains("#SBATCH --requeue") && script.contains("--signal=B:TERM@"), "{script}");
+    assert!(
+        script.contains("#SBATCH --array=0-2%2")
+            && script.contains("#SBATCH --requeue")
+            && script.contains("--signal=B:TERM@"),
+        "{script}"
+    );
     // The longest run is task 0 (longest first).
-    let long = sb.run_dirs("sl").into_iter().find(|d| std::fs::read_to_string(d.join("spec.yaml")).unwrap().contains("epochs: 3000")).unwrap();
-    assert!(script.lines().find(|l| l.trim().starts_with('\'')).unwrap().contains(long.file_name().unwrap().to_str().unwrap()));
+    let long = sb
+        .run_dirs("sl")
+        .into_iter()
+        .find(|d| {
+            std::fs::read_to_string(d.join("spec.yaml"))
+                .unwrap()
+                .contains("epochs: 3000")
+        })
+        .unwrap();
+    assert!(
+        script
+            .lines()
+            .find(|l| l.trim().starts_with('\''))
+            .unwrap()
+            .contains(long.file_name().unwrap().to_str().unwrap())
+    );
     // Cancel it once it has trained a few hundred epochs.
-    wait("the long run to pass epoch 300", Duration::from_secs(60), || status(&long)["progress"]["epoch"].as_u64().is_some_and(|e| e >= 300));
+    wait(
+        "the long run to pass epoch 300",
+        Duration::from_secs(60),
+        || {
+            status(&long)["progress"]["epoch"]
+                .as_u64()
+                .is_some_and(|e| e >= 300)
+        },
+    );
     assert_eq!(status(&long)["slot"], format!("slurm:{job}_0"));
-    assert!(Command::new("scancel").arg(format!("{job}_0")).status().unwrap().success());
-    wait("the array to end", Duration::from_secs(60), || queue_is_empty(&job));
+    assert!(
+        Command::new("scancel")
+            .arg(format!("{job}_0"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait("the array to end", Duration::from_secs(60), || {
+        queue_is_empty(&job)
+    });
     let out = sb.run(&["status", "sl.yaml"]);
-    assert!(text(&out).contains("2 done, 1 interrupted"), "{}", text(&out));
+    assert!(
+        text(&out).contains("2 done, 1 interrupted"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(status(&long)["state"], "interrupted");
 
     // Submitted again, only the interrupted run goes; it resumes from its checkpoint.
     let again = submit(&sb);
     let script = std::fs::read_to_string(sb.store().join("sl/slurm/array.sbatch")).unwrap();
-    assert!(script.contains("#SBATCH --array=0-0%2") && script.contains(long.file_name().unwrap().to_str().unwrap()), "{script}");
-    wait("the second array to end", Duration::from_secs(60), || queue_is_empty(&again));
+    assert!(
+        script.contains("#SBATCH --array=0-0%2")
+            && script.contains(long.file_name().unwrap().to_str().unwrap()),
+        "{script}"
+    );
+    wait("the second array to end", Duration::from_secs(60), || {
+        queue_is_empty(&again)
+    });
     let out = sb.run(&["status", "sl.yaml"]);
     assert!(text(&out).contains("3 runs: 3 done"), "{}", text(&out));
     let resumed = result(&long);
-    assert!(resumed["provenance"]["resumed_from_epoch"].as_u64().unwrap() >= 300, "{resumed}");
+    assert!(
+        resumed["provenance"]["resumed_from_epoch"]
+            .as_u64()
+            .unwrap()
+            >= 300,
+        "{resumed}"
+    );
     assert_eq!(status(&long)["attempts"], 2);
 
     // The same spec trained in one go, here, gives the same numbers.
     let local = Sandbox::new();
-    local.write("sl.yaml", &EXPERIMENT.replace("train.epochs: [3000, 20]", "train.epochs: [3000]").replace("  - { method: [manifold_mixup], alpha: [2.0], layers: [[4]] }\n", ""));
+    local.write(
+        "sl.yaml",
+        &EXPERIMENT
+            .replace("train.epochs: [3000, 20]", "train.epochs: [3000]")
+            .replace(
+                "  - { method: [manifold_mixup], alpha: [2.0], layers: [[4]] }\n",
+                "",
+            ),
+    );
     let out = local.run(&["sweep", "sl.yaml"]);
     assert!(out.status.success(), "{}", text(&out));
     let fresh = result(&local.run_dirs("sl")[0]);
-    assert_eq!(fresh["final_metrics"]["test_error"], resumed["final_metrics"]["test_error"]);
-    assert_eq!(fresh["final_metrics"]["test_nll"], resumed["final_metrics"]["test_nll"]);
+    assert_eq!(
+        fresh["final_metrics"]["test_error"],
+        resumed["final_metrics"]["test_error"]
+    );
+    assert_eq!(
+        fresh["final_metrics"]["test_nll"],
+        resumed["final_metrics"]["test_nll"]
+    );
 
     // Nothing left: no script is submitted; the report reads the same store.
     assert!(text(&sb.run(&["slurm", "sl.yaml"])).contains("nothing left to run"));
-    let out = sb.run(&["report", "sl.yaml", "--reports", sb.path().join("reports").to_str().unwrap()]);
+    let out = sb.run(&[
+        "report",
+        "sl.yaml",
+        "--reports",
+        sb.path().join("reports").to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
 }

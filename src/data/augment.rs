@@ -12,7 +12,13 @@ use rand_chacha::ChaCha8Rng;
 use crate::spec::types::Augment;
 
 /// Applies `augment` to one `[c, h, w]` byte image in place (`scratch` is reused memory).
-pub fn transform(img: &mut [u8], shape: [usize; 3], augment: &[Augment], rng: &mut ChaCha8Rng, scratch: &mut Vec<u8>) {
+pub fn transform(
+    img: &mut [u8],
+    shape: [usize; 3],
+    augment: &[Augment],
+    rng: &mut ChaCha8Rng,
+    scratch: &mut Vec<u8>,
+) {
     let [c, h, w] = shape;
     for a in augment {
         match *a {
@@ -35,8 +41,13 @@ pub fn transform(img: &mut [u8], shape: [usize; 3], augment: &[Augment], rng: &m
                     for y in 0..h {
                         for x in 0..w {
                             let (sy, sx) = (y as isize + dy, x as isize + dx);
-                            let inside = sy >= 0 && sx >= 0 && (sy as usize) < h && (sx as usize) < w;
-                            img[(ch * h + y) * w + x] = if inside { scratch[(ch * h + sy as usize) * w + sx as usize] } else { 0 };
+                            let inside =
+                                sy >= 0 && sx >= 0 && (sy as usize) < h && (sx as usize) < w;
+                            img[(ch * h + y) * w + x] = if inside {
+                                scratch[(ch * h + sy as usize) * w + sx as usize]
+                            } else {
+                                0
+                            };
                         }
                     }
                 }
@@ -51,8 +62,14 @@ pub fn cutout(img: &mut [f32], shape: [usize; 3], size: usize, rng: &mut ChaCha8
     let cy = rng.random_range(0..h) as isize;
     let cx = rng.random_range(0..w) as isize;
     let half = (size / 2) as isize;
-    let (y0, y1) = ((cy - half).max(0) as usize, ((cy - half + size as isize).min(h as isize)).max(0) as usize);
-    let (x0, x1) = ((cx - half).max(0) as usize, ((cx - half + size as isize).min(w as isize)).max(0) as usize);
+    let (y0, y1) = (
+        (cy - half).max(0) as usize,
+        ((cy - half + size as isize).min(h as isize)).max(0) as usize,
+    );
+    let (x0, x1) = (
+        (cx - half).max(0) as usize,
+        ((cx - half + size as isize).min(w as isize)).max(0) as usize,
+    );
     for ch in 0..c {
         for y in y0..y1 {
             img[(ch * h + y) * w + x0..(ch * h + y) * w + x1].fill(0.0);
@@ -72,20 +89,40 @@ mod tests {
         let mut scratch = Vec::new();
         for _ in 0..50 {
             let mut img = base.clone();
-            transform(&mut img, [1, 3, 3], &[Augment::Crop(1)], &mut rng, &mut scratch);
-            let shifted = (-1..=1).flat_map(|dy| (-1..=1).map(move |dx| (dy, dx))).any(|(dy, dx): (isize, isize)| {
-                (0..3).all(|y| (0..3).all(|x| {
-                    let (sy, sx) = (y as isize + dy, x as isize + dx);
-                    let want = if (0..3).contains(&sy) && (0..3).contains(&sx) { base[(sy * 3 + sx) as usize] } else { 0 };
-                    img[(y * 3 + x) as usize] == want
-                }))
-            });
+            transform(
+                &mut img,
+                [1, 3, 3],
+                &[Augment::Crop(1)],
+                &mut rng,
+                &mut scratch,
+            );
+            let shifted = (-1..=1)
+                .flat_map(|dy| (-1..=1).map(move |dx| (dy, dx)))
+                .any(|(dy, dx): (isize, isize)| {
+                    (0..3).all(|y| {
+                        (0..3).all(|x| {
+                            let (sy, sx) = (y as isize + dy, x as isize + dx);
+                            let want = if (0..3).contains(&sy) && (0..3).contains(&sx) {
+                                base[(sy * 3 + sx) as usize]
+                            } else {
+                                0
+                            };
+                            img[(y * 3 + x) as usize] == want
+                        })
+                    })
+                });
             assert!(shifted, "{img:?} is no shifted copy");
         }
         let mut flipped = 0;
         for _ in 0..200 {
             let mut img = base.clone();
-            transform(&mut img, [1, 3, 3], &[Augment::Flip], &mut rng, &mut scratch);
+            transform(
+                &mut img,
+                [1, 3, 3],
+                &[Augment::Flip],
+                &mut rng,
+                &mut scratch,
+            );
             if img != base {
                 assert_eq!(img, vec![3, 2, 1, 6, 5, 4, 9, 8, 7]);
                 flipped += 1;

@@ -19,17 +19,34 @@ pub const TEST: usize = 360;
 /// The train and test splits; pixels 0..16, `[n, 1, 8, 8]`.
 pub fn read(dir: &Path) -> Result<Split, DataError> {
     let path = dir.join("digits.csv.gz");
-    let bytes = std::fs::read(&path).map_err(|_| DataError::Missing { file: path.display().to_string(), also: None, hint: HINT.to_string() })?;
-    let bad = |problem: String| DataError::Bad { file: path.display().to_string(), problem, hint: HINT.to_string() };
+    let bytes = std::fs::read(&path).map_err(|_| DataError::Missing {
+        file: path.display().to_string(),
+        also: None,
+        hint: HINT.to_string(),
+    })?;
+    let bad = |problem: String| DataError::Bad {
+        file: path.display().to_string(),
+        problem,
+        hint: HINT.to_string(),
+    };
     let mut text = String::new();
-    flate2::read::GzDecoder::new(bytes.as_slice()).read_to_string(&mut text).map_err(|e| bad(format!("gzip data is damaged ({e})")))?;
+    flate2::read::GzDecoder::new(bytes.as_slice())
+        .read_to_string(&mut text)
+        .map_err(|e| bad(format!("gzip data is damaged ({e})")))?;
     let (pixels, labels) = parse(&text).map_err(bad)?;
     let mut idx: Vec<usize> = (0..labels.len()).collect();
     idx.shuffle(&mut crate::rng::stream(0, "data/digits-test"));
     let (mut test, mut train) = (idx[..TEST].to_vec(), idx[TEST..].to_vec());
     test.sort_unstable();
     train.sort_unstable();
-    let pick = |rows: &[usize]| (rows.iter().flat_map(|&i| pixels[i * 64..(i + 1) * 64].iter().copied()).collect(), rows.iter().map(|&i| labels[i]).collect());
+    let pick = |rows: &[usize]| {
+        (
+            rows.iter()
+                .flat_map(|&i| pixels[i * 64..(i + 1) * 64].iter().copied())
+                .collect(),
+            rows.iter().map(|&i| labels[i]).collect(),
+        )
+    };
     Ok((pick(&train), pick(&test)))
 }
 
@@ -38,12 +55,26 @@ pub fn parse(text: &str) -> Result<(Vec<u8>, Vec<usize>), String> {
     let mut pixels = Vec::with_capacity(ROWS * 64);
     let mut labels = Vec::with_capacity(ROWS);
     for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-        let values: Vec<f64> = line.split(',').map(|v| v.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|e| format!("row {}: {e}", i + 1))?;
+        let values: Vec<f64> = line
+            .split(',')
+            .map(|v| v.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("row {}: {e}", i + 1))?;
         if values.len() != 65 {
-            return Err(format!("row {} has {} values; expected 65 (64 pixels and the label)", i + 1, values.len()));
+            return Err(format!(
+                "row {} has {} values; expected 65 (64 pixels and the label)",
+                i + 1,
+                values.len()
+            ));
         }
-        if let Some(v) = values[..64].iter().find(|v| !(0.0..=16.0).contains(*v) || v.fract() != 0.0) {
-            return Err(format!("row {} has pixel value {v}; pixels are integers 0..16", i + 1));
+        if let Some(v) = values[..64]
+            .iter()
+            .find(|v| !(0.0..=16.0).contains(*v) || v.fract() != 0.0)
+        {
+            return Err(format!(
+                "row {} has pixel value {v}; pixels are integers 0..16",
+                i + 1
+            ));
         }
         let label = values[64];
         if !(0.0..=9.0).contains(&label) || label.fract() != 0.0 {
@@ -53,7 +84,10 @@ pub fn parse(text: &str) -> Result<(Vec<u8>, Vec<usize>), String> {
         labels.push(label as usize);
     }
     if labels.len() != ROWS {
-        return Err(format!("{} rows; expected {ROWS} (truncated?)", labels.len()));
+        return Err(format!(
+            "{} rows; expected {ROWS} (truncated?)",
+            labels.len()
+        ));
     }
     Ok((pixels, labels))
 }

@@ -24,9 +24,17 @@ pub type Split = ((Vec<u8>, Vec<usize>), (Vec<u8>, Vec<usize>));
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("{file}: not found{}\n  fix: {hint}", also.as_ref().map(|a| format!(" (nor {a})")).unwrap_or_default())]
-    Missing { file: String, also: Option<String>, hint: String },
+    Missing {
+        file: String,
+        also: Option<String>,
+        hint: String,
+    },
     #[error("{file}: {problem}\n  fix: {hint}")]
-    Bad { file: String, problem: String, hint: String },
+    Bad {
+        file: String,
+        problem: String,
+        hint: String,
+    },
 }
 
 /// The inputs of a set.
@@ -36,7 +44,12 @@ pub enum Inputs {
     Float(Vec<f32>),
     /// Pixels 0..`max` (255, or 16 for the digits), `[n, c, h, w]`, normalised per channel as
     /// (x/max − mean) / std.
-    Pixels { data: Vec<u8>, max: f32, mean: Vec<f32>, std: Vec<f32> },
+    Pixels {
+        data: Vec<u8>,
+        max: f32,
+        mean: Vec<f32>,
+        std: Vec<f32>,
+    },
 }
 
 /// A labelled set held in memory.
@@ -73,7 +86,10 @@ impl Dataset {
     pub fn gather(&self, indices: &[usize]) -> Vec<f32> {
         let f = self.features();
         match &self.inputs {
-            Inputs::Float(x) => indices.iter().flat_map(|&i| x[i * f..(i + 1) * f].iter().copied()).collect(),
+            Inputs::Float(x) => indices
+                .iter()
+                .flat_map(|&i| x[i * f..(i + 1) * f].iter().copied())
+                .collect(),
             Inputs::Pixels { data, .. } => {
                 let mut out = Vec::with_capacity(indices.len() * f);
                 for &i in indices {
@@ -85,7 +101,12 @@ impl Dataset {
     }
 
     /// Like `gather`, with the training transforms drawn from `rng` (per image).
-    pub fn gather_train(&self, indices: &[usize], t: &TrainTransform, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    pub fn gather_train(
+        &self,
+        indices: &[usize],
+        t: &TrainTransform,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<f32> {
         let (Inputs::Pixels { data, .. }, [c, h, w]) = (&self.inputs, self.shape.as_slice()) else {
             return self.gather(indices);
         };
@@ -129,10 +150,32 @@ impl Dataset {
     fn subset(&self, rows: &[usize]) -> Dataset {
         let f = self.features();
         let inputs = match &self.inputs {
-            Inputs::Float(x) => Inputs::Float(rows.iter().flat_map(|&i| x[i * f..(i + 1) * f].iter().copied()).collect()),
-            Inputs::Pixels { data, max, mean, std } => Inputs::Pixels { data: rows.iter().flat_map(|&i| data[i * f..(i + 1) * f].iter().copied()).collect(), max: *max, mean: mean.clone(), std: std.clone() },
+            Inputs::Float(x) => Inputs::Float(
+                rows.iter()
+                    .flat_map(|&i| x[i * f..(i + 1) * f].iter().copied())
+                    .collect(),
+            ),
+            Inputs::Pixels {
+                data,
+                max,
+                mean,
+                std,
+            } => Inputs::Pixels {
+                data: rows
+                    .iter()
+                    .flat_map(|&i| data[i * f..(i + 1) * f].iter().copied())
+                    .collect(),
+                max: *max,
+                mean: mean.clone(),
+                std: std.clone(),
+            },
         };
-        Dataset { inputs, labels: rows.iter().map(|&i| self.labels[i]).collect(), shape: self.shape.clone(), classes: self.classes }
+        Dataset {
+            inputs,
+            labels: rows.iter().map(|&i| self.labels[i]).collect(),
+            shape: self.shape.clone(),
+            classes: self.classes,
+        }
     }
 }
 
@@ -149,24 +192,46 @@ pub struct Splits {
 
 /// The train, validation and test sets of a spec.
 pub fn load(spec: &DataSpec) -> Result<Splits, DataError> {
-    if let DataSpec::Spirals { n_train, n_test, noise, turns, seed, val_split } = *spec {
+    if let DataSpec::Spirals {
+        n_train,
+        n_test,
+        noise,
+        turns,
+        seed,
+        val_split,
+    } = *spec
+    {
         let train = spirals::generate(n_train, noise, turns, seed, "data/train");
         let test = spirals::generate(n_test, noise, turns, seed, "data/test");
         let (train, val) = hold_out(train, val_split, 0, seed);
-        return Ok(Splits { train, val, test, augment: Vec::new() });
+        return Ok(Splits {
+            train,
+            val,
+            test,
+            augment: Vec::new(),
+        });
     }
-    let Some((set, opts)) = spec.image() else { unreachable!("every data set but the spirals is an image set") };
+    let Some((set, opts)) = spec.image() else {
+        unreachable!("every data set but the spirals is an image set")
+    };
     let dir = locate(set, opts);
     let (train, test) = read_image_set(set, &dir)?;
     let (train, val) = hold_out(train, opts.val_split, opts.train_subset, opts.seed);
-    Ok(Splits { train, val, test, augment: opts.augment.clone() })
+    Ok(Splits {
+        train,
+        val,
+        test,
+        augment: opts.augment.clone(),
+    })
 }
 
 /// Checks that a spec's data can be read, as cheaply as that can be known: Tiny-ImageNet's tree
 /// is listed (decoding its 110,000 JPEGs takes about a minute), every other set is read whole.
 pub fn check(spec: &DataSpec) -> Result<(), DataError> {
     match spec.image() {
-        Some((ImageSet::TinyImagenet, opts)) => tiny_imagenet::check(&locate(ImageSet::TinyImagenet, opts)),
+        Some((ImageSet::TinyImagenet, opts)) => {
+            tiny_imagenet::check(&locate(ImageSet::TinyImagenet, opts))
+        }
         _ => load(spec).map(|_| ()),
     }
 }
@@ -212,7 +277,9 @@ pub fn locate(set: ImageSet, opts: &ImageData) -> PathBuf {
     if let Some(dir) = &opts.dir {
         return PathBuf::from(dir);
     }
-    let root = std::env::var_os("MIXSWEEP_DATA").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("data"));
+    let root = std::env::var_os("MIXSWEEP_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("data"));
     let dir = root.join(folder(set));
     let debian = Path::new("/usr/share/datasets/fashion-mnist");
     if set == ImageSet::FashionMnist && !dir.exists() && debian.exists() {
@@ -231,8 +298,14 @@ fn normalisation(set: ImageSet) -> (Vec<f32>, Vec<f32>) {
         ImageSet::Digits => (vec![0.3053], vec![0.3760]),
         ImageSet::Mnist => (vec![0.1307], vec![0.3081]),
         ImageSet::FashionMnist => (vec![0.2860], vec![0.3530]),
-        ImageSet::Cifar10 => (vec![125.3 / 255.0, 123.0 / 255.0, 113.9 / 255.0], vec![63.0 / 255.0, 62.1 / 255.0, 66.7 / 255.0]),
-        ImageSet::Cifar100 => (vec![129.3 / 255.0, 124.1 / 255.0, 112.4 / 255.0], vec![68.2 / 255.0, 65.4 / 255.0, 70.4 / 255.0]),
+        ImageSet::Cifar10 => (
+            vec![125.3 / 255.0, 123.0 / 255.0, 113.9 / 255.0],
+            vec![63.0 / 255.0, 62.1 / 255.0, 66.7 / 255.0],
+        ),
+        ImageSet::Cifar100 => (
+            vec![129.3 / 255.0, 124.1 / 255.0, 112.4 / 255.0],
+            vec![68.2 / 255.0, 65.4 / 255.0, 70.4 / 255.0],
+        ),
     }
 }
 
@@ -240,7 +313,17 @@ fn read_image_set(set: ImageSet, dir: &Path) -> Result<(Dataset, Dataset), DataE
     let (mean, std) = normalisation(set);
     let shape = set.shape();
     let max = if set == ImageSet::Digits { 16.0 } else { 255.0 };
-    let make = |(data, labels): (Vec<u8>, Vec<usize>)| Dataset { inputs: Inputs::Pixels { data, max, mean: mean.clone(), std: std.clone() }, labels, shape: shape.to_vec(), classes: set.classes() };
+    let make = |(data, labels): (Vec<u8>, Vec<usize>)| Dataset {
+        inputs: Inputs::Pixels {
+            data,
+            max,
+            mean: mean.clone(),
+            std: std.clone(),
+        },
+        labels,
+        shape: shape.to_vec(),
+        classes: set.classes(),
+    };
     match set {
         ImageSet::Svhn => Ok((make(svhn::read(dir, true)?), make(svhn::read(dir, false)?))),
         ImageSet::TinyImagenet => {
@@ -252,8 +335,15 @@ fn read_image_set(set: ImageSet, dir: &Path) -> Result<(Dataset, Dataset), DataE
             Ok((make(train), make(test)))
         }
         ImageSet::Cifar10 | ImageSet::Cifar100 => {
-            let which = if set == ImageSet::Cifar10 { cifar::Cifar::Ten } else { cifar::Cifar::Hundred };
-            Ok((make(cifar::read(dir, which, true)?), make(cifar::read(dir, which, false)?)))
+            let which = if set == ImageSet::Cifar10 {
+                cifar::Cifar::Ten
+            } else {
+                cifar::Cifar::Hundred
+            };
+            Ok((
+                make(cifar::read(dir, which, true)?),
+                make(cifar::read(dir, which, false)?),
+            ))
         }
         ImageSet::Mnist | ImageSet::FashionMnist => {
             let hint = if set == ImageSet::FashionMnist {
@@ -261,26 +351,50 @@ fn read_image_set(set: ImageSet, dir: &Path) -> Result<(Dataset, Dataset), DataE
             } else {
                 "put the four MNIST files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in data/mnist/ (or data.dir)"
             };
-            Ok((make(read_idx_pair(dir, "train", 60_000, hint)?), make(read_idx_pair(dir, "t10k", 10_000, hint)?)))
+            Ok((
+                make(read_idx_pair(dir, "train", 60_000, hint)?),
+                make(read_idx_pair(dir, "t10k", 10_000, hint)?),
+            ))
         }
     }
 }
 
 /// `<prefix>-images-idx3-ubyte` and `<prefix>-labels-idx1-ubyte` (gzip'd or not).
-fn read_idx_pair(dir: &Path, prefix: &str, n: usize, hint: &str) -> Result<(Vec<u8>, Vec<usize>), DataError> {
+fn read_idx_pair(
+    dir: &Path,
+    prefix: &str,
+    n: usize,
+    hint: &str,
+) -> Result<(Vec<u8>, Vec<usize>), DataError> {
     let images_path = dir.join(format!("{prefix}-images-idx3-ubyte"));
     let labels_path = dir.join(format!("{prefix}-labels-idx1-ubyte"));
     let images = idx::read(&images_path, 3, hint)?;
     let labels = idx::read(&labels_path, 1, hint)?;
-    let bad = |file: &Path, problem: String| DataError::Bad { file: file.display().to_string(), problem, hint: hint.to_string() };
+    let bad = |file: &Path, problem: String| DataError::Bad {
+        file: file.display().to_string(),
+        problem,
+        hint: hint.to_string(),
+    };
     if images.dims != [n, 28, 28] {
-        return Err(bad(&images_path, format!("images of shape {:?}; expected [{n}, 28, 28]", images.dims)));
+        return Err(bad(
+            &images_path,
+            format!("images of shape {:?}; expected [{n}, 28, 28]", images.dims),
+        ));
     }
     if labels.dims != [n] {
-        return Err(bad(&labels_path, format!("{:?} labels; expected {n}", labels.dims)));
+        return Err(bad(
+            &labels_path,
+            format!("{:?} labels; expected {n}", labels.dims),
+        ));
     }
     if let Some((i, &l)) = labels.data.iter().enumerate().find(|(_, l)| **l > 9) {
-        return Err(bad(&labels_path, format!("record {i} has label {l}; labels are 0..9")));
+        return Err(bad(
+            &labels_path,
+            format!("record {i} has label {l}; labels are 0..9"),
+        ));
     }
-    Ok((images.data, labels.data.iter().map(|&l| l as usize).collect()))
+    Ok((
+        images.data,
+        labels.data.iter().map(|&l| l as usize).collect(),
+    ))
 }

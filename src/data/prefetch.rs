@@ -29,13 +29,24 @@ pub struct HostBatch {
 /// Feeds `consume` the batches `(step, rows)` in order, prepared on a second thread from
 /// `rng` (the augment stream, at the right position). Returns what `consume` returned and the
 /// seconds it spent waiting for a batch.
-pub fn run<R>(set: &Dataset, batches: Vec<(usize, Vec<usize>)>, transform: &TrainTransform, mut rng: ChaCha8Rng, consume: impl FnOnce(&mut dyn Iterator<Item = HostBatch>) -> R) -> (R, f64) {
+pub fn run<R>(
+    set: &Dataset,
+    batches: Vec<(usize, Vec<usize>)>,
+    transform: &TrainTransform,
+    mut rng: ChaCha8Rng,
+    consume: impl FnOnce(&mut dyn Iterator<Item = HostBatch>) -> R,
+) -> (R, f64) {
     let (tx, rx) = sync_channel::<HostBatch>(DEPTH);
     std::thread::scope(|scope| {
         scope.spawn(move || {
             for (step, rows) in batches {
                 let inputs = set.gather_train(&rows, transform, &mut rng);
-                let batch = HostBatch { step, rows, inputs, augment_pos: rng.get_word_pos() };
+                let batch = HostBatch {
+                    step,
+                    rows,
+                    inputs,
+                    augment_pos: rng.get_word_pos(),
+                };
                 if tx.send(batch).is_err() {
                     break; // the consumer stopped early
                 }

@@ -26,7 +26,12 @@ pub fn generate(n: usize, noise: f64, turns: f64, seed: u64, stream_name: &str) 
         inputs.push((t * theta.sin() + noise * ny) as f32);
         labels.push(class);
     }
-    Dataset { inputs: Inputs::Float(inputs), labels, shape: vec![2], classes: 2 }
+    Dataset {
+        inputs: Inputs::Float(inputs),
+        labels,
+        shape: vec![2],
+        classes: 2,
+    }
 }
 
 #[cfg(test)]

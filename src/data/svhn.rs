@@ -11,16 +11,33 @@ const HINT: &str = "the cropped-digits files train_32x32.mat and test_32x32.mat 
 
 /// Pixels and labels of the train or test file in `dir`.
 pub fn read(dir: &Path, train: bool) -> Result<(Vec<u8>, Vec<usize>), DataError> {
-    let path = dir.join(if train { "train_32x32.mat" } else { "test_32x32.mat" });
-    let bytes = std::fs::read(&path).map_err(|_| DataError::Missing { file: path.display().to_string(), also: None, hint: HINT.to_string() })?;
-    parse(&bytes).map_err(|problem| DataError::Bad { file: path.display().to_string(), problem, hint: HINT.to_string() })
+    let path = dir.join(if train {
+        "train_32x32.mat"
+    } else {
+        "test_32x32.mat"
+    });
+    let bytes = std::fs::read(&path).map_err(|_| DataError::Missing {
+        file: path.display().to_string(),
+        also: None,
+        hint: HINT.to_string(),
+    })?;
+    parse(&bytes).map_err(|problem| DataError::Bad {
+        file: path.display().to_string(),
+        problem,
+        hint: HINT.to_string(),
+    })
 }
 
 /// Parses a whole SVHN .mat file.
 pub fn parse(bytes: &[u8]) -> Result<(Vec<u8>, Vec<usize>), String> {
-    let mat = matfile::MatFile::parse(bytes).map_err(|e| format!("not a readable MATLAB v5 file ({e})"))?;
-    let x = mat.find_by_name("X").ok_or("no variable `X` (the images)")?;
-    let y = mat.find_by_name("y").ok_or("no variable `y` (the labels)")?;
+    let mat = matfile::MatFile::parse(bytes)
+        .map_err(|e| format!("not a readable MATLAB v5 file ({e})"))?;
+    let x = mat
+        .find_by_name("X")
+        .ok_or("no variable `X` (the images)")?;
+    let y = mat
+        .find_by_name("y")
+        .ok_or("no variable `y` (the labels)")?;
     let size = x.size();
     let n = match size.as_slice() {
         [32, 32, 3, n] => *n,
@@ -43,7 +60,8 @@ pub fn parse(bytes: &[u8]) -> Result<(Vec<u8>, Vec<usize>), String> {
         for ch in 0..3 {
             for r in 0..32 {
                 for c in 0..32 {
-                    out[((img * 3 + ch) * 32 + r) * 32 + c] = xs[r + 32 * c + 1024 * ch + 3072 * img];
+                    out[((img * 3 + ch) * 32 + r) * 32 + c] =
+                        xs[r + 32 * c + 1024 * ch + 3072 * img];
                 }
             }
         }
@@ -51,7 +69,13 @@ pub fn parse(bytes: &[u8]) -> Result<(Vec<u8>, Vec<usize>), String> {
     let labels = labels
         .iter()
         .enumerate()
-        .map(|(i, &l)| if (1.0..=10.0).contains(&l) && l.fract() == 0.0 { Ok(l as usize % 10) } else { Err(format!("label {i} is {l}; SVHN labels are 1..10")) })
+        .map(|(i, &l)| {
+            if (1.0..=10.0).contains(&l) && l.fract() == 0.0 {
+                Ok(l as usize % 10)
+            } else {
+                Err(format!("label {i} is {l}; SVHN labels are 1..10"))
+            }
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((out, labels))
 }

@@ -79,7 +79,11 @@ mod tests {
             for ch in 0..2 {
                 for y in 0..n {
                     for x in 0..n {
-                        assert_eq!(out[(ch * n + y) * n + x], img[(ch * n + x) * n + (n - 1 - y)], "n{n} ch{ch} ({y},{x})");
+                        assert_eq!(
+                            out[(ch * n + y) * n + x],
+                            img[(ch * n + x) * n + (n - 1 - y)],
+                            "n{n} ch{ch} ({y},{x})"
+                        );
                     }
                 }
             }
@@ -101,6 +105,10 @@ mod tests {
         assert_eq!(out[4 * 8 + 4], 9);
         assert!(out.iter().filter(|&&v| v == 9).count() < 8 * 8 / 2);
         // Zoom in 50%: every output pixel comes from the image.
-        assert!(apply(&img, [1, 8, 8], Deformation::Zoom(0.5), 0).iter().all(|&v| v == 9));
+        assert!(
+            apply(&img, [1, 8, 8], Deformation::Zoom(0.5), 0)
+                .iter()
+                .all(|&v| v == 9)
+        );
     }
 }

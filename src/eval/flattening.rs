@@ -28,7 +28,11 @@ pub fn singular_values(data: &[f64], rows: usize, cols: usize) -> Vec<f64> {
     if rows == 0 || cols == 0 {
         return Vec::new();
     }
-    let mut s: Vec<f64> = DMatrix::from_row_slice(rows, cols, data).singular_values().iter().copied().collect();
+    let mut s: Vec<f64> = DMatrix::from_row_slice(rows, cols, data)
+        .singular_values()
+        .iter()
+        .copied()
+        .collect();
     s.sort_by(|a, b| b.total_cmp(a));
     s
 }
@@ -42,7 +46,12 @@ fn largest_and_rest(s: &[f64]) -> (f64, f64) {
 pub fn flattening(h: &[f32], dim: usize, labels: &[usize], classes: usize) -> Flattening {
     let mut per_class = Vec::new();
     for c in 0..classes {
-        let rows: Vec<f64> = labels.iter().enumerate().filter(|&(_, &l)| l == c).flat_map(|(i, _)| h[i * dim..(i + 1) * dim].iter().map(|&v| v as f64)).collect();
+        let rows: Vec<f64> = labels
+            .iter()
+            .enumerate()
+            .filter(|&(_, &l)| l == c)
+            .flat_map(|(i, _)| h[i * dim..(i + 1) * dim].iter().map(|&v| v as f64))
+            .collect();
         if !rows.is_empty() {
             per_class.push(singular_values(&rows, rows.len() / dim, dim));
         }
@@ -50,7 +59,15 @@ pub fn flattening(h: &[f32], dim: usize, labels: &[usize], classes: usize) -> Fl
     let k = per_class.len().max(1) as f64;
     let all: Vec<f64> = h.iter().map(|&v| v as f64).collect();
     let (all_largest, all_rest) = largest_and_rest(&singular_values(&all, labels.len(), dim));
-    let mut spectrum = vec![0.0; per_class.iter().map(Vec::len).max().unwrap_or(0).min(SPECTRUM)];
+    let mut spectrum = vec![
+        0.0;
+        per_class
+            .iter()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0)
+            .min(SPECTRUM)
+    ];
     for s in &per_class {
         for (acc, v) in spectrum.iter_mut().zip(s) {
             *acc += v / k;
@@ -74,8 +91,17 @@ mod tests {
     /// rows, V a 3×3 rotation, so the singular values are exactly σ.
     fn known(sigma: [f64; 2]) -> Vec<f64> {
         let (a, b) = (0.3f64, 1.1f64);
-        let u = [[a.cos(), -a.sin()], [a.sin(), a.cos()], [0.0, 0.0], [0.0, 0.0]];
-        let v = [[b.cos(), -b.sin(), 0.0], [b.sin(), b.cos(), 0.0], [0.0, 0.0, 1.0]];
+        let u = [
+            [a.cos(), -a.sin()],
+            [a.sin(), a.cos()],
+            [0.0, 0.0],
+            [0.0, 0.0],
+        ];
+        let v = [
+            [b.cos(), -b.sin(), 0.0],
+            [b.sin(), b.cos(), 0.0],
+            [0.0, 0.0, 1.0],
+        ];
         let mut m = vec![0.0; 12];
         for i in 0..4 {
             for j in 0..3 {
@@ -88,7 +114,10 @@ mod tests {
     #[test]
     fn singular_values_of_a_constructed_matrix() {
         let s = singular_values(&known([5.0, 2.0]), 4, 3);
-        assert!((s[0] - 5.0).abs() < 1e-10 && (s[1] - 2.0).abs() < 1e-10 && s[2].abs() < 1e-10, "{s:?}");
+        assert!(
+            (s[0] - 5.0).abs() < 1e-10 && (s[1] - 2.0).abs() < 1e-10 && s[2].abs() < 1e-10,
+            "{s:?}"
+        );
     }
 
     #[test]
@@ -99,10 +128,21 @@ mod tests {
         h.extend(known([3.0, 1.0]).iter().map(|&v| v as f32));
         let labels = [0, 0, 0, 0, 1, 1, 1, 1];
         let f = flattening(&h, 3, &labels, 3);
-        assert!((f.largest - 4.0).abs() < 1e-5 && (f.rest - 1.5).abs() < 1e-5, "{f:?}");
+        assert!(
+            (f.largest - 4.0).abs() < 1e-5 && (f.rest - 1.5).abs() < 1e-5,
+            "{f:?}"
+        );
         // Mean spectrum: ((5 + 3)/2, (2 + 1)/2, 0).
-        assert!((f.spectrum[0] - 4.0).abs() < 1e-5 && (f.spectrum[1] - 1.5).abs() < 1e-5 && f.spectrum[2].abs() < 1e-5, "{f:?}");
+        assert!(
+            (f.spectrum[0] - 4.0).abs() < 1e-5
+                && (f.spectrum[1] - 1.5).abs() < 1e-5
+                && f.spectrum[2].abs() < 1e-5,
+            "{f:?}"
+        );
         // Pooled: the same row space, so σ = sqrt(5² + 3²) and sqrt(2² + 1²).
-        assert!((f.all_largest - 34f64.sqrt()).abs() < 1e-5 && (f.all_rest - 5f64.sqrt()).abs() < 1e-5, "{f:?}");
+        assert!(
+            (f.all_largest - 34f64.sqrt()).abs() < 1e-5 && (f.all_rest - 5f64.sqrt()).abs() < 1e-5,
+            "{f:?}"
+        );
     }
 }

@@ -17,7 +17,10 @@ pub struct Capture {
 
 impl Capture {
     pub fn new(layer: usize) -> Capture {
-        Capture { layer, state: RefCell::new(None) }
+        Capture {
+            layer,
+            state: RefCell::new(None),
+        }
     }
 
     /// The captured state, if the forward pass reached the layer.
@@ -46,6 +49,10 @@ pub struct Replace {
 
 impl MixHook for Replace {
     fn at<const D: usize>(&self, k: usize, h: Tensor<D>) -> Tensor<D> {
-        if k == self.layer { self.with.clone().reshape(h.dims()) } else { h }
+        if k == self.layer {
+            self.with.clone().reshape(h.dims())
+        } else {
+            h
+        }
     }
 }

@@ -25,7 +25,9 @@ use crate::data::{Dataset, Inputs};
 use crate::models::{MixHook, Network, NoMix};
 use crate::spec::RunSpec;
 use crate::spec::evaluate::EvalSettings;
-use crate::store::records::{AttackScore, CleanScore, FlatteningScore, PerturbedScore, PlaneScore, Score};
+use crate::store::records::{
+    AttackScore, CleanScore, FlatteningScore, PerturbedScore, PlaneScore, Score,
+};
 use crate::train::error_and_nll;
 
 /// Examples per forward pass.
@@ -55,7 +57,12 @@ pub struct Model {
 impl Model {
     /// `trained` is on the autodiff device `ad`, whose inference device is `device`.
     pub fn new(trained: Network, device: &Device, ad: &Device) -> Model {
-        Model { valid: trained.valid(), frozen: trained.freeze(), device: device.clone(), ad: ad.clone() }
+        Model {
+            valid: trained.valid(),
+            frozen: trained.freeze(),
+            device: device.clone(),
+            ad: ad.clone(),
+        }
     }
 
     /// Logits `[n, classes]` (row-major) of normalised inputs `x` (`[n, features]`), through
@@ -63,8 +70,17 @@ impl Model {
     pub(super) fn logits<H: MixHook>(&self, x: &[f32], features: usize, hook: &H) -> Vec<f32> {
         let mut out = Vec::new();
         for chunk in x.chunks(BATCH * features) {
-            let t = Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [chunk.len() / features, features]), &self.device);
-            out.extend(self.valid.forward(t, hook).into_data().try_to_vec::<f32>().unwrap_or_default());
+            let t = Tensor::<2>::from_data(
+                TensorData::new(chunk.to_vec(), [chunk.len() / features, features]),
+                &self.device,
+            );
+            out.extend(
+                self.valid
+                    .forward(t, hook)
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap_or_default(),
+            );
         }
         out
     }
@@ -73,7 +89,10 @@ impl Model {
     pub(super) fn hidden(&self, x: &[f32], features: usize, layer: usize) -> (Vec<f32>, usize) {
         let (mut out, mut dim) = (Vec::new(), 0);
         for chunk in x.chunks(BATCH * features) {
-            let t = Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [chunk.len() / features, features]), &self.device);
+            let t = Tensor::<2>::from_data(
+                TensorData::new(chunk.to_vec(), [chunk.len() / features, features]),
+                &self.device,
+            );
             let capture = Capture::new(layer);
             let _ = self.valid.forward(t, &capture);
             if let Some(h) = capture.take() {
@@ -85,13 +104,26 @@ impl Model {
     }
 
     /// Logits of hidden states `h` (`[n, dim]`) put in at mix point `layer`.
-    pub(super) fn logits_from(&self, h: &[f32], dim: usize, layer: usize, input_features: usize) -> Vec<f32> {
+    pub(super) fn logits_from(
+        &self,
+        h: &[f32],
+        dim: usize,
+        layer: usize,
+        input_features: usize,
+    ) -> Vec<f32> {
         let mut out = Vec::new();
         for chunk in h.chunks(BATCH * dim) {
             let n = chunk.len() / dim;
-            let with = Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [n, dim]), &self.device);
+            let with =
+                Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [n, dim]), &self.device);
             let dummy = Tensor::<2>::zeros([n, input_features], &self.device);
-            out.extend(self.valid.forward(dummy, &Replace { layer, with }).into_data().try_to_vec::<f32>().unwrap_or_default());
+            out.extend(
+                self.valid
+                    .forward(dummy, &Replace { layer, with })
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap_or_default(),
+            );
         }
         out
     }
@@ -110,7 +142,14 @@ pub fn score(logits: &[f32], labels: &[usize], classes: usize) -> (Score, Vec<(f
         predictions.push((1.0 / sum, !miss));
     }
     let n = labels.len().max(1) as f64;
-    (Score { examples: labels.len(), error: wrong as f64 / n, nll: nll / n }, predictions)
+    (
+        Score {
+            examples: labels.len(),
+            error: wrong as f64 / n,
+            nll: nll / n,
+        },
+        predictions,
+    )
 }
 
 /// Mean predictive entropy (nats) of rows of logits.
@@ -121,7 +160,11 @@ pub fn mean_entropy(logits: &[f32], classes: usize) -> f64 {
         let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
         let e: Vec<f64> = z.iter().map(|&v| (v as f64 - max).exp()).collect();
         let sum: f64 = e.iter().sum();
-        -e.iter().map(|&v| v / sum).filter(|&p| p > 0.0).map(|p| p * p.ln()).sum::<f64>()
+        -e.iter()
+            .map(|&v| v / sum)
+            .filter(|&p| p > 0.0)
+            .map(|p| p * p.ln())
+            .sum::<f64>()
     })
     .sum::<f64>()
         / n
@@ -141,11 +184,26 @@ pub fn subset(n: usize, settings: &EvalSettings) -> Vec<usize> {
 
 /// Measures `model` (of run `spec`, trained on `train`) on `test` under `settings`. Files it
 /// writes (the planes) go under `out_dir`, named relative to `run_dir`.
-pub fn measure(spec: &RunSpec, settings: &EvalSettings, model: &Model, train: &Dataset, test: &Dataset, run_dir: &Path, out_dir: &Path) -> std::io::Result<Measured> {
+pub fn measure(
+    spec: &RunSpec,
+    settings: &EvalSettings,
+    model: &Model,
+    train: &Dataset,
+    test: &Dataset,
+    run_dir: &Path,
+    out_dir: &Path,
+) -> std::io::Result<Measured> {
     let (f, classes) = (test.features(), test.classes);
     let all: Vec<usize> = (0..test.len()).collect();
-    let (clean, predictions) = score(&model.logits(&test.gather(&all), f, &NoMix), &test.labels, classes);
-    let clean = CleanScore { score: clean, ece: expected_calibration_error(&predictions, settings.calibration_bins) };
+    let (clean, predictions) = score(
+        &model.logits(&test.gather(&all), f, &NoMix),
+        &test.labels,
+        classes,
+    );
+    let clean = CleanScore {
+        score: clean,
+        ece: expected_calibration_error(&predictions, settings.calibration_bins),
+    };
 
     let rows = subset(test.len(), settings);
     let labels: Vec<usize> = rows.iter().map(|&i| test.labels[i]).collect();
@@ -157,24 +215,62 @@ pub fn measure(spec: &RunSpec, settings: &EvalSettings, model: &Model, train: &D
         (Inputs::Pixels { mean, std, .. }, [_, h, w]) => InputSpace::pixels(mean, std, h * w),
         _ => InputSpace::unbounded(f),
     };
-    let runs = settings.fgsm.iter().map(|&eps| ("fgsm", Attack::fgsm(eps), false)).chain(settings.pgd.iter().map(|p| ("pgd", Attack { eps: p.eps, step_size: p.step_size, steps: p.steps }, p.random_start)));
+    let runs = settings
+        .fgsm
+        .iter()
+        .map(|&eps| ("fgsm", Attack::fgsm(eps), false))
+        .chain(settings.pgd.iter().map(|p| {
+            (
+                "pgd",
+                Attack {
+                    eps: p.eps,
+                    step_size: p.step_size,
+                    steps: p.steps,
+                },
+                p.random_start,
+            )
+        }));
     for (i, (name, a, random_start)) in runs.enumerate() {
         let mut start_rng = crate::rng::stream(settings.seed, &format!("evaluate/attack/{i}"));
         let mut logits = Vec::new();
         for (chunk, chunk_labels) in x.chunks(BATCH * f).zip(labels.chunks(BATCH)) {
             let n = chunk_labels.len();
             let t = Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [n, f]), &model.ad);
-            let start = random_start.then(|| (0..n * f).map(|_| start_rng.random_range(-a.eps..=a.eps) as f32).collect());
+            let start = random_start.then(|| {
+                (0..n * f)
+                    .map(|_| start_rng.random_range(-a.eps..=a.eps) as f32)
+                    .collect()
+            });
             let forward = |x: Tensor<2>| model.frozen.forward(x, &NoMix);
-            let adv = attack(forward, t, chunk_labels, classes, &space, &a, start).ok_or_else(|| std::io::Error::other("the attack found no input gradient"))?;
-            logits.extend(model.frozen.forward(adv, &NoMix).into_data().try_to_vec::<f32>().unwrap_or_default());
+            let adv = attack(forward, t, chunk_labels, classes, &space, &a, start)
+                .ok_or_else(|| std::io::Error::other("the attack found no input gradient"))?;
+            logits.extend(
+                model
+                    .frozen
+                    .forward(adv, &NoMix)
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap_or_default(),
+            );
         }
         let (score, _) = score(&logits, &labels, classes);
-        attacks.push(AttackScore { attack: name.to_string(), eps: a.eps, steps: a.steps, step_size: a.step_size, random_start, score });
+        attacks.push(AttackScore {
+            attack: name.to_string(),
+            eps: a.eps,
+            steps: a.steps,
+            step_size: a.step_size,
+            random_start,
+            score,
+        });
     }
 
     let mut perturbations = Vec::new();
-    let deformations = [("rotate", &settings.rotate), ("shear", &settings.shear), ("zoom_in", &settings.zoom_in), ("zoom_out", &settings.zoom_out)];
+    let deformations = [
+        ("rotate", &settings.rotate),
+        ("shear", &settings.shear),
+        ("zoom_in", &settings.zoom_in),
+        ("zoom_out", &settings.zoom_out),
+    ];
     for (name, amounts) in deformations {
         for &amount in amounts {
             let mut rng = crate::rng::stream(settings.seed, &format!("evaluate/{name}/{amount}"));
@@ -184,27 +280,63 @@ pub fn measure(spec: &RunSpec, settings: &EvalSettings, model: &Model, train: &D
                 _ => Deformation::Zoom(amount / 100.0),
             });
             let (score, _) = score(&model.logits(&deformed, f, &NoMix), &labels, classes);
-            perturbations.push(PerturbedScore { perturbation: name.to_string(), amount, score });
+            perturbations.push(PerturbedScore {
+                perturbation: name.to_string(),
+                amount,
+                score,
+            });
         }
     }
     for &sigma in &settings.noise {
-        let noisy = noise_rows(test, &rows, sigma, &mut crate::rng::stream(settings.seed, &format!("evaluate/noise/{sigma}")));
+        let noisy = noise_rows(
+            test,
+            &rows,
+            sigma,
+            &mut crate::rng::stream(settings.seed, &format!("evaluate/noise/{sigma}")),
+        );
         let (score, _) = score(&model.logits(&noisy, f, &NoMix), &labels, classes);
-        perturbations.push(PerturbedScore { perturbation: "noise".into(), amount: sigma, score });
+        perturbations.push(PerturbedScore {
+            perturbation: "noise".into(),
+            amount: sigma,
+            score,
+        });
     }
 
     let mut flat = Vec::new();
     for &layer in &settings.flattening {
         let (h, dim) = model.hidden(&x, f, layer);
         let m = flattening(&h, dim, &labels, classes);
-        flat.push(FlatteningScore { layer, largest: m.largest, rest: m.rest, all_largest: m.all_largest, all_rest: m.all_rest, spectrum: m.spectrum });
+        flat.push(FlatteningScore {
+            layer,
+            largest: m.largest,
+            rest: m.rest,
+            all_largest: m.all_largest,
+            all_rest: m.all_rest,
+            spectrum: m.spectrum,
+        });
     }
 
     let plane = match (&settings.plane, crate::spec::evaluate::plane_layer(spec)) {
-        (Some(p), Some(layer)) => Some(plane::measure(p, settings.seed, layer, model, train, test, run_dir, out_dir)?),
+        (Some(p), Some(layer)) => Some(plane::measure(
+            p,
+            settings.seed,
+            layer,
+            model,
+            train,
+            test,
+            run_dir,
+            out_dir,
+        )?),
         _ => None,
     };
-    Ok(Measured { clean, subset: subset_score, attacks, perturbations, flattening: flat, plane })
+    Ok(Measured {
+        clean,
+        subset: subset_score,
+        attacks,
+        perturbations,
+        flattening: flat,
+        plane,
+    })
 }
 
 /// The rows `rows` of an image set, each deformed by the deformation `draw` gives it, then
@@ -224,12 +356,26 @@ fn deform_rows(set: &Dataset, rows: &[usize], mut draw: impl FnMut() -> Deformat
 
 /// The rows `rows` with Gaussian noise of `sigma` on every value: pixel units clamped to
 /// [0, 1] for images, input units for points; normalised.
-fn noise_rows(set: &Dataset, rows: &[usize], sigma: f64, rng: &mut rand_chacha::ChaCha8Rng) -> Vec<f32> {
+fn noise_rows(
+    set: &Dataset,
+    rows: &[usize],
+    sigma: f64,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> Vec<f32> {
     let f = set.features();
     let mut z = || -> f64 { sigma * Distribution::<f64>::sample(&StandardNormal, rng) };
     match &set.inputs {
-        Inputs::Float(x) => rows.iter().flat_map(|&i| x[i * f..(i + 1) * f].to_vec()).map(|v| (v as f64 + z()) as f32).collect(),
-        Inputs::Pixels { data, max, mean, std } => {
+        Inputs::Float(x) => rows
+            .iter()
+            .flat_map(|&i| x[i * f..(i + 1) * f].to_vec())
+            .map(|v| (v as f64 + z()) as f32)
+            .collect(),
+        Inputs::Pixels {
+            data,
+            max,
+            mean,
+            std,
+        } => {
             let plane = f / mean.len();
             let mut out = Vec::with_capacity(rows.len() * f);
             for &i in rows {
@@ -258,15 +404,29 @@ mod tests {
         // A PreActResNet (BatchNorm everywhere) after a few training steps, so that its running
         // statistics differ from the batch statistics.
         let ad = Device::flex().autodiff();
-        let spec = ModelSpec::PreactResnet { depth: 18, width: 2, stem_stride: 1 };
-        let mut net = Network::new(&spec, &[1, 8, 8], 3, &mut crate::rng::stream(0, "init"), &ad);
+        let spec = ModelSpec::PreactResnet {
+            depth: 18,
+            width: 2,
+            stem_stride: 1,
+        };
+        let mut net = Network::new(
+            &spec,
+            &[1, 8, 8],
+            3,
+            &mut crate::rng::stream(0, "init"),
+            &ad,
+        );
         let mut optim = burn::optim::SgdConfig::new().init();
-        let x: Vec<f32> = (0..16 * 64).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let x: Vec<f32> = (0..16 * 64)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
         let labels: Vec<usize> = (0..16).map(|i| i % 3).collect();
         for _ in 0..3 {
             let t = Tensor::<2>::from_data(TensorData::new(x.clone(), [16, 64]), &ad);
             let logits = net.forward(t, &NoMix);
-            let loss = burn::tensor::activation::log_softmax(logits, 1).mean().neg();
+            let loss = burn::tensor::activation::log_softmax(logits, 1)
+                .mean()
+                .neg();
             let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(0.1, net, grads);
         }
@@ -275,18 +435,47 @@ mod tests {
         let clean = model.logits(&x, 64, &NoMix);
         // The frozen network on the autodiff device predicts as the inference one: BatchNorm
         // uses its running statistics there too.
-        let frozen = values(model.frozen.forward(Tensor::<2>::from_data(TensorData::new(x.clone(), [16, 64]), &ad), &NoMix));
+        let frozen = values(model.frozen.forward(
+            Tensor::<2>::from_data(TensorData::new(x.clone(), [16, 64]), &ad),
+            &NoMix,
+        ));
         for (a, b) in clean.iter().zip(&frozen) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
         let space = InputSpace::pixels(&[0.5], &[0.25], 64);
-        for a in [Attack::fgsm(0.1), Attack { eps: 0.1, step_size: 0.03, steps: 5 }] {
+        for a in [
+            Attack::fgsm(0.1),
+            Attack {
+                eps: 0.1,
+                step_size: 0.03,
+                steps: 5,
+            },
+        ] {
             let t = Tensor::<2>::from_data(TensorData::new(x.clone(), [16, 64]), &ad);
-            attack(|x| model.frozen.forward(x, &NoMix), t, &labels, 3, &space, &a, None).unwrap();
+            attack(
+                |x| model.frozen.forward(x, &NoMix),
+                t,
+                &labels,
+                3,
+                &space,
+                &a,
+                None,
+            )
+            .unwrap();
         }
-        assert_eq!(model.frozen.clone().into_record().into_bytes().unwrap(), before, "the attacks changed the frozen network");
-        let after = values(model.frozen.forward(Tensor::<2>::from_data(TensorData::new(x.clone(), [16, 64]), &ad), &NoMix));
-        assert_eq!(after, frozen, "the frozen network predicts differently after the attacks");
+        assert_eq!(
+            model.frozen.clone().into_record().into_bytes().unwrap(),
+            before,
+            "the attacks changed the frozen network"
+        );
+        let after = values(model.frozen.forward(
+            Tensor::<2>::from_data(TensorData::new(x.clone(), [16, 64]), &ad),
+            &NoMix,
+        ));
+        assert_eq!(
+            after, frozen,
+            "the frozen network predicts differently after the attacks"
+        );
     }
 
     #[test]
@@ -301,11 +490,23 @@ mod tests {
     fn the_subset_is_seeded_sorted_and_the_whole_set_by_default() {
         let all = subset(10, &EvalSettings::default());
         assert_eq!(all, (0..10).collect::<Vec<_>>());
-        let s = EvalSettings { examples: 4, ..EvalSettings::default() };
+        let s = EvalSettings {
+            examples: 4,
+            ..EvalSettings::default()
+        };
         let a = subset(10, &s);
         assert_eq!(a.len(), 4);
         assert!(a.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(a, subset(10, &s));
-        assert_ne!(a, subset(10, &EvalSettings { seed: 1, ..s.clone() }));
+        assert_ne!(
+            a,
+            subset(
+                10,
+                &EvalSettings {
+                    seed: 1,
+                    ..s.clone()
+                }
+            )
+        );
     }
 }

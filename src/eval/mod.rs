@@ -32,18 +32,25 @@ pub const SETTINGS_FILE: &str = "evaluate.json";
 /// Why an evaluation could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    #[error("{dir}: not trained yet (no result.json); run `mixsweep sweep` on its experiment first")]
+    #[error(
+        "{dir}: not trained yet (no result.json); run `mixsweep sweep` on its experiment first"
+    )]
     NotDone { dir: PathBuf },
     #[error("{path}: {reason}")]
     Spec { path: PathBuf, reason: String },
-    #[error("{path}: the model cannot be restored ({reason}); delete the run directory to train it again")]
+    #[error(
+        "{path}: the model cannot be restored ({reason}); delete the run directory to train it again"
+    )]
     Checkpoint { path: PathBuf, reason: String },
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The settings stored beside `run_dir` (in its experiment directory), if any.
@@ -58,7 +65,10 @@ pub fn settings_beside(run_dir: &Path) -> Result<Option<EvalSettings>, StoreErro
 /// and the model selected on validation when the run kept one.
 pub fn missing(run_dir: &Path, result: &RunResult, settings: &EvalSettings) -> Vec<EvaluatedModel> {
     let id = settings.id();
-    models(run_dir, result).into_iter().filter(|&m| result.evaluation(&id, m).is_none()).collect()
+    models(run_dir, result)
+        .into_iter()
+        .filter(|&m| result.evaluation(&id, m).is_none())
+        .collect()
 }
 
 /// Whether a finished run still lacks an evaluation under `settings` (a simulated run has no
@@ -69,7 +79,12 @@ pub fn needed(run_dir: &Path, result: &RunResult, settings: &EvalSettings) -> bo
 
 fn models(run_dir: &Path, result: &RunResult) -> Vec<EvaluatedModel> {
     let mut out = vec![EvaluatedModel::Final];
-    if result.best_on_validation.is_some() && run_dir.join(RunFiles::CHECKPOINT).join(checkpoint::BEST_ON_VALIDATION).exists() {
+    if result.best_on_validation.is_some()
+        && run_dir
+            .join(RunFiles::CHECKPOINT)
+            .join(checkpoint::BEST_ON_VALIDATION)
+            .exists()
+    {
         out.push(EvaluatedModel::BestOnValidation);
     }
     out
@@ -79,18 +94,51 @@ fn models(run_dir: &Path, result: &RunResult) -> Vec<EvaluatedModel> {
 /// for every model that lacks it (every model with `again`), and records each evaluation in
 /// result.json as soon as it is made. The caller holds the run's claim. Returns how many were
 /// made.
-pub fn evaluate_run(run_dir: &Path, settings: &EvalSettings, device: &Device, device_name: &str, again: bool) -> Result<usize, EvalError> {
+pub fn evaluate_run(
+    run_dir: &Path,
+    settings: &EvalSettings,
+    device: &Device,
+    device_name: &str,
+    again: bool,
+) -> Result<usize, EvalError> {
     let spec_path = run_dir.join(RunFiles::SPEC);
-    let text = std::fs::read_to_string(&spec_path).map_err(|source| EvalError::Io { path: spec_path.clone(), source })?;
-    let spec = RunSpec::from_yaml(&text, &spec_path.display().to_string()).map_err(|e| EvalError::Spec { path: spec_path.clone(), reason: e.to_string() })?;
-    let problems: Vec<String> = settings.check().into_iter().chain(settings.check_run(&spec)).map(|i| format!("`{}` = {}: {}; allowed: {}", i.key, i.value, i.problem, i.allowed)).collect();
+    let text = std::fs::read_to_string(&spec_path).map_err(|source| EvalError::Io {
+        path: spec_path.clone(),
+        source,
+    })?;
+    let spec = RunSpec::from_yaml(&text, &spec_path.display().to_string()).map_err(|e| {
+        EvalError::Spec {
+            path: spec_path.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    let problems: Vec<String> = settings
+        .check()
+        .into_iter()
+        .chain(settings.check_run(&spec))
+        .map(|i| {
+            format!(
+                "`{}` = {}: {}; allowed: {}",
+                i.key, i.value, i.problem, i.allowed
+            )
+        })
+        .collect();
     if !problems.is_empty() {
-        return Err(EvalError::Spec { path: spec_path, reason: problems.join("\n  ") });
+        return Err(EvalError::Spec {
+            path: spec_path,
+            reason: problems.join("\n  "),
+        });
     }
     let Some(mut result) = store::read_result(run_dir)? else {
-        return Err(EvalError::NotDone { dir: run_dir.to_path_buf() });
+        return Err(EvalError::NotDone {
+            dir: run_dir.to_path_buf(),
+        });
     };
-    let todo = if again { models(run_dir, &result) } else { missing(run_dir, &result, settings) };
+    let todo = if again {
+        models(run_dir, &result)
+    } else {
+        missing(run_dir, &result, settings)
+    };
     if todo.is_empty() {
         return Ok(0);
     }
@@ -102,8 +150,20 @@ pub fn evaluate_run(run_dir: &Path, settings: &EvalSettings, device: &Device, de
         let (network, epoch) = load(&spec, run_dir, which, &result, &splits.train, &ad)?;
         let model = measure::Model::new(network, device, &ad);
         let out_dir = run_dir.join("evaluate").join(format!("{id}-{which}"));
-        let io = |source| EvalError::Io { path: out_dir.clone(), source };
-        let m = measure::measure(&spec, settings, &model, &splits.train, &splits.test, run_dir, &out_dir).map_err(io)?;
+        let io = |source| EvalError::Io {
+            path: out_dir.clone(),
+            source,
+        };
+        let m = measure::measure(
+            &spec,
+            settings,
+            &model,
+            &splits.train,
+            &splits.test,
+            run_dir,
+            &out_dir,
+        )
+        .map_err(io)?;
         let evaluation = Evaluation {
             settings_id: id.clone(),
             settings: settings.clone(),
@@ -120,7 +180,9 @@ pub fn evaluate_run(run_dir: &Path, settings: &EvalSettings, device: &Device, de
             wall_time: started.elapsed().as_secs_f64(),
         };
         eprintln!("{}", summary(&evaluation));
-        result.evaluations.retain(|e| !(e.settings_id == id && e.model == which));
+        result
+            .evaluations
+            .retain(|e| !(e.settings_id == id && e.model == which));
         result.evaluations.push(evaluation);
         let path = run_dir.join(RunFiles::RESULT);
         atomic::write_json(&path, &result).map_err(|source| EvalError::Io { path, source })?;
@@ -129,26 +191,60 @@ pub fn evaluate_run(run_dir: &Path, settings: &EvalSettings, device: &Device, de
 }
 
 /// The trained network `which` of a run, on the autodiff device, and the epoch it was taken at.
-fn load(spec: &RunSpec, run_dir: &Path, which: EvaluatedModel, result: &RunResult, train: &crate::data::Dataset, ad: &Device) -> Result<(Network, usize), EvalError> {
+fn load(
+    spec: &RunSpec,
+    run_dir: &Path,
+    which: EvaluatedModel,
+    result: &RunResult,
+    train: &crate::data::Dataset,
+    ad: &Device,
+) -> Result<(Network, usize), EvalError> {
     let dir = run_dir.join(RunFiles::CHECKPOINT);
-    let bad = |path: &Path, reason: String| EvalError::Checkpoint { path: path.to_path_buf(), reason };
+    let bad = |path: &Path, reason: String| EvalError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
     let (bytes, epoch) = match which {
         EvaluatedModel::Final => {
-            let (state, bytes) = checkpoint::load_model(&dir).map_err(|e| bad(&dir, e.to_string()))?.ok_or_else(|| bad(&dir, "no checkpoint".into()))?;
+            let (state, bytes) = checkpoint::load_model(&dir)
+                .map_err(|e| bad(&dir, e.to_string()))?
+                .ok_or_else(|| bad(&dir, "no checkpoint".into()))?;
             if state.epoch != spec.train.epochs || state.step != 0 {
-                return Err(bad(&dir, format!("the checkpoint is at epoch {} minibatch {}, not at the end of training ({} epochs)", state.epoch, state.step, spec.train.epochs)));
+                return Err(bad(
+                    &dir,
+                    format!(
+                        "the checkpoint is at epoch {} minibatch {}, not at the end of training ({} epochs)",
+                        state.epoch, state.step, spec.train.epochs
+                    ),
+                ));
             }
             (bytes, state.epoch)
         }
         EvaluatedModel::BestOnValidation => {
             let path = dir.join(checkpoint::BEST_ON_VALIDATION);
             let bytes = std::fs::read(&path).map_err(|e| bad(&path, e.to_string()))?;
-            (bytes, result.best_on_validation.as_ref().map(|m| m.epoch).unwrap_or(0))
+            (
+                bytes,
+                result
+                    .best_on_validation
+                    .as_ref()
+                    .map(|m| m.epoch)
+                    .unwrap_or(0),
+            )
         }
     };
-    let fresh = Network::new(&spec.model, &train.shape, train.classes, &mut crate::rng::stream(spec.seed, "init"), ad);
-    let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| bad(&dir, e.to_string()))?;
-    let network = fresh.try_load_record(record).map_err(|e| bad(&dir, e.to_string()))?;
+    let fresh = Network::new(
+        &spec.model,
+        &train.shape,
+        train.classes,
+        &mut crate::rng::stream(spec.seed, "init"),
+        ad,
+    );
+    let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| bad(&dir, e.to_string()))?;
+    let network = fresh
+        .try_load_record(record)
+        .map_err(|e| bad(&dir, e.to_string()))?;
     Ok((network, epoch))
 }
 
@@ -168,13 +264,28 @@ pub fn summary(e: &Evaluation) -> String {
         e.subset.examples
     )];
     for a in &e.attacks {
-        lines.push(format!("  {} ε={} ({} steps of {}): error {}", a.attack, a.eps, a.steps, a.step_size, pct(a.score.error)));
+        lines.push(format!(
+            "  {} ε={} ({} steps of {}): error {}",
+            a.attack,
+            a.eps,
+            a.steps,
+            a.step_size,
+            pct(a.score.error)
+        ));
     }
     for p in &e.perturbations {
-        lines.push(format!("  {} {}: error {}", p.perturbation, p.amount, pct(p.score.error)));
+        lines.push(format!(
+            "  {} {}: error {}",
+            p.perturbation,
+            p.amount,
+            pct(p.score.error)
+        ));
     }
     for f in &e.flattening {
-        lines.push(format!("  flattening at mix point {}: largest {:.3}, rest {:.3} (all classes: {:.3}, {:.3})", f.layer, f.largest, f.rest, f.all_largest, f.all_rest));
+        lines.push(format!(
+            "  flattening at mix point {}: largest {:.3}, rest {:.3} (all classes: {:.3}, {:.3})",
+            f.layer, f.largest, f.rest, f.all_largest, f.all_rest
+        ));
     }
     if let Some(p) = &e.plane {
         lines.push(format!("  planes: mean entropy {:.4} nats over the input plane, {:.4} over the hidden plane ({})", p.entropy_input, p.entropy_hidden, p.file));

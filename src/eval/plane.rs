@@ -48,13 +48,26 @@ pub struct PlaneMaps {
 
 /// Measures the planes and writes `plane.json` into `out_dir`.
 #[allow(clippy::too_many_arguments)]
-pub fn measure(p: &PlaneSettings, seed: u64, layer: usize, model: &Model, train: &Dataset, test: &Dataset, run_dir: &Path, out_dir: &Path) -> std::io::Result<PlaneScore> {
+pub fn measure(
+    p: &PlaneSettings,
+    seed: u64,
+    layer: usize,
+    model: &Model,
+    train: &Dataset,
+    test: &Dataset,
+    run_dir: &Path,
+    out_dir: &Path,
+) -> std::io::Result<PlaneScore> {
     let points = |set: &Dataset| match &set.inputs {
         Inputs::Float(x) => x.clone(),
         Inputs::Pixels { .. } => Vec::new(),
     };
     let train_points = points(train);
-    let both: Vec<f32> = train_points.iter().chain(points(test).iter()).copied().collect();
+    let both: Vec<f32> = train_points
+        .iter()
+        .chain(points(test).iter())
+        .copied()
+        .collect();
     let input_box = bounding_box(&both);
     let input_probs = probabilities(&model.logits_of(&grid(input_box, p.grid)), train.classes);
 
@@ -65,9 +78,15 @@ pub fn measure(p: &PlaneSettings, seed: u64, layer: usize, model: &Model, train:
     let (train_hidden, _) = model.hidden_of(&train_points, layer);
 
     let hidden_box = bounding_box(&train_hidden);
-    let hidden_probs = probabilities(&model.logits_from_hidden(&grid(hidden_box, p.grid), layer), train.classes);
+    let hidden_probs = probabilities(
+        &model.logits_from_hidden(&grid(hidden_box, p.grid), layer),
+        train.classes,
+    );
     let mut rng = crate::rng::stream(seed, "evaluate/plane/hidden");
-    let entropy_hidden = mean_entropy(&model.logits_from_hidden(&uniform(hidden_box, p.points, &mut rng), layer), train.classes);
+    let entropy_hidden = mean_entropy(
+        &model.logits_from_hidden(&uniform(hidden_box, p.points, &mut rng), layer),
+        train.classes,
+    );
 
     let maps = PlaneMaps {
         layer,
@@ -88,8 +107,17 @@ pub fn measure(p: &PlaneSettings, seed: u64, layer: usize, model: &Model, train:
     std::fs::create_dir_all(out_dir)?;
     let path = out_dir.join("plane.json");
     atomic::write_json(&path, &maps)?;
-    let file = path.strip_prefix(run_dir).unwrap_or(&path).display().to_string();
-    Ok(PlaneScore { layer, entropy_input, entropy_hidden, file })
+    let file = path
+        .strip_prefix(run_dir)
+        .unwrap_or(&path)
+        .display()
+        .to_string();
+    Ok(PlaneScore {
+        layer,
+        entropy_input,
+        entropy_hidden,
+        file,
+    })
 }
 
 impl Model {
@@ -121,12 +149,22 @@ pub fn bounding_box(xy: &[f32]) -> [f64; 4] {
 
 /// `n × n` points spanning the box, x varying fastest (`[n², 2]`).
 pub fn grid(b: [f64; 4], n: usize) -> Vec<f32> {
-    let at = |lo: f64, hi: f64, i: usize| (lo + (hi - lo) * i as f64 / (n - 1).max(1) as f64) as f32;
-    (0..n).flat_map(|j| (0..n).flat_map(move |i| [at(b[0], b[1], i), at(b[2], b[3], j)])).collect()
+    let at =
+        |lo: f64, hi: f64, i: usize| (lo + (hi - lo) * i as f64 / (n - 1).max(1) as f64) as f32;
+    (0..n)
+        .flat_map(|j| (0..n).flat_map(move |i| [at(b[0], b[1], i), at(b[2], b[3], j)]))
+        .collect()
 }
 
 fn uniform(b: [f64; 4], n: usize, rng: &mut rand_chacha::ChaCha8Rng) -> Vec<f32> {
-    (0..n).flat_map(|_| [rng.random_range(b[0]..=b[1]) as f32, rng.random_range(b[2]..=b[3]) as f32]).collect()
+    (0..n)
+        .flat_map(|_| {
+            [
+                rng.random_range(b[0]..=b[1]) as f32,
+                rng.random_range(b[2]..=b[3]) as f32,
+            ]
+        })
+        .collect()
 }
 
 /// Softmax of each row of logits.
@@ -156,6 +194,9 @@ mod tests {
 
     #[test]
     fn the_box_is_widened_by_a_tenth() {
-        assert_eq!(bounding_box(&[0.0, 0.0, 10.0, 20.0]), [-1.0, 11.0, -2.0, 22.0]);
+        assert_eq!(
+            bounding_box(&[0.0, 0.0, 10.0, 20.0]),
+            [-1.0, 11.0, -2.0, 22.0]
+        );
     }
 }

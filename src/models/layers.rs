@@ -10,15 +10,23 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
 fn uniform(n: usize, bound: f64, rng: &mut ChaCha8Rng) -> Vec<f32> {
-    (0..n).map(|_| rng.random_range(-bound..bound) as f32).collect()
+    (0..n)
+        .map(|_| rng.random_range(-bound..bound) as f32)
+        .collect()
 }
 
 /// `nn.Linear(d_in, d_out)`. Weight layout `[d_in, d_out]`.
 pub fn linear(d_in: usize, d_out: usize, rng: &mut ChaCha8Rng, device: &Device) -> Linear {
     let bound = 1.0 / (d_in as f64).sqrt();
-    let weight = Tensor::<2>::from_data(TensorData::new(uniform(d_in * d_out, bound, rng), [d_in, d_out]), device);
+    let weight = Tensor::<2>::from_data(
+        TensorData::new(uniform(d_in * d_out, bound, rng), [d_in, d_out]),
+        device,
+    );
     let bias = Tensor::<1>::from_data(TensorData::new(uniform(d_out, bound, rng), [d_out]), device);
-    Linear { weight: Param::from_tensor(weight), bias: Some(Param::from_tensor(bias)) }
+    Linear {
+        weight: Param::from_tensor(weight),
+        bias: Some(Param::from_tensor(bias)),
+    }
 }
 
 /// The shape of a square convolution: `nn.Conv2d(c_in, c_out, k, stride, padding, bias)`.
@@ -34,24 +42,45 @@ pub struct ConvShape {
 impl ConvShape {
     /// A k×k conv with "same" padding (k / 2).
     pub fn new(c_in: usize, c_out: usize, k: usize, stride: usize, bias: bool) -> ConvShape {
-        ConvShape { c_in, c_out, k, stride, bias }
+        ConvShape {
+            c_in,
+            c_out,
+            k,
+            stride,
+            bias,
+        }
     }
 }
 
 /// `nn.Conv2d` of `shape`, padding k / 2. Weight layout `[c_out, c_in, k, k]`.
 pub fn conv(shape: ConvShape, rng: &mut ChaCha8Rng, device: &Device) -> Conv2d {
-    let ConvShape { c_in, c_out, k, stride, bias } = shape;
+    let ConvShape {
+        c_in,
+        c_out,
+        k,
+        stride,
+        bias,
+    } = shape;
     let padding = k / 2;
     let mut layer = Conv2dConfig::new([c_in, c_out], [k, k])
         .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+        .with_padding(PaddingConfig2d::Explicit(
+            padding, padding, padding, padding,
+        ))
         .with_bias(bias)
         .init(device);
     let bound = 1.0 / ((c_in * k * k) as f64).sqrt();
-    let weight = Tensor::<4>::from_data(TensorData::new(uniform(c_out * c_in * k * k, bound, rng), [c_out, c_in, k, k]), device);
+    let weight = Tensor::<4>::from_data(
+        TensorData::new(
+            uniform(c_out * c_in * k * k, bound, rng),
+            [c_out, c_in, k, k],
+        ),
+        device,
+    );
     layer.weight = Param::from_tensor(weight);
     if bias {
-        let b = Tensor::<1>::from_data(TensorData::new(uniform(c_out, bound, rng), [c_out]), device);
+        let b =
+            Tensor::<1>::from_data(TensorData::new(uniform(c_out, bound, rng), [c_out]), device);
         layer.bias = Some(Param::from_tensor(b));
     }
     layer
@@ -59,7 +88,10 @@ pub fn conv(shape: ConvShape, rng: &mut ChaCha8Rng, device: &Device) -> Conv2d {
 
 /// `nn.BatchNorm2d(n)`: momentum 0.1, eps 1e-5, γ = 1, β = 0.
 pub fn batch_norm(n: usize, device: &Device) -> BatchNorm {
-    BatchNormConfig::new(n).with_momentum(0.1).with_epsilon(1e-5).init(device)
+    BatchNormConfig::new(n)
+        .with_momentum(0.1)
+        .with_epsilon(1e-5)
+        .init(device)
 }
 
 /// Global average pooling `[b, c, h, w]` → `[b, c]`. On the final 4×4 (PreActResNet, 32×32

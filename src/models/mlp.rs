@@ -31,16 +31,40 @@ pub struct SpiralMlp {
 impl SpiralMlp {
     /// inputs → depth×width → bottleneck → depth×width → classes.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(inputs: usize, width: usize, depth: usize, bottleneck: usize, activation: Activation, batch_norm: bool, classes: usize, rng: &mut ChaCha8Rng, device: &Device) -> SpiralMlp {
+    pub fn new(
+        inputs: usize,
+        width: usize,
+        depth: usize,
+        bottleneck: usize,
+        activation: Activation,
+        batch_norm: bool,
+        classes: usize,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> SpiralMlp {
         let mut sizes = vec![inputs];
         sizes.extend(std::iter::repeat_n(width, depth));
         sizes.push(bottleneck);
         sizes.extend(std::iter::repeat_n(width, depth));
         sizes.push(classes);
-        let layers = sizes.windows(2).map(|w| linear(w[0], w[1], rng, device)).collect();
+        let layers = sizes
+            .windows(2)
+            .map(|w| linear(w[0], w[1], rng, device))
+            .collect();
         let hidden = &sizes[1..sizes.len() - 1];
-        let norms = if batch_norm { hidden.iter().map(|&n| BatchNormConfig::new(n).init(device)).collect() } else { Vec::new() };
-        SpiralMlp { layers, norms, activation }
+        let norms = if batch_norm {
+            hidden
+                .iter()
+                .map(|&n| BatchNormConfig::new(n).init(device))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        SpiralMlp {
+            layers,
+            norms,
+            activation,
+        }
     }
 
     /// Logits `[batch, classes]` for inputs `[batch, features]`, with `hook` applied at every

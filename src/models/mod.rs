@@ -29,15 +29,62 @@ pub enum Network {
 impl Network {
     /// Builds the network of `spec` for inputs of `shape` (`[features]` or `[c, h, w]`; the
     /// spec checked that they fit) and `classes` outputs, initialised from `rng`.
-    pub fn new(spec: &ModelSpec, shape: &[usize], classes: usize, rng: &mut ChaCha8Rng, device: &Device) -> Network {
+    pub fn new(
+        spec: &ModelSpec,
+        shape: &[usize],
+        classes: usize,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Network {
         let image = match *shape {
             [c, h, w] => [c, h, w],
             _ => [shape.iter().product(), 1, 1],
         };
         match *spec {
-            ModelSpec::SpiralMlp { width, depth, bottleneck, activation, batch_norm, .. } => Network::Mlp(SpiralMlp::new(shape.iter().product(), width, depth, bottleneck, activation, batch_norm, classes, rng, device)),
-            ModelSpec::PreactResnet { depth, width, stem_stride } => Network::PreAct(PreActResNet::new(depth, width, stem_stride, image, classes, rng, device)),
-            ModelSpec::WideResnet { depth, widen, stem_stride } => Network::Wide(WideResNet::new(depth, widen, stem_stride, image, classes, rng, device)),
+            ModelSpec::SpiralMlp {
+                width,
+                depth,
+                bottleneck,
+                activation,
+                batch_norm,
+                ..
+            } => Network::Mlp(SpiralMlp::new(
+                shape.iter().product(),
+                width,
+                depth,
+                bottleneck,
+                activation,
+                batch_norm,
+                classes,
+                rng,
+                device,
+            )),
+            ModelSpec::PreactResnet {
+                depth,
+                width,
+                stem_stride,
+            } => Network::PreAct(PreActResNet::new(
+                depth,
+                width,
+                stem_stride,
+                image,
+                classes,
+                rng,
+                device,
+            )),
+            ModelSpec::WideResnet {
+                depth,
+                widen,
+                stem_stride,
+            } => Network::Wide(WideResNet::new(
+                depth,
+                widen,
+                stem_stride,
+                image,
+                classes,
+                rng,
+                device,
+            )),
         }
     }
 

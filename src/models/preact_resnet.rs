@@ -41,18 +41,34 @@ pub struct Block {
 }
 
 impl Block {
-    fn new(c_in: usize, planes: usize, stride: usize, bottleneck: bool, rng: &mut ChaCha8Rng, device: &Device) -> (Block, usize) {
+    fn new(
+        c_in: usize,
+        planes: usize,
+        stride: usize,
+        bottleneck: bool,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> (Block, usize) {
         let expansion = if bottleneck { 4 } else { 1 };
         let c_out = planes * expansion;
-        let shortcut = (stride != 1 || c_in != c_out).then(|| conv(ConvShape::new(c_in, c_out, 1, stride, false), rng, device));
+        let shortcut = (stride != 1 || c_in != c_out)
+            .then(|| conv(ConvShape::new(c_in, c_out, 1, stride, false), rng, device));
         let block = if bottleneck {
             Block {
                 bn1: batch_norm(c_in, device),
                 conv1: conv(ConvShape::new(c_in, planes, 1, 1, false), rng, device),
                 bn2: batch_norm(planes, device),
-                conv2: conv(ConvShape::new(planes, planes, 3, stride, false), rng, device),
+                conv2: conv(
+                    ConvShape::new(planes, planes, 3, stride, false),
+                    rng,
+                    device,
+                ),
                 bn3: Some(batch_norm(planes, device)),
-                conv3: Some(conv(ConvShape::new(planes, c_out, 1, 1, false), rng, device)),
+                conv3: Some(conv(
+                    ConvShape::new(planes, c_out, 1, 1, false),
+                    rng,
+                    device,
+                )),
                 shortcut,
             }
         } else {
@@ -97,9 +113,21 @@ pub struct PreActResNet {
 impl PreActResNet {
     /// `depth` ∈ {18, 34, 50, 101, 152} (checked by the spec); `width` is the first stage's
     /// channels (64 in the paper); `stem_stride` 1 for 32×32 inputs, 2 for Tiny-ImageNet.
-    pub fn new(depth: usize, width: usize, stem_stride: usize, input: [usize; 3], classes: usize, rng: &mut ChaCha8Rng, device: &Device) -> PreActResNet {
+    pub fn new(
+        depth: usize,
+        width: usize,
+        stem_stride: usize,
+        input: [usize; 3],
+        classes: usize,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> PreActResNet {
         let (blocks, bottleneck) = stages(depth).unwrap_or(([2, 2, 2, 2], false));
-        let stem = conv(ConvShape::new(input[0], width, 3, stem_stride, false), rng, device);
+        let stem = conv(
+            ConvShape::new(input[0], width, 3, stem_stride, false),
+            rng,
+            device,
+        );
         let mut c = width;
         let mut all = Vec::new();
         for (s, &n) in blocks.iter().enumerate() {
@@ -114,7 +142,12 @@ impl PreActResNet {
             all.push(stage);
         }
         let head = linear(c, classes, rng, device);
-        PreActResNet { stem, stages: all, head, input }
+        PreActResNet {
+            stem,
+            stages: all,
+            head,
+            input,
+        }
     }
 
     /// Logits `[batch, classes]`, with `hook` applied at mix points 0..=4.

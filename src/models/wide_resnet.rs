@@ -30,13 +30,20 @@ pub struct WideBlock {
 }
 
 impl WideBlock {
-    fn new(c_in: usize, c_out: usize, stride: usize, rng: &mut ChaCha8Rng, device: &Device) -> WideBlock {
+    fn new(
+        c_in: usize,
+        c_out: usize,
+        stride: usize,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> WideBlock {
         WideBlock {
             bn1: batch_norm(c_in, device),
             conv1: conv(ConvShape::new(c_in, c_out, 3, 1, true), rng, device),
             bn2: batch_norm(c_out, device),
             conv2: conv(ConvShape::new(c_out, c_out, 3, stride, true), rng, device),
-            shortcut: (stride != 1 || c_in != c_out).then(|| conv(ConvShape::new(c_in, c_out, 1, stride, true), rng, device)),
+            shortcut: (stride != 1 || c_in != c_out)
+                .then(|| conv(ConvShape::new(c_in, c_out, 1, stride, true), rng, device)),
         }
     }
 
@@ -63,10 +70,22 @@ pub struct WideResNet {
 
 impl WideResNet {
     /// `depth` = 6n + 4 (28 in the paper), `widen` the width factor k (10 in the paper).
-    pub fn new(depth: usize, widen: usize, stem_stride: usize, input: [usize; 3], classes: usize, rng: &mut ChaCha8Rng, device: &Device) -> WideResNet {
+    pub fn new(
+        depth: usize,
+        widen: usize,
+        stem_stride: usize,
+        input: [usize; 3],
+        classes: usize,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> WideResNet {
         let n = (depth.saturating_sub(4) / 6).max(1);
         let widths = [16 * widen, 32 * widen, 64 * widen];
-        let stem = conv(ConvShape::new(input[0], 16, 3, stem_stride, true), rng, device);
+        let stem = conv(
+            ConvShape::new(input[0], 16, 3, stem_stride, true),
+            rng,
+            device,
+        );
         let mut c = 16;
         let mut stages = Vec::new();
         for (s, &width) in widths.iter().enumerate() {
@@ -78,7 +97,13 @@ impl WideResNet {
             }
             stages.push(stage);
         }
-        WideResNet { stem, stages, bn: batch_norm(c, device), head: linear(c, classes, rng, device), input }
+        WideResNet {
+            stem,
+            stages,
+            bn: batch_norm(c, device),
+            head: linear(c, classes, rng, device),
+            input,
+        }
     }
 
     /// Logits `[batch, classes]`, with `hook` applied at mix points 0..=3.
@@ -92,6 +117,7 @@ impl WideResNet {
             }
             out = hook.at(s + 1, out);
         }
-        self.head.forward(global_avg_pool(relu(self.bn.forward(out))))
+        self.head
+            .forward(global_avg_pool(relu(self.bn.forward(out))))
     }
 }

@@ -14,23 +14,56 @@ use crate::spec::evaluate::EvalSettings;
 /// The runs as a DataFrame (columns in a fixed order: dir, seed, state, spec keys sorted, then
 /// metrics sorted).
 pub fn frame(rows: &[Row], settings: &EvalSettings) -> Result<DataFrame, ReportError> {
-    let values: Vec<BTreeMap<String, f64>> = rows.iter().map(|r| r.result.as_ref().map(|res| metrics::values(res, settings, Selection::Final)).unwrap_or_default()).collect();
-    let mut keys: Vec<&String> = rows.iter().flat_map(|r| r.keys.keys()).filter(|k| k.as_str() != "dir").collect();
+    let values: Vec<BTreeMap<String, f64>> = rows
+        .iter()
+        .map(|r| {
+            r.result
+                .as_ref()
+                .map(|res| metrics::values(res, settings, Selection::Final))
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut keys: Vec<&String> = rows
+        .iter()
+        .flat_map(|r| r.keys.keys())
+        .filter(|k| k.as_str() != "dir")
+        .collect();
     keys.sort();
     keys.dedup();
     let mut names: Vec<&String> = values.iter().flat_map(|v| v.keys()).collect();
     names.sort();
     names.dedup();
     let mut columns = vec![
-        Column::new("dir".into(), rows.iter().map(|r| r.keys.get("dir").cloned().unwrap_or_default()).collect::<Vec<_>>()),
-        Column::new("seed".into(), rows.iter().map(|r| r.seed).collect::<Vec<_>>()),
-        Column::new("state".into(), rows.iter().map(|r| r.state.kind().to_string()).collect::<Vec<_>>()),
+        Column::new(
+            "dir".into(),
+            rows.iter()
+                .map(|r| r.keys.get("dir").cloned().unwrap_or_default())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "seed".into(),
+            rows.iter().map(|r| r.seed).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "state".into(),
+            rows.iter()
+                .map(|r| r.state.kind().to_string())
+                .collect::<Vec<_>>(),
+        ),
     ];
     for k in keys {
-        columns.push(Column::new(k.as_str().into(), rows.iter().map(|r| r.keys.get(k).cloned()).collect::<Vec<_>>()));
+        columns.push(Column::new(
+            k.as_str().into(),
+            rows.iter()
+                .map(|r| r.keys.get(k).cloned())
+                .collect::<Vec<_>>(),
+        ));
     }
     for m in names {
-        columns.push(Column::new(m.as_str().into(), values.iter().map(|v| v.get(m).copied()).collect::<Vec<_>>()));
+        columns.push(Column::new(
+            m.as_str().into(),
+            values.iter().map(|v| v.get(m).copied()).collect::<Vec<_>>(),
+        ));
     }
     Ok(DataFrame::new(columns)?)
 }

@@ -53,7 +53,9 @@ pub fn load(path: &Path) -> Result<Option<Reference>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    serde_saphyr::from_str(&text).map(Some).map_err(|e| format!("{}: {e}", path.display()))
+    serde_saphyr::from_str(&text)
+        .map(Some)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// "4.83 ± 0.066" → (4.83, Some(0.066)); "accuracy 97.23" → error 2.77 (the std of an
@@ -64,7 +66,10 @@ pub fn parse_value(text: &str) -> Option<(f64, Option<f64>)> {
         None => (false, text.trim()),
     };
     let (mean, std) = match rest.split_once('±') {
-        Some((m, s)) => (m.trim().parse::<f64>().ok()?, Some(s.trim().parse::<f64>().ok()?)),
+        Some((m, s)) => (
+            m.trim().parse::<f64>().ok()?,
+            Some(s.trim().parse::<f64>().ok()?),
+        ),
         None => (rest.parse::<f64>().ok()?, None),
     };
     Some((if accuracy { 100.0 - mean } else { mean }, std))
@@ -73,12 +78,23 @@ pub fn parse_value(text: &str) -> Option<(f64, Option<f64>)> {
 /// Whether a run's flattened spec value (`keys`) equals the value an entry wants.
 /// `null` wants the key absent (a setting left at its default, which the spec omits).
 fn same(have: Option<&String>, want: &serde_json::Value) -> bool {
-    let Some(have) = have else { return want.is_null() };
+    let Some(have) = have else {
+        return want.is_null();
+    };
     match want {
-        serde_json::Value::Number(n) => have.parse::<f64>().ok().zip(n.as_f64()).is_some_and(|(a, b)| a == b),
+        serde_json::Value::Number(n) => have
+            .parse::<f64>()
+            .ok()
+            .zip(n.as_f64())
+            .is_some_and(|(a, b)| a == b),
         serde_json::Value::String(s) => have == s,
         serde_json::Value::Array(items) => match serde_json::from_str::<serde_json::Value>(have) {
-            Ok(serde_json::Value::Array(got)) => got.len() == items.len() && got.iter().zip(items).all(|(g, w)| g.as_f64().zip(w.as_f64()).is_some_and(|(a, b)| a == b) || g == w),
+            Ok(serde_json::Value::Array(got)) => {
+                got.len() == items.len()
+                    && got.iter().zip(items).all(|(g, w)| {
+                        g.as_f64().zip(w.as_f64()).is_some_and(|(a, b)| a == b) || g == w
+                    })
+            }
             _ => false,
         },
         other => have == &other.to_string(),
@@ -88,11 +104,19 @@ fn same(have: Option<&String>, want: &serde_json::Value) -> bool {
 impl Reference {
     /// The paper's value of `metric` for runs with flattened spec `keys`, if an entry matches.
     pub fn value(&self, keys: &BTreeMap<String, String>, metric: &str) -> Option<PaperValue> {
-        self.entries.iter().filter(|e| e.keys.iter().all(|(k, v)| same(keys.get(k), v))).find_map(|e| {
-            let text = e.values.get(metric)?;
-            let (mean, std) = parse_value(text)?;
-            Some(PaperValue { mean, std, text: text.clone(), table: e.table.clone() })
-        })
+        self.entries
+            .iter()
+            .filter(|e| e.keys.iter().all(|(k, v)| same(keys.get(k), v)))
+            .find_map(|e| {
+                let text = e.values.get(metric)?;
+                let (mean, std) = parse_value(text)?;
+                Some(PaperValue {
+                    mean,
+                    std,
+                    text: text.clone(),
+                    table: e.table.clone(),
+                })
+            })
     }
 }
 
@@ -108,7 +132,11 @@ pub fn differs(mean: f64, std: f64, n: u32, paper: &PaperValue) -> Option<bool> 
         Some(ps) => {
             let theirs = ps * ps / PAPER_RUNS;
             let var = ours + theirs;
-            let df = if var > 0.0 { var * var / (ours * ours / (n - 1.0) + theirs * theirs / (PAPER_RUNS - 1.0)) } else { n - 1.0 };
+            let df = if var > 0.0 {
+                var * var / (ours * ours / (n - 1.0) + theirs * theirs / (PAPER_RUNS - 1.0))
+            } else {
+                n - 1.0
+            };
             (var, df)
         }
         None => (ours, n - 1.0),
@@ -136,7 +164,12 @@ mod tests {
 
     #[test]
     fn the_tests_match_hand_computed_t_statistics() {
-        let p = |std| PaperValue { mean: 4.83, std, text: String::new(), table: "1a".into() };
+        let p = |std| PaperValue {
+            mean: 4.83,
+            std,
+            text: String::new(),
+            table: "1a".into(),
+        };
         // One-sample: ours 5.00 ± 0.10 over 5 seeds: t = 0.17 / (0.1/√5) = 3.80 > t(0.975, 4)
         // = 2.776, so it differs; 4.90 ± 0.10: t = 1.57, it does not.
         assert_eq!(differs(5.00, 0.10, 5, &p(None)), Some(true));
@@ -153,7 +186,14 @@ mod tests {
             "source: test\nentries:\n  - { table: '5', match: { data.name: cifar10, layers: [0, 1, 2], alpha: 2 }, values: { test_error: accuracy 97.23 } }\n",
         )
         .unwrap();
-        let keys: BTreeMap<String, String> = [("data.name", "cifar10"), ("layers", "[0, 1, 2]"), ("alpha", "2.0")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let keys: BTreeMap<String, String> = [
+            ("data.name", "cifar10"),
+            ("layers", "[0, 1, 2]"),
+            ("alpha", "2.0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let v = r.value(&keys, "test_error").unwrap();
         assert!((v.mean - 2.77).abs() < 1e-9);
         let mut other = keys.clone();

@@ -26,10 +26,22 @@ pub fn seconds_per_run(dir: &Path, n: usize, devices: &str) -> std::io::Result<f
     let store = dir.join(format!("runs-{devices}").replace(':', "-"));
     let exe = std::env::current_exe()?;
     let t = Instant::now();
-    let out = Command::new(exe).arg("--store").arg(&store).arg("sweep").arg(&file).arg("--devices").arg(devices).arg("--simulate").arg("0").output()?;
+    let out = Command::new(exe)
+        .arg("--store")
+        .arg(&store)
+        .arg("sweep")
+        .arg(&file)
+        .arg("--devices")
+        .arg(devices)
+        .arg("--simulate")
+        .arg("0")
+        .output()?;
     let seconds = t.elapsed().as_secs_f64();
     if !out.status.success() {
-        return Err(std::io::Error::other(format!("the benchmark sweep failed: {}", String::from_utf8_lossy(&out.stderr))));
+        return Err(std::io::Error::other(format!(
+            "the benchmark sweep failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
     }
     Ok(seconds / n as f64)
 }
@@ -38,10 +50,15 @@ pub fn seconds_per_run(dir: &Path, n: usize, devices: &str) -> std::io::Result<f
 /// and how many runs the grid had.
 pub fn plan_seconds(points: usize) -> Result<(f64, f64, usize), crate::spec::SpecError> {
     let seeds = 100.min(points);
-    let lrs: Vec<String> = (0..points / seeds).map(|i| format!("{:e}", 1e-4 * (1.0 + i as f64))).collect();
+    let lrs: Vec<String> = (0..points / seeds)
+        .map(|i| format!("{:e}", 1e-4 * (1.0 + i as f64)))
+        .collect();
     let text = format!(
         "name: big\nbase:\n  data: {{ name: spirals }}\n  model: {{ name: spiral_mlp }}\nseeds: [{}]\ngrid:\n  - {{ method: [manifold_mixup], alpha: [2.0], layers: [[4]], train.lr: [{}] }}\n",
-        (0..seeds).map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
+        (0..seeds)
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         lrs.join(", ")
     );
     let t = Instant::now();
@@ -55,7 +72,9 @@ pub fn plan_seconds(points: usize) -> Result<(f64, f64, usize), crate::spec::Spe
 
 /// The markdown section.
 pub fn section(dir: &Path, runs: usize, points: usize) -> String {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut out = String::new();
     let _ = writeln!(out, "## The scheduler's own cost\n");
     let _ = writeln!(out, "| what | per run |");
@@ -63,22 +82,42 @@ pub fn section(dir: &Path, runs: usize, points: usize) -> String {
     for devices in ["cpu:1".to_string(), format!("cpu:{cores}")] {
         match seconds_per_run(dir, runs, &devices) {
             Ok(s) => {
-                let _ = writeln!(out, "| a sweep of {runs} runs that do nothing, `--devices {devices}` | {:.1} ms |", 1000.0 * s);
+                let _ = writeln!(
+                    out,
+                    "| a sweep of {runs} runs that do nothing, `--devices {devices}` | {:.1} ms |",
+                    1000.0 * s
+                );
             }
             Err(e) => {
-                let _ = writeln!(out, "| a sweep of {runs} runs that do nothing, `--devices {devices}` | failed: {e} |");
+                let _ = writeln!(
+                    out,
+                    "| a sweep of {runs} runs that do nothing, `--devices {devices}` | failed: {e} |"
+                );
             }
         }
     }
     match plan_seconds(points) {
         Ok((expand, hash, n)) => {
-            let _ = writeln!(out, "| expanding and validating a grid of {n} points | {:.1} µs ({:.2} s in all) |", 1e6 * expand / n.max(1) as f64, expand);
-            let _ = writeln!(out, "| hashing those {n} specs into run ids | {:.1} µs ({:.2} s in all) |", 1e6 * hash / n.max(1) as f64, hash);
+            let _ = writeln!(
+                out,
+                "| expanding and validating a grid of {n} points | {:.1} µs ({:.2} s in all) |",
+                1e6 * expand / n.max(1) as f64,
+                expand
+            );
+            let _ = writeln!(
+                out,
+                "| hashing those {n} specs into run ids | {:.1} µs ({:.2} s in all) |",
+                1e6 * hash / n.max(1) as f64,
+                hash
+            );
         }
         Err(e) => {
             let _ = writeln!(out, "| expanding a grid of {points} points | failed: {e} |");
         }
     }
-    let _ = writeln!(out, "\nA run that does nothing still starts a child process (`mixsweep exec`), takes its claim, writes status.json (at the start, after its one epoch, at the end) and result.json (each written to a temporary file, synced and renamed), and is checked and logged by the scheduler: this is the overhead every real run pays once.");
+    let _ = writeln!(
+        out,
+        "\nA run that does nothing still starts a child process (`mixsweep exec`), takes its claim, writes status.json (at the start, after its one epoch, at the end) and result.json (each written to a temporary file, synced and renamed), and is checked and logged by the scheduler: this is the overhead every real run pays once."
+    );
     out
 }

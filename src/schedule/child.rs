@@ -27,20 +27,32 @@ pub struct ChildArgs {
 
 /// Starts `mixsweep exec <dir>` on `slot`.
 pub fn spawn(dir: &Path, slot: &Slot, args: &ChildArgs) -> Result<Child, StoreError> {
-    let io = |source| StoreError::Io { path: dir.to_path_buf(), source };
+    let io = |source| StoreError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
     let attempt = store::attempt_logs(dir).len() + 1;
     let log = File::create(dir.join(format!("attempt-{attempt}.log"))).map_err(io)?;
     let mut cmd = Command::new(own_executable().map_err(io)?);
     if let Some(root) = &args.store {
         cmd.arg("--store").arg(root);
     }
-    cmd.arg("exec").arg(dir).arg("--threads").arg(slot.threads.to_string()).arg("--checkpoint-every").arg(args.checkpoint_every.to_string()).arg("--device").arg(slot.child_device.to_string());
+    cmd.arg("exec")
+        .arg(dir)
+        .arg("--threads")
+        .arg(slot.threads.to_string())
+        .arg("--checkpoint-every")
+        .arg(args.checkpoint_every.to_string())
+        .arg("--device")
+        .arg(slot.child_device.to_string());
     if let Some(s) = args.simulate {
         cmd.arg("--simulate").arg(s.to_string());
     }
     cmd.envs(slot.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     cmd.env(crate::exec::SLOT_ENV, &slot.label);
-    cmd.stdin(Stdio::null()).stdout(log.try_clone().map_err(io)?).stderr(log);
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(io)?)
+        .stderr(log);
     die_with_parent(&mut cmd);
     cmd.spawn().map_err(io)
 }
@@ -59,7 +71,11 @@ pub fn terminate(child: &Child) {
 /// when a rebuild replaces the file mid-sweep, so every run of a sweep uses the same code.
 fn own_executable() -> std::io::Result<PathBuf> {
     let proc_exe = Path::new("/proc/self/exe");
-    if proc_exe.exists() { Ok(proc_exe.to_path_buf()) } else { std::env::current_exe() }
+    if proc_exe.exists() {
+        Ok(proc_exe.to_path_buf())
+    } else {
+        std::env::current_exe()
+    }
 }
 
 /// On Linux the child is killed if the scheduler dies, so a killed sweep leaves no orphan
@@ -100,7 +116,11 @@ pub enum Ended {
 
 /// Reads the outcome of the run in `dir` after its child exited with `exit`, classifies it, and
 /// records a failure the child could not record itself (a signal, a panic, an abort).
-pub fn settle(dir: &Path, exit: ExitStatus, terminated: Option<Terminated>) -> Result<Ended, StoreError> {
+pub fn settle(
+    dir: &Path,
+    exit: ExitStatus,
+    terminated: Option<Terminated>,
+) -> Result<Ended, StoreError> {
     if exit.code() == Some(EXIT_CLAIMED_ELSEWHERE) {
         return Ok(Ended::ClaimedElsewhere);
     }
@@ -130,7 +150,9 @@ pub fn settle(dir: &Path, exit: ExitStatus, terminated: Option<Terminated>) -> R
 fn signal_hint(exit: ExitStatus) -> &'static str {
     use std::os::unix::process::ExitStatusExt;
     match exit.signal() {
-        Some(9) => " (SIGKILL: killed by hand, by a cluster, or by the kernel's out-of-memory killer)",
+        Some(9) => {
+            " (SIGKILL: killed by hand, by a cluster, or by the kernel's out-of-memory killer)"
+        }
         Some(6) => " (SIGABRT: an abort, e.g. a failed allocation)",
         Some(11) => " (SIGSEGV)",
         _ => "",
@@ -139,14 +161,25 @@ fn signal_hint(exit: ExitStatus) -> &'static str {
 
 /// Whether the run's last attempt log says it ran out of memory (host or device).
 fn ran_out_of_memory(dir: &Path) -> bool {
-    let Some(log) = store::attempt_logs(dir).pop() else { return false };
-    let Ok(mut file) = File::open(&log) else { return false };
+    let Some(log) = store::attempt_logs(dir).pop() else {
+        return false;
+    };
+    let Ok(mut file) = File::open(&log) else {
+        return false;
+    };
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
     let mut bytes = Vec::new();
     let _ = file.read_to_end(&mut bytes);
     let tail = String::from_utf8_lossy(&bytes).to_lowercase();
-    ["out of memory", "outofmemory", "out_of_memory", "memory allocation of"].iter().any(|p| tail.contains(p))
+    [
+        "out of memory",
+        "outofmemory",
+        "out_of_memory",
+        "memory allocation of",
+    ]
+    .iter()
+    .any(|p| tail.contains(p))
 }
 
 #[cfg(test)]
@@ -158,16 +191,32 @@ mod tests {
     fn a_crash_whose_log_says_out_of_memory_is_an_oom_and_sigkill_is_explained() {
         let tmp = crate::testing::TempDir::new().unwrap();
         let dir = tmp.path();
-        let running = store::records::Status { state: State::Running, ..store::records::Status::pending() };
+        let running = store::records::Status {
+            state: State::Running,
+            ..store::records::Status::pending()
+        };
         store::write_status(dir, &running).unwrap();
-        std::fs::write(dir.join("attempt-1.log"), "epoch 3\nthread 'main' panicked: CUDA_ERROR_OUT_OF_MEMORY while allocating\n").unwrap();
+        std::fs::write(
+            dir.join("attempt-1.log"),
+            "epoch 3\nthread 'main' panicked: CUDA_ERROR_OUT_OF_MEMORY while allocating\n",
+        )
+        .unwrap();
         // Exit code 101: a Rust panic.
         let ended = settle(dir, ExitStatus::from_raw(101 << 8), None).unwrap();
-        assert!(matches!(&ended, Ended::Failed(f) if f.class == FailureClass::Oom), "{ended:?}");
+        assert!(
+            matches!(&ended, Ended::Failed(f) if f.class == FailureClass::Oom),
+            "{ended:?}"
+        );
         store::write_status(dir, &running).unwrap();
         std::fs::write(dir.join("attempt-2.log"), "epoch 3\n").unwrap();
         let ended = settle(dir, ExitStatus::from_raw(9), None).unwrap();
-        assert!(matches!(&ended, Ended::Failed(f) if f.class == FailureClass::Crashed && f.reason.contains("SIGKILL")), "{ended:?}");
-        assert_eq!(store::read_status(dir).unwrap().unwrap().state, State::Failed);
+        assert!(
+            matches!(&ended, Ended::Failed(f) if f.class == FailureClass::Crashed && f.reason.contains("SIGKILL")),
+            "{ended:?}"
+        );
+        assert_eq!(
+            store::read_status(dir).unwrap().unwrap().state,
+            State::Failed
+        );
     }
 }

@@ -48,7 +48,13 @@ impl FromStr for Devices {
         let mut out = Vec::new();
         for part in s.split(',').map(str::trim) {
             let (kind, n) = match part.split_once(':') {
-                Some((k, n)) => (k, Some(n.parse::<usize>().map_err(|_| format!("`{part}`: `{n}` is not a whole number"))?)),
+                Some((k, n)) => (
+                    k,
+                    Some(
+                        n.parse::<usize>()
+                            .map_err(|_| format!("`{part}`: `{n}` is not a whole number"))?,
+                    ),
+                ),
                 None => (part, None),
             };
             match (kind, n) {
@@ -57,10 +63,19 @@ impl FromStr for Devices {
                 ("cuda", Some(i)) => out.push(PoolDevice::Cuda(i)),
                 ("vulkan", Some(i)) => out.push(PoolDevice::Vulkan(i)),
                 ("fake", Some(n)) if n >= 1 => out.extend((0..n).map(PoolDevice::Fake)),
-                _ => return Err(format!("`{part}` is not a device; use auto, cpu, cpu:N (N slots), cuda:I, vulkan:I or fake:N, comma-separated (e.g. cuda:0,cuda:2)")),
+                _ => {
+                    return Err(format!(
+                        "`{part}` is not a device; use auto, cpu, cpu:N (N slots), cuda:I, vulkan:I or fake:N, comma-separated (e.g. cuda:0,cuda:2)"
+                    ));
+                }
             }
         }
-        if out.iter().filter(|d| matches!(d, PoolDevice::Cpu(_))).count() > 1 {
+        if out
+            .iter()
+            .filter(|d| matches!(d, PoolDevice::Cpu(_)))
+            .count()
+            > 1
+        {
             return Err("name the CPU once (cpu:N splits it into N slots)".into());
         }
         Ok(Devices::List(out))
@@ -88,20 +103,38 @@ pub struct Slot {
 /// shared among all slots (each at least one thread).
 pub fn slots(devices: &[PoolDevice], slots_per_device: usize, cores: usize) -> Vec<Slot> {
     let per = slots_per_device.max(1);
-    let count: usize = devices.iter().map(|d| if let PoolDevice::Cpu(n) = d { *n } else { per }).sum();
+    let count: usize = devices
+        .iter()
+        .map(|d| if let PoolDevice::Cpu(n) = d { *n } else { per })
+        .sum();
     let threads = (cores / count.max(1)).max(1);
     let mut out = Vec::new();
     for (group, d) in devices.iter().enumerate() {
         let (n, child_device, env) = match *d {
             PoolDevice::Cpu(n) => (n, DeviceChoice::Cpu, Vec::new()),
-            PoolDevice::Cuda(i) => (per, DeviceChoice::Cuda(0), vec![("CUDA_VISIBLE_DEVICES".to_string(), i.to_string())]),
+            PoolDevice::Cuda(i) => (
+                per,
+                DeviceChoice::Cuda(0),
+                vec![("CUDA_VISIBLE_DEVICES".to_string(), i.to_string())],
+            ),
             PoolDevice::Vulkan(i) => (per, DeviceChoice::Vulkan(i), Vec::new()),
-            PoolDevice::Fake(i) => (per, DeviceChoice::Cpu, vec![("CUDA_VISIBLE_DEVICES".to_string(), i.to_string())]),
+            PoolDevice::Fake(i) => (
+                per,
+                DeviceChoice::Cpu,
+                vec![("CUDA_VISIBLE_DEVICES".to_string(), i.to_string())],
+            ),
         };
         for k in 0..n {
             let mut env = env.clone();
             env.push(("RAYON_NUM_THREADS".to_string(), threads.to_string()));
-            out.push(Slot { label: format!("{d}/{k}"), device: d.to_string(), group, child_device, env, threads });
+            out.push(Slot {
+                label: format!("{d}/{k}"),
+                device: d.to_string(),
+                group,
+                child_device,
+                env,
+                threads,
+            });
         }
     }
     out
@@ -111,7 +144,10 @@ pub fn slots(devices: &[PoolDevice], slots_per_device: usize, cores: usize) -> V
 /// driver lists (when this binary has the CUDA backend), else the CPU.
 pub fn auto() -> Vec<PoolDevice> {
     if let Ok(visible) = std::env::var("CUDA_VISIBLE_DEVICES") {
-        let ids: Vec<usize> = visible.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+        let ids: Vec<usize> = visible
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
         if !ids.is_empty() {
             return ids.into_iter().map(PoolDevice::Cuda).collect();
         }
@@ -119,7 +155,10 @@ pub fn auto() -> Vec<PoolDevice> {
     if cfg!(feature = "cuda")
         && let Ok(out) = std::process::Command::new("nvidia-smi").arg("-L").output()
     {
-        let n = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("GPU ")).count();
+        let n = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("GPU "))
+            .count();
         if n > 0 {
             return (0..n).map(PoolDevice::Cuda).collect();
         }
@@ -134,9 +173,24 @@ mod tests {
     #[test]
     fn device_lists_parse_and_bad_ones_say_what_is_allowed() {
         assert_eq!("auto".parse::<Devices>(), Ok(Devices::Auto));
-        assert_eq!("cuda:0,cuda:2".parse::<Devices>(), Ok(Devices::List(vec![PoolDevice::Cuda(0), PoolDevice::Cuda(2)])));
-        assert_eq!("cpu:4".parse::<Devices>(), Ok(Devices::List(vec![PoolDevice::Cpu(4)])));
-        assert_eq!("fake:2".parse::<Devices>(), Ok(Devices::List(vec![PoolDevice::Fake(0), PoolDevice::Fake(1)])));
+        assert_eq!(
+            "cuda:0,cuda:2".parse::<Devices>(),
+            Ok(Devices::List(vec![
+                PoolDevice::Cuda(0),
+                PoolDevice::Cuda(2)
+            ]))
+        );
+        assert_eq!(
+            "cpu:4".parse::<Devices>(),
+            Ok(Devices::List(vec![PoolDevice::Cpu(4)]))
+        );
+        assert_eq!(
+            "fake:2".parse::<Devices>(),
+            Ok(Devices::List(vec![
+                PoolDevice::Fake(0),
+                PoolDevice::Fake(1)
+            ]))
+        );
         assert!("gpu:0".parse::<Devices>().unwrap_err().contains("cuda:I"));
         assert!("cpu:0".parse::<Devices>().is_err());
     }
@@ -150,7 +204,10 @@ mod tests {
         assert!(s.iter().all(|x| x.threads == 4));
         assert_eq!(s[2].label, "cuda:2/0");
         assert_eq!(s[2].child_device, DeviceChoice::Cuda(0));
-        assert!(s[2].env.contains(&("CUDA_VISIBLE_DEVICES".to_string(), "2".to_string())));
+        assert!(
+            s[2].env
+                .contains(&("CUDA_VISIBLE_DEVICES".to_string(), "2".to_string()))
+        );
         assert_eq!((s[2].group, s[3].group), (1, 1));
         // cpu:3 on 2 cores: three slots of one thread.
         let c = slots(&[PoolDevice::Cpu(3)], 1, 2);

@@ -21,7 +21,9 @@ pub fn shape_key(spec: &RunSpec) -> String {
 /// Training examples per epoch.
 fn examples(data: &DataSpec) -> f64 {
     match data {
-        DataSpec::Spirals { n_train, val_split, .. } => n_train.saturating_sub(*val_split) as f64,
+        DataSpec::Spirals {
+            n_train, val_split, ..
+        } => n_train.saturating_sub(*val_split) as f64,
         _ => match data.image() {
             Some((_, opts)) if opts.train_subset > 0 => opts.train_subset as f64,
             Some((set, opts)) => set.n_train().saturating_sub(opts.val_split) as f64,
@@ -33,11 +35,32 @@ fn examples(data: &DataSpec) -> f64 {
 /// Multiply-adds per example, roughly.
 fn per_example(model: &ModelSpec, data: &DataSpec) -> f64 {
     let shape = data.input_shape();
-    let pixels = if shape.len() == 3 { (shape[1] * shape[2]) as f64 } else { 1.0 };
+    let pixels = if shape.len() == 3 {
+        (shape[1] * shape[2]) as f64
+    } else {
+        1.0
+    };
     match *model {
-        ModelSpec::SpiralMlp { width, depth, .. } => 2.0 * depth as f64 * (width * width) as f64 + shape.iter().product::<usize>() as f64 * width as f64,
-        ModelSpec::PreactResnet { depth, width, stem_stride } => depth as f64 * (width * width) as f64 * 9.0 * pixels / (stem_stride * stem_stride) as f64,
-        ModelSpec::WideResnet { depth, widen, stem_stride } => depth as f64 * ((16 * widen) * (16 * widen)) as f64 * 9.0 * pixels / (stem_stride * stem_stride) as f64,
+        ModelSpec::SpiralMlp { width, depth, .. } => {
+            2.0 * depth as f64 * (width * width) as f64
+                + shape.iter().product::<usize>() as f64 * width as f64
+        }
+        ModelSpec::PreactResnet {
+            depth,
+            width,
+            stem_stride,
+        } => {
+            depth as f64 * (width * width) as f64 * 9.0 * pixels
+                / (stem_stride * stem_stride) as f64
+        }
+        ModelSpec::WideResnet {
+            depth,
+            widen,
+            stem_stride,
+        } => {
+            depth as f64 * ((16 * widen) * (16 * widen)) as f64 * 9.0 * pixels
+                / (stem_stride * stem_stride) as f64
+        }
     }
 }
 
@@ -85,8 +108,8 @@ impl Durations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::resolve;
     use crate::spec::node::Node;
+    use crate::spec::resolve;
 
     fn spec(text: &str) -> RunSpec {
         resolve(&Node::parse(text).unwrap()).unwrap()
@@ -94,9 +117,15 @@ mod tests {
 
     #[test]
     fn same_shape_takes_the_measured_time_and_others_scale_by_cost() {
-        let a = spec("{method: erm, seed: 0, model: {name: spiral_mlp}, data: {name: spirals}, train: {epochs: 10}}");
-        let a1 = spec("{method: erm, seed: 1, model: {name: spiral_mlp}, data: {name: spirals}, train: {epochs: 10}}");
-        let b = spec("{method: erm, seed: 0, model: {name: spiral_mlp}, data: {name: spirals}, train: {epochs: 30}}");
+        let a = spec(
+            "{method: erm, seed: 0, model: {name: spiral_mlp}, data: {name: spirals}, train: {epochs: 10}}",
+        );
+        let a1 = spec(
+            "{method: erm, seed: 1, model: {name: spiral_mlp}, data: {name: spirals}, train: {epochs: 10}}",
+        );
+        let b = spec(
+            "{method: erm, seed: 0, model: {name: spiral_mlp}, data: {name: spirals}, train: {epochs: 30}}",
+        );
         let mut d = Durations::default();
         assert_eq!(d.seconds(&a1), None);
         d.record(&a, 4.0);

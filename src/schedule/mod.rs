@@ -66,18 +66,31 @@ pub struct SweepSummary {
 /// Plans `exp` into `store` and runs every run that is pending or interrupted (and failed,
 /// with `rerun_failed`), and evaluates every trained run that lacks the experiment's
 /// evaluation (without retraining it).
-pub fn sweep(exp: &Experiment, store: &Store, opts: &SweepOptions) -> Result<SweepSummary, StoreError> {
+pub fn sweep(
+    exp: &Experiment,
+    store: &Store,
+    opts: &SweepOptions,
+) -> Result<SweepSummary, StoreError> {
     let runs = store.write_plan(exp)?;
-    let mut summary = SweepSummary { total: runs.len(), ..Default::default() };
+    let mut summary = SweepSummary {
+        total: runs.len(),
+        ..Default::default()
+    };
     let mut durations = Durations::default();
     let mut todo: Vec<Job> = Vec::new();
     for run in &runs {
         let state = store::run_state(&run.dir)?;
-        let result = if state == RunState::Done { store::read_result(&run.dir)?.filter(|r| !r.simulated) } else { None };
+        let result = if state == RunState::Done {
+            store::read_result(&run.dir)?.filter(|r| !r.simulated)
+        } else {
+            None
+        };
         if let Some(r) = &result {
             durations.record(&run.spec, r.provenance.wall_time);
         }
-        let unevaluated = result.as_ref().is_some_and(|r| crate::eval::needed(&run.dir, r, &exp.evaluate));
+        let unevaluated = result
+            .as_ref()
+            .is_some_and(|r| crate::eval::needed(&run.dir, r, &exp.evaluate));
         match state {
             RunState::Done if unevaluated => {
                 summary.already_done += 1;
@@ -90,29 +103,76 @@ pub fn sweep(exp: &Experiment, store: &Store, opts: &SweepOptions) -> Result<Swe
         }
     }
     if todo.is_empty() {
-        println!("{}: all {} runs already done; nothing to run{}.", exp.name, summary.already_done, remainder(&summary));
+        println!(
+            "{}: all {} runs already done; nothing to run{}.",
+            exp.name,
+            summary.already_done,
+            remainder(&summary)
+        );
         return Ok(summary);
     }
     // Longest expected first; runs only to evaluate last; plan order among equals.
-    let cost = |j: &Job| if j.evaluate_only { 0.0 } else { durations.seconds(&j.run.spec).unwrap_or_else(|| estimate::cost(&j.run.spec)) };
+    let cost = |j: &Job| {
+        if j.evaluate_only {
+            0.0
+        } else {
+            durations
+                .seconds(&j.run.spec)
+                .unwrap_or_else(|| estimate::cost(&j.run.spec))
+        }
+    };
     todo.sort_by(|a, b| cost(b).total_cmp(&cost(a)));
     let to_evaluate = todo.iter().filter(|j| j.evaluate_only).count();
     let to_train = todo.len() - to_evaluate;
-    let evaluations = if to_evaluate > 0 { format!(", {to_evaluate} to evaluate under settings {}", exp.evaluate.id()) } else { String::new() };
+    let evaluations = if to_evaluate > 0 {
+        format!(
+            ", {to_evaluate} to evaluate under settings {}",
+            exp.evaluate.id()
+        )
+    } else {
+        String::new()
+    };
     let devices: Vec<&str> = {
         let mut d: Vec<&str> = opts.slots.iter().map(|s| s.device.as_str()).collect();
         d.dedup();
         d
     };
-    println!("{}: {} runs planned, {} done; {to_train} to train{evaluations}{}; {} slots on {}.", exp.name, summary.total, summary.already_done, remainder(&summary), opts.slots.len(), devices.join(", "));
+    println!(
+        "{}: {} runs planned, {} done; {to_train} to train{evaluations}{}; {} slots on {}.",
+        exp.name,
+        summary.total,
+        summary.already_done,
+        remainder(&summary),
+        opts.slots.len(),
+        devices.join(", ")
+    );
 
-    let io = |source| StoreError::Io { path: store.root.clone(), source };
+    let io = |source| StoreError::Io {
+        path: store.root.clone(),
+        source,
+    };
     let stop = crate::exec::stop_flag().map_err(io)?;
     let mut progress = progress::Progress::new(&opts.slots, todo.len());
-    let pool_opts = PoolOptions { child: child::ChildArgs { checkpoint_every: opts.checkpoint_every, simulate: opts.simulate, store: Some(store.root.clone()) }, retry: opts.retry.clone(), run_timeout: opts.run_timeout };
+    let pool_opts = PoolOptions {
+        child: child::ChildArgs {
+            checkpoint_every: opts.checkpoint_every,
+            simulate: opts.simulate,
+            store: Some(store.root.clone()),
+        },
+        retry: opts.retry.clone(),
+        run_timeout: opts.run_timeout,
+    };
     let events = store.experiment_dir(&exp.name).join("schedule.jsonl");
     let jobs = todo.len();
-    let report = pool::run(todo, &opts.slots, &pool_opts, &mut durations, &stop, &mut progress, &events);
+    let report = pool::run(
+        todo,
+        &opts.slots,
+        &pool_opts,
+        &mut durations,
+        &stop,
+        &mut progress,
+        &events,
+    );
     progress.finish();
     let report = report?;
     summary.ran = jobs;
@@ -121,12 +181,22 @@ pub fn sweep(exp: &Experiment, store: &Store, opts: &SweepOptions) -> Result<Swe
     summary.running_elsewhere += report.running_elsewhere;
     summary.retried = report.retried;
     summary.stopped = report.stopped;
-    summary.failed.extend(report.failed.into_iter().map(|(run, f)| failed_run(&run, f)));
+    summary.failed.extend(
+        report
+            .failed
+            .into_iter()
+            .map(|(run, f)| failed_run(&run, f)),
+    );
     Ok(summary)
 }
 
 fn job(run: &PlannedRun, evaluate_only: bool) -> Job {
-    Job { run: run.clone(), evaluate_only, retried: Default::default(), exclusive: false }
+    Job {
+        run: run.clone(),
+        evaluate_only,
+        retried: Default::default(),
+        exclusive: false,
+    }
 }
 
 fn remainder(s: &SweepSummary) -> String {
@@ -135,11 +205,23 @@ fn remainder(s: &SweepSummary) -> String {
         parts.push(format!("{} running elsewhere", s.running_elsewhere));
     }
     if !s.failed.is_empty() {
-        parts.push(format!("{} failed (rerun with --rerun failed)", s.failed.len()));
+        parts.push(format!(
+            "{} failed (rerun with --rerun failed)",
+            s.failed.len()
+        ));
     }
-    if parts.is_empty() { String::new() } else { format!("; {}", parts.join(", ")) }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join(", "))
+    }
 }
 
 fn failed_run(run: &PlannedRun, failure: Failure) -> FailedRun {
-    FailedRun { slug: run.slug.clone(), dir: run.dir.clone(), failure, log: store::attempt_logs(&run.dir).pop() }
+    FailedRun {
+        slug: run.slug.clone(),
+        dir: run.dir.clone(),
+        failure,
+        log: store::attempt_logs(&run.dir).pop(),
+    }
 }

@@ -29,7 +29,13 @@ impl Default for RetryPolicy {
     /// Transient failures are retried once (an interrupted run twice, it resumes from its
     /// checkpoint); a diverged run, bad data or a bad spec fails the same way again, so never.
     fn default() -> Self {
-        RetryPolicy(HashMap::from([("oom".into(), 1), ("crashed".into(), 1), ("timeout".into(), 1), ("interrupted".into(), 2), ("evaluation".into(), 1)]))
+        RetryPolicy(HashMap::from([
+            ("oom".into(), 1),
+            ("crashed".into(), 1),
+            ("timeout".into(), 1),
+            ("interrupted".into(), 2),
+            ("evaluation".into(), 1),
+        ]))
     }
 }
 
@@ -43,14 +49,31 @@ impl FromStr for RetryPolicy {
     type Err = String;
     /// `oom=2,crashed=0` on top of the defaults.
     fn from_str(s: &str) -> Result<RetryPolicy, String> {
-        let known = ["oom", "crashed", "timeout", "interrupted", "diverged", "evaluation", "no_device", "bad_data", "bad_spec"];
+        let known = [
+            "oom",
+            "crashed",
+            "timeout",
+            "interrupted",
+            "diverged",
+            "evaluation",
+            "no_device",
+            "bad_data",
+            "bad_spec",
+        ];
         let mut policy = RetryPolicy::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (class, n) = part.split_once('=').ok_or_else(|| format!("`{part}`: write class=N, e.g. oom=2"))?;
+            let (class, n) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}`: write class=N, e.g. oom=2"))?;
             if !known.contains(&class) {
-                return Err(format!("`{class}` is not a failure class; one of {}", known.join(", ")));
+                return Err(format!(
+                    "`{class}` is not a failure class; one of {}",
+                    known.join(", ")
+                ));
             }
-            let n = n.parse::<u32>().map_err(|_| format!("`{part}`: `{n}` is not a whole number ≥ 0"))?;
+            let n = n
+                .parse::<u32>()
+                .map_err(|_| format!("`{part}`: `{n}` is not a whole number ≥ 0"))?;
             policy.0.insert(class.to_string(), n);
         }
         Ok(policy)
@@ -102,7 +125,15 @@ struct Running {
 
 /// Runs `jobs` (already in the order to take them) on `slots` until all have ended or a stop
 /// is requested, appending events to `<experiment dir>/schedule.jsonl`.
-pub fn run(mut queue: Vec<Job>, slots: &[Slot], opts: &PoolOptions, durations: &mut Durations, stop: &AtomicBool, progress: &mut Progress, events: &Path) -> Result<PoolReport, StoreError> {
+pub fn run(
+    mut queue: Vec<Job>,
+    slots: &[Slot],
+    opts: &PoolOptions,
+    durations: &mut Durations,
+    stop: &AtomicBool,
+    progress: &mut Progress,
+    events: &Path,
+) -> Result<PoolReport, StoreError> {
     let mut report = PoolReport::default();
     let mut busy = vec![false; slots.len()];
     let mut running: Vec<Running> = Vec::new();
@@ -111,7 +142,13 @@ pub fn run(mut queue: Vec<Job>, slots: &[Slot], opts: &PoolOptions, durations: &
         // Reap the children that ended.
         let mut i = 0;
         while i < running.len() {
-            let exited = running[i].child.try_wait().map_err(|source| StoreError::Io { path: running[i].job.run.dir.clone(), source })?;
+            let exited = running[i]
+                .child
+                .try_wait()
+                .map_err(|source| StoreError::Io {
+                    path: running[i].job.run.dir.clone(),
+                    source,
+                })?;
             let Some(exit) = exited else {
                 let r = &mut running[i];
                 if r.terminated.is_none()
@@ -131,22 +168,41 @@ pub fn run(mut queue: Vec<Job>, slots: &[Slot], opts: &PoolOptions, durations: &
             let seconds = r.started.elapsed().as_secs_f64();
             // Ctrl-C reaches the children with the scheduler: a child that ended on it before
             // the loop saw the stop flag was stopped, not interrupted from outside.
-            let terminated = r.terminated.or(stop.load(Ordering::Relaxed).then_some(Terminated::Stop));
+            let terminated = r
+                .terminated
+                .or(stop.load(Ordering::Relaxed).then_some(Terminated::Stop));
             let mut ended = child::settle(&r.job.run.dir, exit, terminated)?;
-            if ended == Ended::Done && !r.job.evaluate_only && attempts(&r.job.run.dir)? == r.attempts_before {
+            if ended == Ended::Done
+                && !r.job.evaluate_only
+                && attempts(&r.job.run.dir)? == r.attempts_before
+            {
                 ended = Ended::ClaimedElsewhere;
             }
-            log_event(events, &r.job.run, &slots[r.slots[0]], "end", Some(&outcome_label(&ended)));
+            log_event(
+                events,
+                &r.job.run,
+                &slots[r.slots[0]],
+                "end",
+                Some(&outcome_label(&ended)),
+            );
             match ended {
                 Ended::Done => {
                     if r.job.evaluate_only {
                         report.evaluated += 1;
-                        progress.finished(&r.job.run, Tally::Done, &format!("evaluated in {seconds:.1} s"));
+                        progress.finished(
+                            &r.job.run,
+                            Tally::Done,
+                            &format!("evaluated in {seconds:.1} s"),
+                        );
                     } else {
                         if let Some(result) = store::read_result(&r.job.run.dir)? {
                             durations.record(&r.job.run.spec, result.provenance.wall_time);
                         }
-                        progress.finished(&r.job.run, Tally::Done, &done_line(&r.job.run.dir, seconds)?);
+                        progress.finished(
+                            &r.job.run,
+                            Tally::Done,
+                            &done_line(&r.job.run.dir, seconds)?,
+                        );
                         report.done.push(r.job.run.clone());
                     }
                 }
@@ -157,7 +213,11 @@ pub fn run(mut queue: Vec<Job>, slots: &[Slot], opts: &PoolOptions, durations: &
 
                 Ended::Stopped => {
                     report.stopped = true;
-                    progress.finished(&r.job.run, Tally::Neither, "stopped; its checkpoint is kept and the next sweep resumes it");
+                    progress.finished(
+                        &r.job.run,
+                        Tally::Neither,
+                        "stopped; its checkpoint is kept and the next sweep resumes it",
+                    );
                 }
                 Ended::Failed(f) => {
                     let class = f.class.to_string();
@@ -167,10 +227,23 @@ pub fn run(mut queue: Vec<Job>, slots: &[Slot], opts: &PoolOptions, durations: &
                         job.retried.insert(class.clone(), used + 1);
                         job.exclusive |= f.class == FailureClass::Oom;
                         report.retried += 1;
-                        progress.finished(&r.job.run, Tally::Neither, &format!("failed ({class}): {}; retry {} of {}", f.reason, used + 1, opts.retry.retries(f.class)));
+                        progress.finished(
+                            &r.job.run,
+                            Tally::Neither,
+                            &format!(
+                                "failed ({class}): {}; retry {} of {}",
+                                f.reason,
+                                used + 1,
+                                opts.retry.retries(f.class)
+                            ),
+                        );
                         queue.insert(0, job);
                     } else {
-                        progress.finished(&r.job.run, Tally::Failed, &format!("FAILED ({class}): {}", f.reason));
+                        progress.finished(
+                            &r.job.run,
+                            Tally::Failed,
+                            &format!("FAILED ({class}): {}", f.reason),
+                        );
                         report.failed.push((r.job.run.clone(), f));
                     }
                 }
@@ -188,7 +261,9 @@ pub fn run(mut queue: Vec<Job>, slots: &[Slot], opts: &PoolOptions, durations: &
 
         // Fill free slots.
         while !stopping && !queue.is_empty() {
-            let Some(taken) = take_slots(&queue[0], slots, &busy) else { break };
+            let Some(taken) = take_slots(&queue[0], slots, &busy) else {
+                break;
+            };
             let job = queue.remove(0);
             // Another scheduler may have finished it since the plan.
             if !job.evaluate_only && store::read_result(&job.run.dir)?.is_some() {
@@ -204,16 +279,40 @@ pub fn run(mut queue: Vec<Job>, slots: &[Slot], opts: &PoolOptions, durations: &
             let child = child::spawn(&job.run.dir, slot, &opts.child)?;
             log_event(events, &job.run, slot, "start", None);
             progress.started(&job.run, &slot.label, job.evaluate_only);
-            running.push(Running { job, attempts_before, child, slots: taken, started: Instant::now(), terminated: None });
+            running.push(Running {
+                job,
+                attempts_before,
+                child,
+                slots: taken,
+                started: Instant::now(),
+                terminated: None,
+            });
         }
 
         // Estimated only when the progress lines are redrawn (at most twice a second).
         let eta = || {
-            let remaining: f64 = queue.iter().map(|j| durations.seconds(&j.run.spec).unwrap_or(0.0)).sum::<f64>()
-                + running.iter().map(|r| (durations.seconds(&r.job.run.spec).unwrap_or(0.0) - r.started.elapsed().as_secs_f64()).max(0.0)).sum::<f64>();
-            durations.known().then(|| remaining / slots.len().max(1) as f64)
+            let remaining: f64 = queue
+                .iter()
+                .map(|j| durations.seconds(&j.run.spec).unwrap_or(0.0))
+                .sum::<f64>()
+                + running
+                    .iter()
+                    .map(|r| {
+                        (durations.seconds(&r.job.run.spec).unwrap_or(0.0)
+                            - r.started.elapsed().as_secs_f64())
+                        .max(0.0)
+                    })
+                    .sum::<f64>();
+            durations
+                .known()
+                .then(|| remaining / slots.len().max(1) as f64)
         };
-        progress.tick(queue.len(), running.len(), eta, |label| running.iter().find(|r| slots[r.slots[0]].label == label).map(|r| r.job.run.dir.clone()));
+        progress.tick(queue.len(), running.len(), eta, |label| {
+            running
+                .iter()
+                .find(|r| slots[r.slots[0]].label == label)
+                .map(|r| r.job.run.dir.clone())
+        });
 
         if running.is_empty() && (queue.is_empty() || stopping) {
             break;
@@ -257,7 +356,11 @@ fn outcome_label(e: &Ended) -> String {
 fn done_line(dir: &Path, seconds: f64) -> Result<String, StoreError> {
     Ok(match store::read_result(dir)? {
         Some(r) if r.simulated => format!("done in {seconds:.1} s (simulated)"),
-        Some(r) => format!("done in {seconds:.1} s: test error {:.2}%, test NLL {:.4}", 100.0 * r.final_metrics.test_error, r.final_metrics.test_nll),
+        Some(r) => format!(
+            "done in {seconds:.1} s: test error {:.2}%, test NLL {:.4}",
+            100.0 * r.final_metrics.test_error,
+            r.final_metrics.test_nll
+        ),
         None => format!("done in {seconds:.1} s"),
     })
 }
@@ -265,8 +368,15 @@ fn done_line(dir: &Path, seconds: f64) -> Result<String, StoreError> {
 /// Appends one event line to schedule.jsonl (a short O_APPEND write: lines of concurrent
 /// schedulers do not interleave).
 fn log_event(path: &Path, run: &PlannedRun, slot: &Slot, event: &str, outcome: Option<&str>) {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-    let dir = run.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let dir = run
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let line = serde_json::json!({ "t": t, "event": event, "run": dir, "slot": slot.label, "device": slot.device, "outcome": outcome, "scheduler": std::process::id() });
     if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
         let _ = f.write_all(format!("{line}\n").as_bytes());
@@ -280,8 +390,26 @@ mod tests {
     #[test]
     fn retry_policies_override_the_defaults_by_class() {
         let p: RetryPolicy = "oom=3,crashed=0".parse().unwrap();
-        assert_eq!((p.retries(FailureClass::Oom), p.retries(FailureClass::Crashed), p.retries(FailureClass::Timeout), p.retries(FailureClass::Diverged)), (3, 0, 1, 0));
-        assert!("oom".parse::<RetryPolicy>().unwrap_err().contains("class=N"));
-        assert!("nan=1".parse::<RetryPolicy>().unwrap_err().contains("not a failure class"));
+        assert_eq!(
+            (
+                p.retries(FailureClass::Oom),
+                p.retries(FailureClass::Crashed),
+                p.retries(FailureClass::Timeout),
+                p.retries(FailureClass::Diverged)
+            ),
+            (3, 0, 1, 0)
+        );
+        assert!(
+            "oom"
+                .parse::<RetryPolicy>()
+                .unwrap_err()
+                .contains("class=N")
+        );
+        assert!(
+            "nan=1"
+                .parse::<RetryPolicy>()
+                .unwrap_err()
+                .contains("not a failure class")
+        );
     }
 }

@@ -35,23 +35,46 @@ pub struct Progress {
 }
 
 fn name(run: &PlannedRun) -> String {
-    run.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| run.slug.clone())
+    run.dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| run.slug.clone())
 }
 
 impl Progress {
     pub fn new(slots: &[Slot], jobs: usize) -> Progress {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
-        let style = ProgressStyle::with_template("{prefix:>12} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let style = ProgressStyle::with_template("{prefix:>12} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
         let slot_bars = slots
             .iter()
             .map(|s| {
-                let bar = multi.add(ProgressBar::new(0).with_style(style.clone()).with_prefix(s.label.clone()));
+                let bar = multi.add(
+                    ProgressBar::new(0)
+                        .with_style(style.clone())
+                        .with_prefix(s.label.clone()),
+                );
                 bar.set_message("idle");
                 (s.label.clone(), bar)
             })
             .collect();
-        let total = multi.add(ProgressBar::new(jobs as u64).with_style(ProgressStyle::with_template("{bar:30} {pos}/{len}  {msg}").unwrap_or_else(|_| ProgressStyle::default_bar())));
-        Progress { multi, slots: slot_bars, total, jobs, ended: 0, done: 0, failed: 0, on: HashMap::new(), last_tick: None }
+        let total = multi.add(
+            ProgressBar::new(jobs as u64).with_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len}  {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ),
+        );
+        Progress {
+            multi,
+            slots: slot_bars,
+            total,
+            jobs,
+            ended: 0,
+            done: 0,
+            failed: 0,
+            on: HashMap::new(),
+            last_tick: None,
+        }
     }
 
     fn bar(&self, label: &str) -> Option<&ProgressBar> {
@@ -61,7 +84,11 @@ impl Progress {
     pub fn started(&mut self, run: &PlannedRun, slot: &str, evaluate_only: bool) {
         self.on.insert(run.dir.clone(), slot.to_string());
         if let Some(bar) = self.bar(slot) {
-            bar.set_message(format!("{}{}", name(run), if evaluate_only { "  evaluating" } else { "" }));
+            bar.set_message(format!(
+                "{}{}",
+                name(run),
+                if evaluate_only { "  evaluating" } else { "" }
+            ));
         }
     }
 
@@ -78,27 +105,60 @@ impl Progress {
         {
             bar.set_message("idle");
         }
-        let text = format!("[{}/{}] {}  {line}", self.ended, self.jobs.max(self.ended), name(run));
-        if self.multi.is_hidden() { println!("{text}") } else { let _ = self.multi.println(text); }
-        self.total.set_position(self.done as u64 + self.failed as u64);
+        let text = format!(
+            "[{}/{}] {}  {line}",
+            self.ended,
+            self.jobs.max(self.ended),
+            name(run)
+        );
+        if self.multi.is_hidden() {
+            println!("{text}")
+        } else {
+            let _ = self.multi.println(text);
+        }
+        self.total
+            .set_position(self.done as u64 + self.failed as u64);
     }
 
     /// Refreshes the lines (at most twice a second): each slot's run and epoch from its
     /// status.json, and the totals.
-    pub fn tick(&mut self, queued: usize, running: usize, eta: impl FnOnce() -> Option<f64>, dir_of: impl Fn(&str) -> Option<PathBuf>) {
-        if self.multi.is_hidden() || self.last_tick.is_some_and(|t| t.elapsed() < Duration::from_millis(500)) {
+    pub fn tick(
+        &mut self,
+        queued: usize,
+        running: usize,
+        eta: impl FnOnce() -> Option<f64>,
+        dir_of: impl Fn(&str) -> Option<PathBuf>,
+    ) {
+        if self.multi.is_hidden()
+            || self
+                .last_tick
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(500))
+        {
             return;
         }
         self.last_tick = Some(Instant::now());
         for (label, bar) in &self.slots {
             if let Some(dir) = dir_of(label) {
-                let epoch = store::read_status(&dir).ok().flatten().and_then(|s| s.progress).map(|p| format!("  epoch {}/{}", p.epoch, p.epochs)).unwrap_or_default();
-                let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let epoch = store::read_status(&dir)
+                    .ok()
+                    .flatten()
+                    .and_then(|s| s.progress)
+                    .map(|p| format!("  epoch {}/{}", p.epoch, p.epochs))
+                    .unwrap_or_default();
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 bar.set_message(format!("{name}{epoch}"));
             }
         }
-        let eta = eta().map(|s| format!(", about {} left", human(s))).unwrap_or_default();
-        self.total.set_message(format!("{} done, {running} running, {} failed, {queued} queued{eta}", self.done, self.failed));
+        let eta = eta()
+            .map(|s| format!(", about {} left", human(s)))
+            .unwrap_or_default();
+        self.total.set_message(format!(
+            "{} done, {running} running, {} failed, {queued} queued{eta}",
+            self.done, self.failed
+        ));
     }
 
     pub fn finish(&self) {

@@ -24,7 +24,12 @@ pub struct Issue {
 }
 
 impl Issue {
-    pub fn new(key: impl Into<String>, value: impl Into<String>, problem: impl Into<String>, allowed: impl Into<String>) -> Self {
+    pub fn new(
+        key: impl Into<String>,
+        value: impl Into<String>,
+        problem: impl Into<String>,
+        allowed: impl Into<String>,
+    ) -> Self {
         Issue {
             origin: Origin::Implied,
             key: key.into(),
@@ -51,38 +56,73 @@ impl Issue {
             Origin::CommandLine(arg) => format!("{file} (set on the command line by `-o {arg}`)"),
             Origin::Implied => file.to_string(),
         };
-        let value = if self.value.is_empty() { String::new() } else { format!(" = {}", self.value) };
-        let context = if self.context.is_empty() { String::new() } else { format!(" [{}]", self.context) };
-        format!("{place}: `{}`{value}: {}{context}\n  allowed: {}", self.key, self.problem, self.allowed)
+        let value = if self.value.is_empty() {
+            String::new()
+        } else {
+            format!(" = {}", self.value)
+        };
+        let context = if self.context.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", self.context)
+        };
+        format!(
+            "{place}: `{}`{value}: {}{context}\n  allowed: {}",
+            self.key, self.problem, self.allowed
+        )
     }
 }
 
 /// Why an experiment file or a run spec was rejected. Every variant maps to exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("{file}: cannot read: {source}\n  fix: check the path (experiment files live in experiments/)")]
-    Read { file: String, source: std::io::Error },
+    #[error(
+        "{file}: cannot read: {source}\n  fix: check the path (experiment files live in experiments/)"
+    )]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}:{line}:{column}: not valid YAML: {message}")]
-    Syntax { file: String, line: u64, column: u64, message: String },
+    Syntax {
+        file: String,
+        line: u64,
+        column: u64,
+        message: String,
+    },
     #[error("{}", render_issues(file, issues))]
     Invalid { file: String, issues: Vec<Issue> },
 }
 
 impl SpecError {
     pub fn invalid(file: &str, issue: Issue) -> Self {
-        SpecError::Invalid { file: file.to_string(), issues: vec![issue] }
+        SpecError::Invalid {
+            file: file.to_string(),
+            issues: vec![issue],
+        }
     }
 
     pub fn from_yaml(file: &str, err: &serde_saphyr::Error) -> Self {
-        let (line, column) = err.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        let (line, column) = err
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
         // serde-saphyr's first line is `error: line L column C: message`; keep the message.
         let first = err.to_string().lines().next().unwrap_or("").to_string();
-        let message = first.split_once(": ").map(|(_, rest)| rest).unwrap_or(&first);
+        let message = first
+            .split_once(": ")
+            .map(|(_, rest)| rest)
+            .unwrap_or(&first);
         let message = match message.split_once(": ") {
             Some((place, rest)) if place.starts_with("line ") => rest.to_string(),
             _ => message.to_string(),
         };
-        SpecError::Syntax { file: file.to_string(), line, column, message }
+        SpecError::Syntax {
+            file: file.to_string(),
+            line,
+            column,
+            message,
+        }
     }
 }
 
@@ -98,7 +138,10 @@ fn render_issues(file: &str, issues: &[Issue]) -> String {
         out.push_str(&issue.render(file));
     }
     if issues.len() > MAX_SHOWN {
-        out.push_str(&format!("\n... and {} more problems", issues.len() - MAX_SHOWN));
+        out.push_str(&format!(
+            "\n... and {} more problems",
+            issues.len() - MAX_SHOWN
+        ));
     }
     out
 }

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use super::error::{Issue, SpecError};
 use super::node::{Node, Origin};
-use super::{Override, from_tree};
 use super::types::{DataSpec, ModelSpec, RunSpec};
+use super::{Override, from_tree};
 
 /// The evaluation settings, as written (unknown keys rejected) and as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,12 +125,19 @@ impl EvalSettings {
     /// declaration order, defaults written out).
     pub fn id(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_default();
-        Sha256::digest(json.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect()
+        Sha256::digest(json.as_bytes())
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Whether any measure needs images (deformations).
     pub fn deforms(&self) -> bool {
-        !(self.rotate.is_empty() && self.shear.is_empty() && self.zoom_in.is_empty() && self.zoom_out.is_empty())
+        !(self.rotate.is_empty()
+            && self.shear.is_empty()
+            && self.zoom_in.is_empty()
+            && self.zoom_out.is_empty())
     }
 
     /// Checks values that need no run; each issue names its key under `evaluate`.
@@ -139,35 +146,95 @@ impl EvalSettings {
         let mut each = |key: &str, values: &[f64], ok: &dyn Fn(f64) -> bool, allowed: &str| {
             for (i, &v) in values.iter().enumerate() {
                 if !(v.is_finite() && ok(v)) {
-                    issues.push(Issue::new(format!("evaluate.{key}[{i}]"), format!("{v}"), "out of range", allowed));
+                    issues.push(Issue::new(
+                        format!("evaluate.{key}[{i}]"),
+                        format!("{v}"),
+                        "out of range",
+                        allowed,
+                    ));
                 }
             }
         };
-        each("fgsm", &self.fgsm, &|v| v > 0.0 && v <= 1.0, "an ε in pixel units, 0 < ε ≤ 1, e.g. fgsm: [0.01, 0.03, 0.1] (8/255 ≈ 0.0314)");
-        each("rotate", &self.rotate, &|v| v > 0.0 && v <= 180.0, "a bound r in degrees, 0 < r ≤ 180; angles are drawn from U(−r, r), e.g. rotate: [20, 40]");
-        each("shear", &self.shear, &|v| v > 0.0 && v < 180.0, "a bound s in degrees, 0 < s < 180, e.g. shear: [28.6, 57.3] (0.5 and 1 radian)");
-        each("zoom_in", &self.zoom_in, &|v| v > 0.0 && v < 100.0, "a percentage 0 < k < 100: the centred k% box scaled up, e.g. zoom_in: [60, 80]");
-        each("zoom_out", &self.zoom_out, &|v| v > 100.0, "a percentage k > 100: a k% box scaled down, e.g. zoom_out: [120, 140]");
-        each("noise", &self.noise, &|v| v > 0.0, "a standard deviation σ > 0 (pixel units for images), e.g. noise: [0.1, 0.2]");
+        each(
+            "fgsm",
+            &self.fgsm,
+            &|v| v > 0.0 && v <= 1.0,
+            "an ε in pixel units, 0 < ε ≤ 1, e.g. fgsm: [0.01, 0.03, 0.1] (8/255 ≈ 0.0314)",
+        );
+        each(
+            "rotate",
+            &self.rotate,
+            &|v| v > 0.0 && v <= 180.0,
+            "a bound r in degrees, 0 < r ≤ 180; angles are drawn from U(−r, r), e.g. rotate: [20, 40]",
+        );
+        each(
+            "shear",
+            &self.shear,
+            &|v| v > 0.0 && v < 180.0,
+            "a bound s in degrees, 0 < s < 180, e.g. shear: [28.6, 57.3] (0.5 and 1 radian)",
+        );
+        each(
+            "zoom_in",
+            &self.zoom_in,
+            &|v| v > 0.0 && v < 100.0,
+            "a percentage 0 < k < 100: the centred k% box scaled up, e.g. zoom_in: [60, 80]",
+        );
+        each(
+            "zoom_out",
+            &self.zoom_out,
+            &|v| v > 100.0,
+            "a percentage k > 100: a k% box scaled down, e.g. zoom_out: [120, 140]",
+        );
+        each(
+            "noise",
+            &self.noise,
+            &|v| v > 0.0,
+            "a standard deviation σ > 0 (pixel units for images), e.g. noise: [0.1, 0.2]",
+        );
         for (i, p) in self.pgd.iter().enumerate() {
             let key = format!("evaluate.pgd[{i}]");
             if !(p.eps.is_finite() && p.eps > 0.0 && p.eps <= 1.0) {
-                issues.push(Issue::new(format!("{key}.eps"), format!("{}", p.eps), "out of range", "0 < ε ≤ 1 in pixel units (1 = unbounded, as the paper's App. D check)"));
+                issues.push(Issue::new(
+                    format!("{key}.eps"),
+                    format!("{}", p.eps),
+                    "out of range",
+                    "0 < ε ≤ 1 in pixel units (1 = unbounded, as the paper's App. D check)",
+                ));
             }
             if !(p.step_size.is_finite() && p.step_size > 0.0) {
-                issues.push(Issue::new(format!("{key}.step_size"), format!("{}", p.step_size), "must be > 0", "a step in pixel units, e.g. 0.01 or 2/255 ≈ 0.0078"));
+                issues.push(Issue::new(
+                    format!("{key}.step_size"),
+                    format!("{}", p.step_size),
+                    "must be > 0",
+                    "a step in pixel units, e.g. 0.01 or 2/255 ≈ 0.0078",
+                ));
             }
             if p.steps == 0 {
-                issues.push(Issue::new(format!("{key}.steps"), "0", "PGD takes at least one step", "e.g. steps: 7 (Madry et al.) or 200 (the paper's App. D)"));
+                issues.push(Issue::new(
+                    format!("{key}.steps"),
+                    "0",
+                    "PGD takes at least one step",
+                    "e.g. steps: 7 (Madry et al.) or 200 (the paper's App. D)",
+                ));
             }
         }
         if self.calibration_bins == 0 {
-            issues.push(Issue::new("evaluate.calibration_bins", "0", "ECE needs at least one bin", "e.g. 15 (Guo et al. 2017)"));
+            issues.push(Issue::new(
+                "evaluate.calibration_bins",
+                "0",
+                "ECE needs at least one bin",
+                "e.g. 15 (Guo et al. 2017)",
+            ));
         }
         if let Some(p) = &self.plane
             && (p.grid < 2 || p.points == 0)
         {
-            issues.push(Issue::new("evaluate.plane", format!("grid {}, points {}", p.grid, p.points), "a plane needs a grid of at least 2 per side and at least one point", "plane: { grid: 100, points: 2000 }"));
+            issues.push(Issue::new(
+                "evaluate.plane",
+                format!("grid {}, points {}", p.grid, p.points),
+                "a plane needs a grid of at least 2 per side and at least one point",
+                "plane: { grid: 100, points: 2000 }",
+            ));
         }
         issues
     }
@@ -179,12 +246,29 @@ impl EvalSettings {
         let points = spec.model.mix_points();
         for (i, &k) in self.flattening.iter().enumerate() {
             if k >= points {
-                issues.push(Issue::new(format!("evaluate.flattening[{i}]"), k.to_string(), format!("model {} has mix points 0..={} only", spec.model.name(), points - 1), format!("a mix point 0..={}", points - 1)));
+                issues.push(Issue::new(
+                    format!("evaluate.flattening[{i}]"),
+                    k.to_string(),
+                    format!(
+                        "model {} has mix points 0..={} only",
+                        spec.model.name(),
+                        points - 1
+                    ),
+                    format!("a mix point 0..={}", points - 1),
+                ));
             }
         }
         let images = spec.data.input_shape().len() == 3;
         if self.deforms() && !images {
-            issues.push(Issue::new("evaluate", "rotate/shear/zoom", format!("deformations apply to images, and data `{}` is points", spec.data.name()), "remove rotate, shear, zoom_in and zoom_out, or use an image data set"));
+            issues.push(Issue::new(
+                "evaluate",
+                "rotate/shear/zoom",
+                format!(
+                    "deformations apply to images, and data `{}` is points",
+                    spec.data.name()
+                ),
+                "remove rotate, shear, zoom_in and zoom_out, or use an image data set",
+            ));
         }
         if self.plane.is_some() && plane_layer(spec).is_none() {
             issues.push(Issue::new(
@@ -201,20 +285,38 @@ impl EvalSettings {
 /// Evaluation settings from a YAML file holding the mapping that `evaluate:` takes.
 pub fn load(path: &std::path::Path) -> Result<EvalSettings, SpecError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { file: file.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        file: file.clone(),
+        source,
+    })?;
     let tree = Node::parse(&text).map_err(|e| SpecError::from_yaml(&file, &e))?;
     settle(&tree, &file)
 }
 
 /// `settings` with `-o key=value` overrides applied (`-o fgsm=[0.05]`, `-o examples=500`).
-pub fn with_overrides(settings: &EvalSettings, overrides: &[Override]) -> Result<EvalSettings, SpecError> {
+pub fn with_overrides(
+    settings: &EvalSettings,
+    overrides: &[Override],
+) -> Result<EvalSettings, SpecError> {
     if overrides.is_empty() {
         return Ok(settings.clone());
     }
     let json = serde_json::to_string(settings).unwrap_or_default();
-    let mut tree = Node::parse(&json).map_err(|e| SpecError::from_yaml("evaluation settings", &e))?;
+    let mut tree =
+        Node::parse(&json).map_err(|e| SpecError::from_yaml("evaluation settings", &e))?;
     for o in overrides {
-        tree.set(&o.path, o.value.clone()).map_err(|problem| SpecError::invalid("command line", Issue::new(o.arg.clone(), o.value.show(), problem, "-o <evaluation key>=<value>, e.g. -o fgsm=[0.05] or -o examples=500").at(Origin::CommandLine(o.arg.clone()))))?;
+        tree.set(&o.path, o.value.clone()).map_err(|problem| {
+            SpecError::invalid(
+                "command line",
+                Issue::new(
+                    o.arg.clone(),
+                    o.value.show(),
+                    problem,
+                    "-o <evaluation key>=<value>, e.g. -o fgsm=[0.05] or -o examples=500",
+                )
+                .at(Origin::CommandLine(o.arg.clone())),
+            )
+        })?;
     }
     settle(&tree, "command line")
 }
@@ -222,17 +324,44 @@ pub fn with_overrides(settings: &EvalSettings, overrides: &[Override]) -> Result
 /// A settings tree to checked settings.
 fn settle(tree: &Node, file: &str) -> Result<EvalSettings, SpecError> {
     let settings: EvalSettings = from_tree(tree).map_err(|(path, message)| {
-        let key = if path.is_empty() { "evaluate".to_string() } else { format!("evaluate.{path}") };
-        SpecError::invalid(file, Issue::new(key, "", message, "see the README's reference for `evaluate:`").at(tree.locate(&super::node::parse_path(&path))))
+        let key = if path.is_empty() {
+            "evaluate".to_string()
+        } else {
+            format!("evaluate.{path}")
+        };
+        SpecError::invalid(
+            file,
+            Issue::new(
+                key,
+                "",
+                message,
+                "see the README's reference for `evaluate:`",
+            )
+            .at(tree.locate(&super::node::parse_path(&path))),
+        )
     })?;
     let issues = settings.check();
-    if issues.is_empty() { Ok(settings) } else { Err(SpecError::Invalid { file: file.to_string(), issues }) }
+    if issues.is_empty() {
+        Ok(settings)
+    } else {
+        Err(SpecError::Invalid {
+            file: file.to_string(),
+            issues,
+        })
+    }
 }
 
 /// The mix point of a 2-D bottleneck, for runs on 2-D points through one.
 pub fn plane_layer(spec: &RunSpec) -> Option<usize> {
     match (&spec.model, &spec.data) {
-        (ModelSpec::SpiralMlp { depth, bottleneck: 2, .. }, DataSpec::Spirals { .. }) => Some(depth + 1),
+        (
+            ModelSpec::SpiralMlp {
+                depth,
+                bottleneck: 2,
+                ..
+            },
+            DataSpec::Spirals { .. },
+        ) => Some(depth + 1),
         _ => None,
     }
 }
@@ -244,7 +373,10 @@ mod tests {
     #[test]
     fn the_id_follows_the_settings_only() {
         let a = EvalSettings::default();
-        let b = EvalSettings { fgsm: vec![0.03], ..EvalSettings::default() };
+        let b = EvalSettings {
+            fgsm: vec![0.03],
+            ..EvalSettings::default()
+        };
         assert_eq!(a.id(), EvalSettings::default().id());
         assert_ne!(a.id(), b.id());
         assert_eq!(a.id().len(), 12);
@@ -252,8 +384,20 @@ mod tests {
 
     #[test]
     fn out_of_range_values_are_named() {
-        let s = EvalSettings { fgsm: vec![0.0, 0.1], zoom_in: vec![120.0], calibration_bins: 0, ..EvalSettings::default() };
+        let s = EvalSettings {
+            fgsm: vec![0.0, 0.1],
+            zoom_in: vec![120.0],
+            calibration_bins: 0,
+            ..EvalSettings::default()
+        };
         let keys: Vec<String> = s.check().into_iter().map(|i| i.key).collect();
-        assert_eq!(keys, ["evaluate.fgsm[0]", "evaluate.zoom_in[0]", "evaluate.calibration_bins"]);
+        assert_eq!(
+            keys,
+            [
+                "evaluate.fgsm[0]",
+                "evaluate.zoom_in[0]",
+                "evaluate.calibration_bins"
+            ]
+        );
     }
 }

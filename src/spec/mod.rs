@@ -20,7 +20,18 @@ use node::{Node, Origin, Step, Value, parse_path, path_to_string};
 pub use types::RunSpec;
 
 /// The keys an experiment file may have at its top level.
-const TOP_LEVEL_KEYS: [&str; 10] = ["name", "description", "device", "base", "seeds", "grid", "zip", "exclude", "evaluate", "report"];
+const TOP_LEVEL_KEYS: [&str; 10] = [
+    "name",
+    "description",
+    "device",
+    "base",
+    "seeds",
+    "grid",
+    "zip",
+    "exclude",
+    "evaluate",
+    "report",
+];
 
 /// A loaded, fully validated experiment.
 #[derive(Debug, Clone)]
@@ -89,8 +100,12 @@ impl Selection {
     pub fn describe(self) -> &'static str {
         match self {
             Selection::Final => "final epoch (no model selection on the test set)",
-            Selection::BestOnValidation => "the epoch with the lowest validation error (held-out training examples)",
-            Selection::BestOnTest => "the epoch with the lowest TEST error, as the paper reported — optimistic, not a held-out estimate",
+            Selection::BestOnValidation => {
+                "the epoch with the lowest validation error (held-out training examples)"
+            }
+            Selection::BestOnTest => {
+                "the epoch with the lowest TEST error, as the paper reported — optimistic, not a held-out estimate"
+            }
         }
     }
 }
@@ -110,15 +125,33 @@ pub struct Override {
 impl Override {
     /// Parses `train.epochs=5` or `layers=[0, 1]`; the value is read as YAML.
     pub fn parse(arg: &str) -> Result<Override, SpecError> {
-        let bad = |problem: &str| SpecError::invalid("command line", Issue::new(arg, "", problem, "-o key=value, e.g. -o train.epochs=5 or -o seeds=[0,1]").at(Origin::CommandLine(arg.to_string())));
-        let (key, value) = arg.split_once('=').ok_or_else(|| bad("no `=` in the override"))?;
+        let bad = |problem: &str| {
+            SpecError::invalid(
+                "command line",
+                Issue::new(
+                    arg,
+                    "",
+                    problem,
+                    "-o key=value, e.g. -o train.epochs=5 or -o seeds=[0,1]",
+                )
+                .at(Origin::CommandLine(arg.to_string())),
+            )
+        };
+        let (key, value) = arg
+            .split_once('=')
+            .ok_or_else(|| bad("no `=` in the override"))?;
         if key.trim().is_empty() {
             return Err(bad("the key is empty"));
         }
-        let mut node = Node::parse(value).map_err(|e| bad(&format!("the value is not YAML: {e}")))?;
+        let mut node =
+            Node::parse(value).map_err(|e| bad(&format!("the value is not YAML: {e}")))?;
         let origin = Origin::CommandLine(arg.to_string());
         set_origin(&mut node, &origin);
-        Ok(Override { arg: arg.to_string(), path: parse_path(key.trim()), value: node })
+        Ok(Override {
+            arg: arg.to_string(),
+            path: parse_path(key.trim()),
+            value: node,
+        })
     }
 }
 
@@ -137,22 +170,44 @@ fn set_origin(node: &mut Node, origin: &Origin) {
 /// Reads, expands and validates an experiment file.
 pub fn load(path: &Path, overrides: &[Override]) -> Result<Experiment, SpecError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { file: file.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        file: file.clone(),
+        source,
+    })?;
     parse(&text, path, overrides)
 }
 
 /// Like `load`, from text already read (`path` names it in messages).
 pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experiment, SpecError> {
     let file = path.display().to_string();
-    let invalid = |issues: Vec<Issue>| SpecError::Invalid { file: file.clone(), issues };
+    let invalid = |issues: Vec<Issue>| SpecError::Invalid {
+        file: file.clone(),
+        issues,
+    };
     let root = Node::parse(text).map_err(|e| SpecError::from_yaml(&file, &e))?;
     let Value::Map(entries) = &root.value else {
-        return Err(invalid(vec![Issue::new("(top level)", root.show(), "an experiment file is a mapping", "keys name, base, seeds, grid, zip, exclude, report").at(root.origin.clone())]));
+        return Err(invalid(vec![
+            Issue::new(
+                "(top level)",
+                root.show(),
+                "an experiment file is a mapping",
+                "keys name, base, seeds, grid, zip, exclude, report",
+            )
+            .at(root.origin.clone()),
+        ]));
     };
     let mut issues = Vec::new();
     for (key, _) in entries {
         if !TOP_LEVEL_KEYS.contains(&key.name.as_str()) {
-            issues.push(Issue::new(key.name.clone(), "", "unknown top-level key", format!("one of {}", TOP_LEVEL_KEYS.join(", "))).at(key.origin.clone()));
+            issues.push(
+                Issue::new(
+                    key.name.clone(),
+                    "",
+                    "unknown top-level key",
+                    format!("one of {}", TOP_LEVEL_KEYS.join(", ")),
+                )
+                .at(key.origin.clone()),
+            );
         }
     }
     let get = |k: &str| root.get(&[Step::Key(k.to_string())]);
@@ -160,7 +215,15 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
         Some(Value::Str(s)) if valid_name(s) => s.clone(),
         _ => {
             let shown = get("name").map(Node::show).unwrap_or_default();
-            issues.push(Issue::new("name", shown, "every experiment needs a name that can be a directory name", "letters, digits, '-', '_' and '.', e.g. name: spirals").at(root.locate(&parse_path("name"))));
+            issues.push(
+                Issue::new(
+                    "name",
+                    shown,
+                    "every experiment needs a name that can be a directory name",
+                    "letters, digits, '-', '_' and '.', e.g. name: spirals",
+                )
+                .at(root.locate(&parse_path("name"))),
+            );
             String::new()
         }
     };
@@ -174,24 +237,46 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
             Value::Str(s) => match s.parse::<types::DeviceChoice>() {
                 Ok(d) => Some(d),
                 Err(problem) => {
-                    issues.push(Issue::new("device", s.clone(), problem, "cpu, cuda:N or vulkan:N").at(node.origin.clone()));
+                    issues.push(
+                        Issue::new("device", s.clone(), problem, "cpu, cuda:N or vulkan:N")
+                            .at(node.origin.clone()),
+                    );
                     None
                 }
             },
             _ => {
-                issues.push(Issue::new("device", node.show(), "a device is a name", "device: cuda:0").at(node.origin.clone()));
+                issues.push(
+                    Issue::new(
+                        "device",
+                        node.show(),
+                        "a device is a name",
+                        "device: cuda:0",
+                    )
+                    .at(node.origin.clone()),
+                );
                 None
             }
         },
     };
     let mut seeds_node = get("seeds").cloned();
-    let base = get("base").cloned().unwrap_or_else(|| Node::new(Value::Map(Vec::new()), Origin::Implied));
+    let base = get("base")
+        .cloned()
+        .unwrap_or_else(|| Node::new(Value::Map(Vec::new()), Origin::Implied));
     if !matches!(base.value, Value::Map(_)) {
-        issues.push(Issue::new("base", base.show(), "base must be a mapping", "base: { model: {...}, data: {...}, train: {...} }").at(base.origin.clone()));
+        issues.push(
+            Issue::new(
+                "base",
+                base.show(),
+                "base must be a mapping",
+                "base: { model: {...}, data: {...}, train: {...} }",
+            )
+            .at(base.origin.clone()),
+        );
     }
     let zip: Vec<Vec<String>> = typed(get("zip"), "zip", &root, &mut issues).unwrap_or_default();
     let report: ReportSpec = typed(get("report"), "report", &root, &mut issues).unwrap_or_default();
-    let evaluate: evaluate::EvalSettings = typed(get("evaluate"), "evaluate", &root, &mut issues).unwrap_or_default();
+    let evaluate: evaluate::EvalSettings =
+        typed(get("evaluate"), "evaluate", &root, &mut issues).unwrap_or_default();
     for issue in evaluate.check() {
         let origin = root.locate(&parse_path(&issue.key));
         issues.push(issue.at(origin));
@@ -200,8 +285,24 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
     for o in overrides {
         match o.path.as_slice() {
             [Step::Key(k)] if k == "seeds" => seeds_node = Some(o.value.clone()),
-            [Step::Key(k), ..] if k == "seed" => issues.push(Issue::new("seed", o.value.show(), "set seeds, not seed", "-o seeds=[0,1,2]").at(o.value.origin.clone())),
-            [Step::Key(k), ..] if TOP_LEVEL_KEYS.contains(&k.as_str()) => issues.push(Issue::new(path_to_string(&o.path), o.value.show(), "only run keys and `seeds` can be overridden", "-o train.epochs=5, -o alpha=2, -o seeds=[0,1]").at(o.value.origin.clone())),
+            [Step::Key(k), ..] if k == "seed" => issues.push(
+                Issue::new(
+                    "seed",
+                    o.value.show(),
+                    "set seeds, not seed",
+                    "-o seeds=[0,1,2]",
+                )
+                .at(o.value.origin.clone()),
+            ),
+            [Step::Key(k), ..] if TOP_LEVEL_KEYS.contains(&k.as_str()) => issues.push(
+                Issue::new(
+                    path_to_string(&o.path),
+                    o.value.show(),
+                    "only run keys and `seeds` can be overridden",
+                    "-o train.epochs=5, -o alpha=2, -o seeds=[0,1]",
+                )
+                .at(o.value.origin.clone()),
+            ),
             _ => run_overrides.push(o),
         }
     }
@@ -225,14 +326,31 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
             let context = format!("grid[{}], seed {seed}", point.block);
             for (path, value) in &point.assignments {
                 if let Err(problem) = tree.set(path, value.clone()) {
-                    issues.push(Issue::new(path_to_string(path), value.show(), problem, "a dotted key into a mapping of base").at(value.origin.clone()).in_context(&context));
+                    issues.push(
+                        Issue::new(
+                            path_to_string(path),
+                            value.show(),
+                            problem,
+                            "a dotted key into a mapping of base",
+                        )
+                        .at(value.origin.clone())
+                        .in_context(&context),
+                    );
                 }
             }
             let seed_node = Node::new(Value::Int(seed as i64), Origin::Implied);
             let _ = tree.set(&[Step::Key("seed".into())], seed_node);
             for o in &run_overrides {
                 if let Err(problem) = tree.set(&o.path, o.value.clone()) {
-                    issues.push(Issue::new(path_to_string(&o.path), o.value.show(), problem, "a dotted key into the run spec").at(o.value.origin.clone()));
+                    issues.push(
+                        Issue::new(
+                            path_to_string(&o.path),
+                            o.value.show(),
+                            problem,
+                            "a dotted key into the run spec",
+                        )
+                        .at(o.value.origin.clone()),
+                    );
                 }
             }
             if let Some(i) = exclude.iter().position(|ex| matches_exclude(&tree, ex)) {
@@ -244,7 +362,10 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
                     for issue in evaluate.check_run(&spec) {
                         let origin = root.locate(&parse_path(&issue.key));
                         let issue = issue.at(origin).in_context(&context);
-                        if !issues.iter().any(|i: &Issue| i.key == issue.key && i.problem == issue.problem) {
+                        if !issues
+                            .iter()
+                            .any(|i: &Issue| i.key == issue.key && i.problem == issue.problem)
+                        {
                             issues.push(issue);
                         }
                     }
@@ -260,7 +381,11 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
                             issue.origin = point.origin.clone();
                         }
                         let issue = issue.in_context(&context);
-                        if !issues.iter().any(|i: &Issue| i.key == issue.key && i.problem == issue.problem && i.value == issue.value) {
+                        if !issues.iter().any(|i: &Issue| {
+                            i.key == issue.key
+                                && i.problem == issue.problem
+                                && i.value == issue.value
+                        }) {
                             issues.push(issue);
                         }
                     }
@@ -277,7 +402,18 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
         .filter(|(_, hits)| **hits == 0)
         .map(|(ex, _)| format!("{file}: exclude entry {} matches no run", show_exclude(ex)))
         .collect();
-    Ok(Experiment { name, file: path.to_path_buf(), description, device, runs, seeds, evaluate, report, duplicates, warnings })
+    Ok(Experiment {
+        name,
+        file: path.to_path_buf(),
+        description,
+        device,
+        runs,
+        seeds,
+        evaluate,
+        report,
+        duplicates,
+        warnings,
+    })
 }
 
 /// A merged run tree to a validated spec; issues carry the origin of the bad value.
@@ -288,7 +424,19 @@ pub fn resolve(tree: &Node) -> Result<RunSpec, Vec<Issue>> {
             let path = point_at_unknown_field(tree, path, &message);
             let steps = parse_path(&path);
             let value = tree.get(&steps).map(Node::show).unwrap_or_default();
-            return Err(vec![Issue::new(if path.is_empty() { "(run)".into() } else { path }, value, message, "see the README's experiment-file reference").at(tree.locate(&steps))]);
+            return Err(vec![
+                Issue::new(
+                    if path.is_empty() {
+                        "(run)".into()
+                    } else {
+                        path
+                    },
+                    value,
+                    message,
+                    "see the README's experiment-file reference",
+                )
+                .at(tree.locate(&steps)),
+            ]);
         }
     };
     validate::validate(&raw).map_err(|issues| {
@@ -305,11 +453,22 @@ pub fn resolve(tree: &Node) -> Result<RunSpec, Vec<Issue>> {
 /// serde reports an unknown field inside a tagged enum (`model:`, `data:`) at the enum's path;
 /// point at the misspelt key itself, so the message shows its line and value.
 fn point_at_unknown_field(tree: &Node, path: String, message: &str) -> String {
-    let Some(name) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) else {
+    let Some(name) = message
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split('`').next())
+    else {
         return path;
     };
-    let inner = if path.is_empty() { name.to_string() } else { format!("{path}.{name}") };
-    if !path.ends_with(name) && tree.get(&parse_path(&inner)).is_some() { inner } else { path }
+    let inner = if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    };
+    if !path.ends_with(name) && tree.get(&parse_path(&inner)).is_some() {
+        inner
+    } else {
+        path
+    }
 }
 
 /// Typed deserialization of a tree; on error, the dotted path and serde's message.
@@ -322,13 +481,32 @@ pub fn from_tree<T: DeserializeOwned>(tree: &Node) -> Result<T, (String, String)
     })
 }
 
-fn typed<T: DeserializeOwned>(node: Option<&Node>, key: &str, root: &Node, issues: &mut Vec<Issue>) -> Option<T> {
+fn typed<T: DeserializeOwned>(
+    node: Option<&Node>,
+    key: &str,
+    root: &Node,
+    issues: &mut Vec<Issue>,
+) -> Option<T> {
     let node = node?;
     match from_tree(node) {
         Ok(v) => Some(v),
         Err((path, message)) => {
-            let full = if path.is_empty() { key.to_string() } else { format!("{key}.{path}") };
-            issues.push(Issue::new(full.clone(), node.get(&parse_path(&path)).map(Node::show).unwrap_or_default(), message, format!("see the README's reference for `{key}`")).at(root.locate(&parse_path(&full))));
+            let full = if path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{key}.{path}")
+            };
+            issues.push(
+                Issue::new(
+                    full.clone(),
+                    node.get(&parse_path(&path))
+                        .map(Node::show)
+                        .unwrap_or_default(),
+                    message,
+                    format!("see the README's reference for `{key}`"),
+                )
+                .at(root.locate(&parse_path(&full))),
+            );
             None
         }
     }
@@ -338,18 +516,30 @@ fn seeds(node: Option<&Node>, root: &Node, issues: &mut Vec<Issue>) -> Vec<u64> 
     let Some(node) = node else { return vec![0] };
     let fix = "a list of distinct integers ≥ 0, e.g. seeds: [0, 1, 2]";
     let Value::Seq(items) = &node.value else {
-        issues.push(Issue::new("seeds", node.show(), "seeds must be a list", fix).at(root.locate(&parse_path("seeds"))));
+        issues.push(
+            Issue::new("seeds", node.show(), "seeds must be a list", fix)
+                .at(root.locate(&parse_path("seeds"))),
+        );
         return Vec::new();
     };
     let mut out: Vec<u64> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         match item.value {
             Value::Int(s) if s >= 0 && !out.contains(&(s as u64)) => out.push(s as u64),
-            _ => issues.push(Issue::new(format!("seeds[{i}]"), item.show(), "not a new integer ≥ 0", fix).at(item.origin.clone())),
+            _ => issues.push(
+                Issue::new(
+                    format!("seeds[{i}]"),
+                    item.show(),
+                    "not a new integer ≥ 0",
+                    fix,
+                )
+                .at(item.origin.clone()),
+            ),
         }
     }
     if items.is_empty() {
-        issues.push(Issue::new("seeds", "[]", "no seeds means no runs", fix).at(node.origin.clone()));
+        issues
+            .push(Issue::new("seeds", "[]", "no seeds means no runs", fix).at(node.origin.clone()));
     }
     out
 }
@@ -358,30 +548,54 @@ fn excludes(node: Option<&Node>, issues: &mut Vec<Issue>) -> Vec<Vec<(Vec<Step>,
     let Some(node) = node else { return Vec::new() };
     let fix = "a list of partial points, e.g. exclude: [{ method: manifold_mixup, alpha: 4.0 }]";
     let Value::Seq(items) = &node.value else {
-        issues.push(Issue::new("exclude", node.show(), "exclude must be a list", fix).at(node.origin.clone()));
+        issues.push(
+            Issue::new("exclude", node.show(), "exclude must be a list", fix)
+                .at(node.origin.clone()),
+        );
         return Vec::new();
     };
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         match &item.value {
-            Value::Map(entries) if !entries.is_empty() => out.push(entries.iter().map(|(k, v)| (parse_path(&k.name), v.clone())).collect()),
-            _ => issues.push(Issue::new(format!("exclude[{i}]"), item.show(), "each entry is a non-empty mapping of key to value", fix).at(item.origin.clone())),
+            Value::Map(entries) if !entries.is_empty() => out.push(
+                entries
+                    .iter()
+                    .map(|(k, v)| (parse_path(&k.name), v.clone()))
+                    .collect(),
+            ),
+            _ => issues.push(
+                Issue::new(
+                    format!("exclude[{i}]"),
+                    item.show(),
+                    "each entry is a non-empty mapping of key to value",
+                    fix,
+                )
+                .at(item.origin.clone()),
+            ),
         }
     }
     out
 }
 
 fn matches_exclude(tree: &Node, entry: &[(Vec<Step>, Node)]) -> bool {
-    entry.iter().all(|(path, value)| tree.get(path).is_some_and(|v| v.same_value(value)))
+    entry
+        .iter()
+        .all(|(path, value)| tree.get(path).is_some_and(|v| v.same_value(value)))
 }
 
 fn show_exclude(entry: &[(Vec<Step>, Node)]) -> String {
-    let parts: Vec<String> = entry.iter().map(|(k, v)| format!("{}: {}", path_to_string(k), v.show())).collect();
+    let parts: Vec<String> = entry
+        .iter()
+        .map(|(k, v)| format!("{}: {}", path_to_string(k), v.show()))
+        .collect();
     format!("{{{}}}", parts.join(", "))
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !s.starts_with('.')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !s.starts_with('.')
 }
 
 impl RunSpec {
@@ -391,13 +605,18 @@ impl RunSpec {
     pub fn canonical_json(&self) -> String {
         // serde_json's map is ordered by key (no `preserve_order` feature), so going through a
         // `Value` sorts every level.
-        serde_json::to_value(self).map(|v| v.to_string()).unwrap_or_default()
+        serde_json::to_value(self)
+            .map(|v| v.to_string())
+            .unwrap_or_default()
     }
 
     /// Reads a resolved spec back (spec.yaml in a run directory) with the same checks.
     pub fn from_yaml(text: &str, file: &str) -> Result<RunSpec, SpecError> {
         let tree = Node::parse(text).map_err(|e| SpecError::from_yaml(file, &e))?;
-        resolve(&tree).map_err(|issues| SpecError::Invalid { file: file.to_string(), issues })
+        resolve(&tree).map_err(|issues| SpecError::Invalid {
+            file: file.to_string(),
+            issues,
+        })
     }
 
     pub fn to_yaml(&self) -> String {

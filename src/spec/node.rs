@@ -132,10 +132,13 @@ impl Node {
         let mut key_origin = self.origin.clone();
         for step in path {
             let next = match (step, &node.value) {
-                (Step::Key(k), Value::Map(entries)) => entries.iter().find(|(key, _)| &key.name == k).map(|(key, n)| {
-                    key_origin = key.origin.clone();
-                    n
-                }),
+                (Step::Key(k), Value::Map(entries)) => entries
+                    .iter()
+                    .find(|(key, _)| &key.name == k)
+                    .map(|(key, n)| {
+                        key_origin = key.origin.clone();
+                        n
+                    }),
                 (Step::Index(i), Value::Seq(items)) => items.get(*i),
                 _ => None,
             };
@@ -164,13 +167,18 @@ impl Node {
             self.value = Value::Map(Vec::new());
         }
         let Value::Map(entries) = &mut self.value else {
-            return Err(format!("`{name}` is set inside a value that is not a mapping"));
+            return Err(format!(
+                "`{name}` is set inside a value that is not a mapping"
+            ));
         };
         let pos = match entries.iter().position(|(k, _)| &k.name == name) {
             Some(p) => p,
             None => {
                 entries.push((
-                    Key { name: name.clone(), origin: value.origin.clone() },
+                    Key {
+                        name: name.clone(),
+                        origin: value.origin.clone(),
+                    },
                     Node::new(Value::Null, value.origin.clone()),
                 ));
                 entries.len() - 1
@@ -189,9 +197,14 @@ impl Node {
                 .map(serde_json::Value::Number)
                 .unwrap_or_else(|| serde_json::Value::String(f.to_string())),
             Value::Str(s) => serde_json::Value::String(s.clone()),
-            Value::Seq(items) => serde_json::Value::Array(items.iter().map(Node::to_json).collect()),
+            Value::Seq(items) => {
+                serde_json::Value::Array(items.iter().map(Node::to_json).collect())
+            }
             Value::Map(entries) => serde_json::Value::Object(
-                entries.iter().map(|(k, v)| (k.name.clone(), v.to_json())).collect(),
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.name.clone(), v.to_json()))
+                    .collect(),
             ),
         }
     }
@@ -205,7 +218,10 @@ impl Node {
             Value::Float(f) => format!("{f:?}"),
             Value::Str(s) => s.clone(),
             Value::Seq(items) => {
-                format!("[{}]", items.iter().map(Node::show).collect::<Vec<_>>().join(", "))
+                format!(
+                    "[{}]",
+                    items.iter().map(Node::show).collect::<Vec<_>>().join(", ")
+                )
             }
             Value::Map(entries) => format!(
                 "{{{}}}",
@@ -229,7 +245,8 @@ impl Node {
             (Value::Map(a), Value::Map(b)) => {
                 a.len() == b.len()
                     && a.iter().all(|(k, v)| {
-                        b.iter().any(|(k2, v2)| k.name == k2.name && v.same_value(v2))
+                        b.iter()
+                            .any(|(k2, v2)| k.name == k2.name && v.same_value(v2))
                     })
             }
             (a, b) => a == b,
@@ -242,13 +259,19 @@ fn location_of<T>(s: &Spanned<T>) -> Origin {
     if line == 0 {
         Origin::Implied
     } else {
-        Origin::File { line, column: s.referenced.column() }
+        Origin::File {
+            line,
+            column: s.referenced.column(),
+        }
     }
 }
 
 fn with_origin(s: Spanned<Node>) -> Node {
     let origin = location_of(&s);
-    Node { value: s.value.value, origin }
+    Node {
+        value: s.value.value,
+        origin,
+    }
 }
 
 struct NodeVisitor;
@@ -306,7 +329,13 @@ impl<'de> Visitor<'de> for NodeVisitor {
                     key.value
                 )));
             }
-            entries.push((Key { name: key.value, origin }, value));
+            entries.push((
+                Key {
+                    name: key.value,
+                    origin,
+                },
+                value,
+            ));
         }
         Ok(Node::new(Value::Map(entries), Origin::Implied))
     }
@@ -327,8 +356,17 @@ mod tests {
         let n = Node::parse("a: 1\nb:\n  c: [1, 2.5]\n").unwrap();
         let c1 = n.get(&parse_path("b.c[1]")).unwrap();
         assert_eq!(c1.value, Value::Float(2.5));
-        assert_eq!(c1.origin, Origin::File { line: 3, column: 10 });
-        assert_eq!(n.locate(&parse_path("b.zz")), Origin::File { line: 2, column: 1 });
+        assert_eq!(
+            c1.origin,
+            Origin::File {
+                line: 3,
+                column: 10
+            }
+        );
+        assert_eq!(
+            n.locate(&parse_path("b.zz")),
+            Origin::File { line: 2, column: 1 }
+        );
     }
 
     #[test]
@@ -336,7 +374,17 @@ mod tests {
         let mut n = Node::parse("train: {epochs: 3}").unwrap();
         let v = Node::new(Value::Int(2), Origin::CommandLine("train.lr=2".into()));
         n.set(&parse_path("train.lr"), v).unwrap();
-        assert!(n.get(&parse_path("train.lr")).unwrap().same_value(&Node::new(Value::Float(2.0), Origin::Implied)));
-        assert!(n.set(&parse_path("train.epochs.x"), Node::new(Value::Null, Origin::Implied)).is_err());
+        assert!(
+            n.get(&parse_path("train.lr"))
+                .unwrap()
+                .same_value(&Node::new(Value::Float(2.0), Origin::Implied))
+        );
+        assert!(
+            n.set(
+                &parse_path("train.epochs.x"),
+                Node::new(Value::Null, Origin::Implied)
+            )
+            .is_err()
+        );
     }
 }

@@ -234,7 +234,9 @@ pub struct EvalRaw {
 
 impl Default for EvalRaw {
     fn default() -> Self {
-        EvalRaw { every: default_every() }
+        EvalRaw {
+            every: default_every(),
+        }
     }
 }
 

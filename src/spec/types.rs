@@ -168,8 +168,16 @@ impl LayerSet {
     }
     /// `012` for {0, 1, 2}; `0_1_12` when an index has two digits.
     pub fn compact(&self) -> String {
-        let sep = if self.0.iter().any(|&k| k >= 10) { "_" } else { "" };
-        self.0.iter().map(usize::to_string).collect::<Vec<_>>().join(sep)
+        let sep = if self.0.iter().any(|&k| k >= 10) {
+            "_"
+        } else {
+            ""
+        };
+        self.0
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(sep)
     }
 }
 
@@ -197,9 +205,17 @@ pub enum ModelSpec {
     /// PreActResNet of `depth` 18, 34 (basic blocks), 50, 101, 152 (bottlenecks); `width` is the
     /// first stage's channels (64 in the paper); `stem_stride` 2 for 64×64 inputs. Mix points:
     /// 0 = input, k = output of residual stage k (1..=4).
-    PreactResnet { depth: usize, width: usize, stem_stride: usize },
+    PreactResnet {
+        depth: usize,
+        width: usize,
+        stem_stride: usize,
+    },
     /// WRN-`depth`-`widen` (WRN-28-10 in the paper), no dropout. Mix points 0..=3.
-    WideResnet { depth: usize, widen: usize, stem_stride: usize },
+    WideResnet {
+        depth: usize,
+        widen: usize,
+        stem_stride: usize,
+    },
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -234,7 +250,9 @@ impl ModelSpec {
     /// Dropout in training, and the mix point it spares (the bottleneck); `None` without.
     pub fn dropout(&self) -> Option<(f64, usize)> {
         match *self {
-            ModelSpec::SpiralMlp { dropout, depth, .. } if dropout > 0.0 => Some((dropout, depth + 1)),
+            ModelSpec::SpiralMlp { dropout, depth, .. } if dropout > 0.0 => {
+                Some((dropout, depth + 1))
+            }
             _ => None,
         }
     }
@@ -269,7 +287,11 @@ impl TryFrom<String> for Augment {
     fn try_from(s: String) -> Result<Augment, String> {
         match s.as_str() {
             "flip" => Ok(Augment::Flip),
-            _ => s.strip_prefix("crop").and_then(|p| p.parse().ok()).map(Augment::Crop).ok_or_else(|| format!("unknown augmentation `{s}`")),
+            _ => s
+                .strip_prefix("crop")
+                .and_then(|p| p.parse().ok())
+                .map(Augment::Crop)
+                .ok_or_else(|| format!("unknown augmentation `{s}`")),
         }
     }
 }
@@ -347,7 +369,14 @@ impl ImageSet {
 #[serde(tag = "name", rename_all = "snake_case")]
 pub enum DataSpec {
     /// Two interleaved spiral arms; see `data::spirals`.
-    Spirals { n_train: usize, n_test: usize, noise: f64, turns: f64, seed: u64, val_split: usize },
+    Spirals {
+        n_train: usize,
+        n_test: usize,
+        noise: f64,
+        turns: f64,
+        seed: u64,
+        val_split: usize,
+    },
     Mnist(ImageData),
     FashionMnist(ImageData),
     Cifar10(ImageData),
@@ -514,7 +543,11 @@ mod tests {
         assert!((t.lr_at(1000) - 0.001).abs() < 1e-12);
         assert!((t.lr_at(1999) - 0.0001).abs() < 1e-12);
         // Cosine, by hand: lr/2 at mid-run, lr·(1 + cos(π/4))/2 a quarter in.
-        let c = TrainSpec { schedule: ScheduleKind::Cosine, milestones: vec![], ..t };
+        let c = TrainSpec {
+            schedule: ScheduleKind::Cosine,
+            milestones: vec![],
+            ..t
+        };
         assert!((c.lr_at(0) - 0.1).abs() < 1e-12);
         assert!((c.lr_at(1000) - 0.05).abs() < 1e-12);
         assert!((c.lr_at(500) - 0.1 * (1.0 + std::f64::consts::FRAC_1_SQRT_2) / 2.0).abs() < 1e-12);

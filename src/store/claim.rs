@@ -33,7 +33,12 @@ const CLAIM_FILE: &str = "claim";
 pub fn acquire(run_dir: &Path) -> std::io::Result<Option<Claim>> {
     let path = run_dir.join(CLAIM_FILE);
     for _ in 0..5 {
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Ok(None),
@@ -41,14 +46,24 @@ pub fn acquire(run_dir: &Path) -> std::io::Result<Option<Claim>> {
         }
         // The owner may have removed the file between our open and our lock: then we hold a
         // lock on a file nobody else can see. Start again on the path's current file.
-        let same = std::fs::metadata(&path).map(|m| m.ino() == file.metadata().map(|f| f.ino()).unwrap_or(0)).unwrap_or(false);
+        let same = std::fs::metadata(&path)
+            .map(|m| m.ino() == file.metadata().map(|f| f.ino()).unwrap_or(0))
+            .unwrap_or(false);
         if !same {
             continue;
         }
-        let owner = Owner { host: hostname(), pid: std::process::id(), started: now() };
+        let owner = Owner {
+            host: hostname(),
+            pid: std::process::id(),
+            started: now(),
+        };
         file.set_len(0)?;
         file.seek(SeekFrom::Start(0))?;
-        file.write_all(serde_json::to_string(&owner).map_err(std::io::Error::other)?.as_bytes())?;
+        file.write_all(
+            serde_json::to_string(&owner)
+                .map_err(std::io::Error::other)?
+                .as_bytes(),
+        )?;
         file.sync_all()?;
         return Ok(Some(Claim { file, path }));
     }
@@ -63,7 +78,11 @@ pub fn live_owner(run_dir: &Path) -> Option<Owner> {
         Err(_) => {
             let mut text = String::new();
             file.read_to_string(&mut text).ok()?;
-            Some(serde_json::from_str(&text).unwrap_or(Owner { host: "?".into(), pid: 0, started: 0 }))
+            Some(serde_json::from_str(&text).unwrap_or(Owner {
+                host: "?".into(),
+                pid: 0,
+                started: 0,
+            }))
         }
     }
 }
@@ -84,12 +103,17 @@ mod tests {
     fn a_held_claim_excludes_others_and_a_released_one_does_not() {
         let dir = crate::testing::TempDir::new().unwrap();
         let claim = acquire(dir.path()).unwrap().expect("first claim");
-        assert!(acquire(dir.path()).unwrap().is_none(), "second claim while held");
+        assert!(
+            acquire(dir.path()).unwrap().is_none(),
+            "second claim while held"
+        );
         let owner = live_owner(dir.path()).expect("owner visible");
         assert_eq!(owner.pid, std::process::id());
         drop(claim); // lock gone, file stays: a stale claim
         assert!(live_owner(dir.path()).is_none());
-        let again = acquire(dir.path()).unwrap().expect("stale claim taken over");
+        let again = acquire(dir.path())
+            .unwrap()
+            .expect("stale claim taken over");
         again.release();
         assert!(!dir.path().join(CLAIM_FILE).exists());
     }

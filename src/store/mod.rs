@@ -21,15 +21,25 @@ use records::{Failure, RunResult, State, Status};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: unreadable ({reason}); move the file away and run again, or delete the run directory to start it over")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: unreadable ({reason}); move the file away and run again, or delete the run directory to start it over"
+    )]
     Corrupt { path: PathBuf, reason: String },
-    #[error("{path}: this run directory holds a different spec than its name says; the store has been edited by hand. Delete the directory to re-plan it")]
+    #[error(
+        "{path}: this run directory holds a different spec than its name says; the store has been edited by hand. Delete the directory to re-plan it"
+    )]
     Mismatch { path: PathBuf },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A run's identity: SHA-256 of its canonical spec, in hex.
@@ -116,7 +126,12 @@ impl Store {
         let dir = self.experiment_dir(&exp.name);
         exp.runs
             .iter()
-            .map(|spec| PlannedRun { id: run_id(spec), slug: spec.slug(), dir: dir.join(run_dir_name(spec)), spec: spec.clone() })
+            .map(|spec| PlannedRun {
+                id: run_id(spec),
+                slug: spec.slug(),
+                dir: dir.join(run_dir_name(spec)),
+                spec: spec.clone(),
+            })
             .collect()
     }
 
@@ -137,8 +152,17 @@ impl Store {
                 let file = spec_path.display().to_string();
                 match RunSpec::from_yaml(&text, &file) {
                     Ok(existing) if existing == run.spec => {}
-                    Ok(_) => return Err(StoreError::Mismatch { path: run.dir.clone() }),
-                    Err(e) => return Err(StoreError::Corrupt { path: spec_path, reason: e.to_string() }),
+                    Ok(_) => {
+                        return Err(StoreError::Mismatch {
+                            path: run.dir.clone(),
+                        });
+                    }
+                    Err(e) => {
+                        return Err(StoreError::Corrupt {
+                            path: spec_path,
+                            reason: e.to_string(),
+                        });
+                    }
                 }
                 continue;
             }
@@ -147,13 +171,18 @@ impl Store {
             let tmp = dir.join(format!(".new-{}-{}", &run.id[..12], std::process::id()));
             let _ = fs::remove_dir_all(&tmp);
             fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-            atomic::write(&tmp.join(RunFiles::SPEC), run.spec.to_yaml().as_bytes()).map_err(io(&tmp))?;
-            atomic::write_json(&tmp.join(RunFiles::STATUS), &Status::pending()).map_err(io(&tmp))?;
+            atomic::write(&tmp.join(RunFiles::SPEC), run.spec.to_yaml().as_bytes())
+                .map_err(io(&tmp))?;
+            atomic::write_json(&tmp.join(RunFiles::STATUS), &Status::pending())
+                .map_err(io(&tmp))?;
             if let Err(e) = fs::rename(&tmp, &run.dir) {
                 let _ = fs::remove_dir_all(&tmp);
                 // Another scheduler may have created it first: that is fine if it now exists.
                 if !run.dir.join(RunFiles::SPEC).exists() {
-                    return Err(StoreError::Io { path: run.dir.clone(), source: e });
+                    return Err(StoreError::Io {
+                        path: run.dir.clone(),
+                        source: e,
+                    });
                 }
             }
         }
@@ -178,7 +207,10 @@ pub fn run_state(run_dir: &Path) -> Result<RunState, StoreError> {
     };
     Ok(match (status.state, status.failure) {
         (State::Failed, Some(f)) => RunState::Failed(f),
-        (State::Failed, None) => RunState::Failed(Failure { class: records::FailureClass::Crashed, reason: "no reason recorded".into() }),
+        (State::Failed, None) => RunState::Failed(Failure {
+            class: records::FailureClass::Crashed,
+            reason: "no reason recorded".into(),
+        }),
         (State::Running | State::Interrupted, _) => RunState::Interrupted,
         // Done in status.json but no result.json: the result was never written.
         (State::Done, _) => RunState::Interrupted,
@@ -204,9 +236,17 @@ pub fn read_result(run_dir: &Path) -> Result<Option<RunResult>, StoreError> {
 /// A JSON file of the store: `None` if absent, `Corrupt` if it does not parse.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
     match fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| StoreError::Corrupt { path: path.to_path_buf(), reason: e.to_string() }),
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StoreError::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
     }
 }
 
@@ -218,7 +258,11 @@ pub fn attempt_logs(run_dir: &Path) -> Vec<PathBuf> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let n = name.strip_prefix("attempt-")?.strip_suffix(".log")?.parse().ok()?;
+            let n = name
+                .strip_prefix("attempt-")?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()?;
             Some((n, e.path()))
         })
         .collect();

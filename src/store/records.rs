@@ -94,7 +94,16 @@ pub struct Progress {
 
 impl Status {
     pub fn pending() -> Status {
-        Status { state: State::Pending, attempts: 0, failure: None, host: None, pid: None, slot: None, progress: None, updated: now() }
+        Status {
+            state: State::Pending,
+            attempts: 0,
+            failure: None,
+            host: None,
+            pid: None,
+            slot: None,
+            progress: None,
+            updated: now(),
+        }
     }
 }
 
@@ -167,7 +176,9 @@ pub struct RunResult {
 impl RunResult {
     /// The evaluation of `model` under the settings with id `settings_id`, if made.
     pub fn evaluation(&self, settings_id: &str, model: EvaluatedModel) -> Option<&Evaluation> {
-        self.evaluations.iter().find(|e| e.settings_id == settings_id && e.model == model)
+        self.evaluations
+            .iter()
+            .find(|e| e.settings_id == settings_id && e.model == model)
     }
 }
 
@@ -286,7 +297,10 @@ pub struct PlaneScore {
 
 /// Unix time in seconds.
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// This machine's host name.
@@ -313,7 +327,13 @@ mod tests {
                "device": "cpu", "threads": 2, "host": "h", "wall_time": 1.0, "train_examples_per_sec": 10.0}}}}"#
         );
         let r: RunResult = serde_json::from_str(&old).unwrap();
-        assert_eq!((r.provenance.data_wait_fraction, r.provenance.resumed_from_epoch), (0.0, 0));
+        assert_eq!(
+            (
+                r.provenance.data_wait_fraction,
+                r.provenance.resumed_from_epoch
+            ),
+            (0.0, 0)
+        );
         assert_eq!(r.best_on_validation, None);
     }
 }

@@ -13,7 +13,9 @@ use super::device::DeviceChoice;
 use super::loss::loss;
 use super::mixing::{MixStreams, Mixer};
 use crate::models::{MixHook, Network, NoMix};
-use crate::spec::types::{Activation, Alpha, LayerSet, LossKind, ModelSpec, OptimizerKind, ScheduleKind, TrainSpec};
+use crate::spec::types::{
+    Activation, Alpha, LayerSet, LossKind, ModelSpec, OptimizerKind, ScheduleKind, TrainSpec,
+};
 
 /// One network to measure.
 pub struct Case {
@@ -34,9 +36,51 @@ pub struct Case {
 pub fn default_cases(quick: bool) -> Vec<Case> {
     let scale = |n: usize| if quick { n.div_ceil(4).max(1) } else { n };
     vec![
-        Case { name: "spiral MLP (2-128×3-2-128×3-2)", model: ModelSpec::SpiralMlp { width: 128, depth: 3, bottleneck: 2, activation: Activation::LeakyRelu, dropout: 0.0, batch_norm: false }, shape: vec![2], classes: 2, batch: 100, layers: vec![4], steps: scale(50), rounds: 12 },
-        Case { name: "PreActResNet18, width 16, 3×32×32", model: ModelSpec::PreactResnet { depth: 18, width: 16, stem_stride: 1 }, shape: vec![3, 32, 32], classes: 10, batch: 100, layers: vec![0, 1, 2], steps: scale(8), rounds: 3 },
-        Case { name: "PreActResNet18, width 64, 3×32×32", model: ModelSpec::PreactResnet { depth: 18, width: 64, stem_stride: 1 }, shape: vec![3, 32, 32], classes: 10, batch: 100, layers: vec![0, 1, 2], steps: scale(2), rounds: 2 },
+        Case {
+            name: "spiral MLP (2-128×3-2-128×3-2)",
+            model: ModelSpec::SpiralMlp {
+                width: 128,
+                depth: 3,
+                bottleneck: 2,
+                activation: Activation::LeakyRelu,
+                dropout: 0.0,
+                batch_norm: false,
+            },
+            shape: vec![2],
+            classes: 2,
+            batch: 100,
+            layers: vec![4],
+            steps: scale(50),
+            rounds: 12,
+        },
+        Case {
+            name: "PreActResNet18, width 16, 3×32×32",
+            model: ModelSpec::PreactResnet {
+                depth: 18,
+                width: 16,
+                stem_stride: 1,
+            },
+            shape: vec![3, 32, 32],
+            classes: 10,
+            batch: 100,
+            layers: vec![0, 1, 2],
+            steps: scale(8),
+            rounds: 3,
+        },
+        Case {
+            name: "PreActResNet18, width 64, 3×32×32",
+            model: ModelSpec::PreactResnet {
+                depth: 18,
+                width: 64,
+                stem_stride: 1,
+            },
+            shape: vec![3, 32, 32],
+            classes: 10,
+            batch: 100,
+            layers: vec![0, 1, 2],
+            steps: scale(2),
+            rounds: 2,
+        },
     ]
 }
 
@@ -51,15 +95,36 @@ pub struct Measured {
 }
 
 fn random(n: usize, salt: usize) -> Vec<f32> {
-    (0..n).map(|i| (((i + salt) * 2_654_435_761) % 1000) as f32 / 1000.0 - 0.5).collect()
+    (0..n)
+        .map(|i| (((i + salt) * 2_654_435_761) % 1000) as f32 / 1000.0 - 0.5)
+        .collect()
 }
 
 /// Measures one case on `device`.
 pub fn measure(case: &Case, device: &Device) -> Measured {
     let ad = device.clone().autodiff();
     let features: usize = case.shape.iter().product();
-    let mut net = Network::new(&case.model, &case.shape, case.classes, &mut crate::rng::stream(0, "init"), &ad);
-    let train = TrainSpec { input_noise: 0.0, epochs: 1, batch_size: case.batch, optimizer: OptimizerKind::Sgd, lr: 0.01, momentum: Some(0.9), nesterov: Some(true), weight_decay: 1e-4, schedule: ScheduleKind::Multistep, milestones: vec![], gamma: 0.1, loss: LossKind::SoftCe };
+    let mut net = Network::new(
+        &case.model,
+        &case.shape,
+        case.classes,
+        &mut crate::rng::stream(0, "init"),
+        &ad,
+    );
+    let train = TrainSpec {
+        input_noise: 0.0,
+        epochs: 1,
+        batch_size: case.batch,
+        optimizer: OptimizerKind::Sgd,
+        lr: 0.01,
+        momentum: Some(0.9),
+        nesterov: Some(true),
+        weight_decay: 1e-4,
+        schedule: ScheduleKind::Multistep,
+        milestones: vec![],
+        gamma: 0.1,
+        loss: LossKind::SoftCe,
+    };
     let mut optim = super::optim::optimizer(&train);
     let x_host = random(case.batch * features, 1);
     let mut y_host = vec![0f32; case.batch * case.classes];
@@ -73,8 +138,12 @@ pub fn measure(case: &Case, device: &Device) -> Measured {
     let mut phase_steps = 0usize;
     let mut step = |net: Network, mixing: bool, phases: &mut [f64; 4], record: bool| -> Network {
         let t0 = Instant::now();
-        let x = Tensor::<2>::from_data(TensorData::new(x_host.clone(), [case.batch, features]), &ad);
-        let y = Tensor::<2>::from_data(TensorData::new(y_host.clone(), [case.batch, case.classes]), &ad);
+        let x =
+            Tensor::<2>::from_data(TensorData::new(x_host.clone(), [case.batch, features]), &ad);
+        let y = Tensor::<2>::from_data(
+            TensorData::new(y_host.clone(), [case.batch, case.classes]),
+            &ad,
+        );
         let t1 = Instant::now();
         let l = if mixing {
             let mixer = Mixer::new(&streams.draw(alpha, &layers, case.batch), &ad);
@@ -90,7 +159,10 @@ pub fn measure(case: &Case, device: &Device) -> Measured {
         let _ = device.sync();
         let t4 = Instant::now();
         if record {
-            for (p, (a, b)) in phases.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3), (t3, t4)]) {
+            for (p, (a, b)) in phases
+                .iter_mut()
+                .zip([(t0, t1), (t1, t2), (t2, t3), (t3, t4)])
+            {
                 *p += (b - a).as_secs_f64();
             }
         }
@@ -108,7 +180,11 @@ pub fn measure(case: &Case, device: &Device) -> Measured {
                 net = step(net, mixing, &mut phases, !mixing);
             }
             let dt = t.elapsed().as_secs_f64();
-            if mixing { mix_time += dt } else { erm_time += dt }
+            if mixing {
+                mix_time += dt
+            } else {
+                erm_time += dt
+            }
         }
         phase_steps += case.steps;
     }
@@ -116,7 +192,12 @@ pub fn measure(case: &Case, device: &Device) -> Measured {
     for p in &mut phases {
         *p /= phase_steps.max(1) as f64;
     }
-    Measured { erm_per_sec: examples / erm_time, mixup_per_sec: examples / mix_time, phases, mix_ops: mix_op_time(case, &net, device) }
+    Measured {
+        erm_per_sec: examples / erm_time,
+        mixup_per_sec: examples / mix_time,
+        phases,
+        mix_ops: mix_op_time(case, &net, device),
+    }
 }
 
 /// The mixing operations alone, on the hidden states a step mixes (each mix point of S in
@@ -130,19 +211,36 @@ fn mix_op_time(case: &Case, net: &Network, device: &Device) -> f64 {
         }
     }
     let features: usize = case.shape.iter().product();
-    let x = Tensor::<2>::from_data(TensorData::new(random(case.batch * features, 2), [case.batch, features]), device);
+    let x = Tensor::<2>::from_data(
+        TensorData::new(random(case.batch * features, 2), [case.batch, features]),
+        device,
+    );
     let shapes = Shapes(std::cell::RefCell::new(Vec::new()));
     let _ = net.valid().forward(x, &shapes);
     let shapes = shapes.0.into_inner();
     let partner: Vec<usize> = (0..case.batch).rev().collect();
-    let mixer = Mixer::new(&super::mixing::MixDraw { layer: 0, lambda: 0.3, partner }, device);
+    let mixer = Mixer::new(
+        &super::mixing::MixDraw {
+            layer: 0,
+            lambda: 0.3,
+            partner,
+        },
+        device,
+    );
     let reps = 20;
     let mut total = 0.0;
     for &k in &case.layers {
         let dims = &shapes[k.min(shapes.len() - 1)];
         let n: usize = dims.iter().product();
-        let h = Tensor::<1>::from_data(TensorData::new(random(n, 3), [n]), device).reshape([case.batch, n / case.batch]);
-        let y = Tensor::<2>::from_data(TensorData::new(random(case.batch * case.classes, 4), [case.batch, case.classes]), device);
+        let h = Tensor::<1>::from_data(TensorData::new(random(n, 3), [n]), device)
+            .reshape([case.batch, n / case.batch]);
+        let y = Tensor::<2>::from_data(
+            TensorData::new(
+                random(case.batch * case.classes, 4),
+                [case.batch, case.classes],
+            ),
+            device,
+        );
         let t = Instant::now();
         for _ in 0..reps {
             let out = mixer.apply(h.clone());
@@ -158,31 +256,83 @@ fn mix_op_time(case: &Case, net: &Network, device: &Device) -> f64 {
 pub fn run(cases: &[Case], device: &Device, choice: DeviceChoice, threads: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# mixsweep benchmark\n");
-    let _ = writeln!(out, "Machine: {} ({} threads used); device {choice}; mixsweep {}, burn {}.", cpu_model(), threads, env!("CARGO_PKG_VERSION"), crate::exec::BURN_VERSION);
-    let _ = writeln!(out, "Training step = upload a batch of random inputs, forward, soft-target cross-entropy, backward, SGD (momentum 0.9, Nesterov, weight decay) — the training loop's own step. ERM and Manifold Mixup (α = 2, one layer of S drawn per step) run in interleaved rounds in one process; throughput is training examples per second.\n");
-    let _ = writeln!(out, "| network | batch | S | ERM examples/s | Manifold Mixup examples/s | Manifold Mixup / ERM | mixing ops, % of an ERM step |");
+    let _ = writeln!(
+        out,
+        "Machine: {} ({} threads used); device {choice}; mixsweep {}, burn {}.",
+        cpu_model(),
+        threads,
+        env!("CARGO_PKG_VERSION"),
+        crate::exec::BURN_VERSION
+    );
+    let _ = writeln!(
+        out,
+        "Training step = upload a batch of random inputs, forward, soft-target cross-entropy, backward, SGD (momentum 0.9, Nesterov, weight decay) — the training loop's own step. ERM and Manifold Mixup (α = 2, one layer of S drawn per step) run in interleaved rounds in one process; throughput is training examples per second.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| network | batch | S | ERM examples/s | Manifold Mixup examples/s | Manifold Mixup / ERM | mixing ops, % of an ERM step |"
+    );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|");
     let mut breakdown = String::new();
     for case in cases {
         eprintln!("bench: {} ...", case.name);
         let m = measure(case, device);
         let step = case.batch as f64 / m.erm_per_sec;
-        let _ = writeln!(out, "| {} | {} | {{{}}} | {:.0} | {:.0} | {:.3} | {:.2}% |", case.name, case.batch, case.layers.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "), m.erm_per_sec, m.mixup_per_sec, m.mixup_per_sec / m.erm_per_sec, 100.0 * m.mix_ops / step);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {{{}}} | {:.0} | {:.0} | {:.3} | {:.2}% |",
+            case.name,
+            case.batch,
+            case.layers
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            m.erm_per_sec,
+            m.mixup_per_sec,
+            m.mixup_per_sec / m.erm_per_sec,
+            100.0 * m.mix_ops / step
+        );
         let total: f64 = m.phases.iter().sum();
-        let _ = writeln!(breakdown, "| {} | {:.2} ms | {:.1}% | {:.1}% | {:.1}% | {:.1}% |", case.name, 1000.0 * total, 100.0 * m.phases[0] / total, 100.0 * m.phases[1] / total, 100.0 * m.phases[2] / total, 100.0 * m.phases[3] / total);
+        let _ = writeln!(
+            breakdown,
+            "| {} | {:.2} ms | {:.1}% | {:.1}% | {:.1}% | {:.1}% |",
+            case.name,
+            1000.0 * total,
+            100.0 * m.phases[0] / total,
+            100.0 * m.phases[1] / total,
+            100.0 * m.phases[2] / total,
+            100.0 * m.phases[3] / total
+        );
     }
-    let _ = writeln!(out, "\n\"Mixing ops\" times the mixing alone — `λ·h + (1−λ)·h[perm]`, computed as one product with λI + (1−λ)P — on the hidden state of each layer of S and on the targets — against an ERM step; \"Manifold Mixup / ERM\" is the whole step, where the mix's backward and the noise of the machine also show.\n");
+    let _ = writeln!(
+        out,
+        "\n\"Mixing ops\" times the mixing alone — `λ·h + (1−λ)·h[perm]`, computed as one product with λI + (1−λ)P — on the hidden state of each layer of S and on the targets — against an ERM step; \"Manifold Mixup / ERM\" is the whole step, where the mix's backward and the noise of the machine also show.\n"
+    );
     let _ = writeln!(out, "## Where an ERM step's time goes\n");
-    let _ = writeln!(out, "| network | step | input upload | forward + loss | backward | optimiser |");
+    let _ = writeln!(
+        out,
+        "| network | step | input upload | forward + loss | backward | optimiser |"
+    );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     out.push_str(&breakdown);
     out
 }
 
 fn cpu_model() -> String {
-    let model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()));
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    format!("{}, {cores} cores", model.unwrap_or_else(|| "unknown CPU".into()))
+    let model = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| {
+        t.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|s| s.trim().to_string())
+    });
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!(
+        "{}, {cores} cores",
+        model.unwrap_or_else(|| "unknown CPU".into())
+    )
 }
 
 #[cfg(test)]
@@ -191,7 +341,20 @@ mod tests {
 
     #[test]
     fn a_tiny_case_measures_every_figure() {
-        let case = Case { name: "tiny", model: ModelSpec::PreactResnet { depth: 18, width: 2, stem_stride: 1 }, shape: vec![1, 8, 8], classes: 3, batch: 4, layers: vec![0, 2], steps: 2, rounds: 1 };
+        let case = Case {
+            name: "tiny",
+            model: ModelSpec::PreactResnet {
+                depth: 18,
+                width: 2,
+                stem_stride: 1,
+            },
+            shape: vec![1, 8, 8],
+            classes: 3,
+            batch: 4,
+            layers: vec![0, 2],
+            steps: 2,
+            rounds: 1,
+        };
         let m = measure(&case, &Device::flex());
         assert!(m.erm_per_sec > 0.0 && m.mixup_per_sec > 0.0);
         assert!(m.mix_ops > 0.0);

@@ -61,7 +61,10 @@ pub struct Saved {
 }
 
 fn files(dir: &Path, tag: &str) -> (PathBuf, PathBuf) {
-    (dir.join(format!("model-{tag}.bpk")), dir.join(format!("optim-{tag}.bpk")))
+    (
+        dir.join(format!("model-{tag}.bpk")),
+        dir.join(format!("optim-{tag}.bpk")),
+    )
 }
 
 /// Writes a checkpoint into `dir` (created if needed).
@@ -71,10 +74,17 @@ pub fn save(dir: &Path, state: &LoopState, model: &[u8], optim: &[u8]) -> std::i
     let (model_path, optim_path) = files(dir, &tag);
     atomic::write(&model_path, model)?;
     atomic::write(&optim_path, optim)?;
-    atomic::write_json(&dir.join("state.json"), &StateFile { tag: tag.clone(), state: state.clone() })?;
+    atomic::write_json(
+        &dir.join("state.json"),
+        &StateFile {
+            tag: tag.clone(),
+            state: state.clone(),
+        },
+    )?;
     for entry in fs::read_dir(dir)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let stale = (name.starts_with("model-") || name.starts_with("optim-")) && !name.contains(&format!("-{tag}."));
+        let stale = (name.starts_with("model-") || name.starts_with("optim-"))
+            && !name.contains(&format!("-{tag}."));
         if stale {
             let _ = fs::remove_file(entry.path());
         }
@@ -94,7 +104,9 @@ pub fn save_best_on_validation(dir: &Path, model: &[u8]) -> std::io::Result<()> 
 /// The model parameters of the checkpoint in `dir` and the loop state they go with, without
 /// the optimiser's state (for evaluation).
 pub fn load_model(dir: &Path) -> std::io::Result<Option<(LoopState, Vec<u8>)>> {
-    let Some(file) = read_state(dir)? else { return Ok(None) };
+    let Some(file) = read_state(dir)? else {
+        return Ok(None);
+    };
     let (model_path, _) = files(dir, &file.tag);
     Ok(Some((file.state, fs::read(model_path)?)))
 }
@@ -102,9 +114,15 @@ pub fn load_model(dir: &Path) -> std::io::Result<Option<(LoopState, Vec<u8>)>> {
 /// The checkpoint in `dir`, if there is one. A checkpoint that cannot be read is an error, not
 /// a silent restart from scratch.
 pub fn load(dir: &Path) -> std::io::Result<Option<Saved>> {
-    let Some(file) = read_state(dir)? else { return Ok(None) };
+    let Some(file) = read_state(dir)? else {
+        return Ok(None);
+    };
     let (model_path, optim_path) = files(dir, &file.tag);
-    Ok(Some(Saved { state: file.state, model: fs::read(model_path)?, optim: fs::read(optim_path)? }))
+    Ok(Some(Saved {
+        state: file.state,
+        model: fs::read(model_path)?,
+        optim: fs::read(optim_path)?,
+    }))
 }
 
 fn read_state(dir: &Path) -> std::io::Result<Option<StateFile>> {
@@ -114,5 +132,7 @@ fn read_state(dir: &Path) -> std::io::Result<Option<StateFile>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    serde_json::from_str(&text).map(Some).map_err(|e| std::io::Error::other(format!("{}: {e}", state_path.display())))
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", state_path.display())))
 }

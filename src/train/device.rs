@@ -9,17 +9,31 @@ pub use crate::spec::types::DeviceChoice;
 /// Why a device cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
-    #[error("device {device}: this mixsweep was built without the `{feature}` feature; rebuild with `cargo build --release --features {feature}` (see the README's GPU section)")]
-    NotBuilt { device: DeviceChoice, feature: &'static str },
+    #[error(
+        "device {device}: this mixsweep was built without the `{feature}` feature; rebuild with `cargo build --release --features {feature}` (see the README's GPU section)"
+    )]
+    NotBuilt {
+        device: DeviceChoice,
+        feature: &'static str,
+    },
     #[error("device {device} is not available on this machine: {reason}")]
-    Unavailable { device: DeviceChoice, reason: String },
+    Unavailable {
+        device: DeviceChoice,
+        reason: String,
+    },
 }
 
 /// Whether this binary has the backend for `choice` built in (no device is touched).
 pub fn check_built(choice: DeviceChoice) -> Result<(), DeviceError> {
     match choice {
-        DeviceChoice::Cuda(_) if !cfg!(feature = "cuda") => Err(DeviceError::NotBuilt { device: choice, feature: "cuda" }),
-        DeviceChoice::Vulkan(_) if !cfg!(feature = "vulkan") => Err(DeviceError::NotBuilt { device: choice, feature: "vulkan" }),
+        DeviceChoice::Cuda(_) if !cfg!(feature = "cuda") => Err(DeviceError::NotBuilt {
+            device: choice,
+            feature: "cuda",
+        }),
+        DeviceChoice::Vulkan(_) if !cfg!(feature = "vulkan") => Err(DeviceError::NotBuilt {
+            device: choice,
+            feature: "vulkan",
+        }),
         _ => Ok(()),
     }
 }
@@ -32,10 +46,20 @@ pub fn open(choice: DeviceChoice) -> Result<Device, DeviceError> {
         #[cfg(feature = "cuda")]
         DeviceChoice::Cuda(index) => probe(choice, Device::cuda(index)),
         #[cfg(feature = "vulkan")]
-        DeviceChoice::Vulkan(index) => probe(choice, Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(index))),
+        DeviceChoice::Vulkan(index) => probe(
+            choice,
+            Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(index)),
+        ),
         // Not built in: `check_built` has already said so.
         #[allow(unreachable_patterns)]
-        other => Err(DeviceError::NotBuilt { device: other, feature: if matches!(other, DeviceChoice::Cuda(_)) { "cuda" } else { "vulkan" } }),
+        other => Err(DeviceError::NotBuilt {
+            device: other,
+            feature: if matches!(other, DeviceChoice::Cuda(_)) {
+                "cuda"
+            } else {
+                "vulkan"
+            },
+        }),
     }
 }
 
@@ -46,16 +70,33 @@ fn probe(choice: DeviceChoice, device: Device) -> Result<Device, DeviceError> {
     std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(|| {
         let t = Tensor::<1>::from_data(TensorData::new(vec![1.0f32], [1]), &device);
-        t.into_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}"))
+        t.into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| format!("{e:?}"))
     });
     std::panic::set_hook(hook);
     match result {
         Ok(Ok(v)) if v == [1.0] => Ok(device),
-        Ok(Ok(v)) => Err(DeviceError::Unavailable { device: choice, reason: format!("a round trip returned {v:?}") }),
-        Ok(Err(e)) => Err(DeviceError::Unavailable { device: choice, reason: e }),
+        Ok(Ok(v)) => Err(DeviceError::Unavailable {
+            device: choice,
+            reason: format!("a round trip returned {v:?}"),
+        }),
+        Ok(Err(e)) => Err(DeviceError::Unavailable {
+            device: choice,
+            reason: e,
+        }),
         Err(panic) => {
-            let reason = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "the runtime failed to start".into());
-            Err(DeviceError::Unavailable { device: choice, reason: format!("no GPU adapter or driver answered (check the driver and, for Vulkan, libvulkan1); burn said: {reason}") })
+            let reason = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the runtime failed to start".into());
+            Err(DeviceError::Unavailable {
+                device: choice,
+                reason: format!(
+                    "no GPU adapter or driver answered (check the driver and, for Vulkan, libvulkan1); burn said: {reason}"
+                ),
+            })
         }
     }
 }
@@ -68,10 +109,23 @@ mod tests {
     fn devices_parse_and_unbuilt_backends_say_how_to_build_them() {
         assert_eq!("cpu".parse::<DeviceChoice>(), Ok(DeviceChoice::Cpu));
         assert_eq!("cuda:2".parse::<DeviceChoice>(), Ok(DeviceChoice::Cuda(2)));
-        assert_eq!("vulkan".parse::<DeviceChoice>(), Ok(DeviceChoice::Vulkan(0)));
-        assert!("gpu:0".parse::<DeviceChoice>().unwrap_err().contains("cpu, cuda:N or vulkan:N"));
+        assert_eq!(
+            "vulkan".parse::<DeviceChoice>(),
+            Ok(DeviceChoice::Vulkan(0))
+        );
+        assert!(
+            "gpu:0"
+                .parse::<DeviceChoice>()
+                .unwrap_err()
+                .contains("cpu, cuda:N or vulkan:N")
+        );
         assert!(open(DeviceChoice::Cpu).is_ok());
         #[cfg(not(feature = "cuda"))]
-        assert!(open(DeviceChoice::Cuda(0)).unwrap_err().to_string().contains("--features cuda"));
+        assert!(
+            open(DeviceChoice::Cuda(0))
+                .unwrap_err()
+                .to_string()
+                .contains("--features cuda")
+        );
     }
 }

@@ -17,7 +17,9 @@ pub fn loss(kind: LossKind, logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> 
             let log_p = p.clone().log().clamp_min(-100.0);
             let log_q = p.neg().add_scalar(1.0).log().clamp_min(-100.0);
             let ones = targets.ones_like();
-            (targets.clone() * log_p + (ones - targets) * log_q).mean().neg()
+            (targets.clone() * log_p + (ones - targets) * log_q)
+                .mean()
+                .neg()
         }
     }
 }

@@ -50,7 +50,11 @@ impl MixStreams {
         };
         let mut partner: Vec<usize> = (0..batch).collect();
         partner.shuffle(&mut self.partner);
-        MixDraw { layer, lambda, partner }
+        MixDraw {
+            layer,
+            lambda,
+            partner,
+        }
     }
 }
 
@@ -85,7 +89,12 @@ impl Mixer {
             m[i * n + p] += (1.0 - draw.lambda) as f32;
         }
         let matrix = Tensor::<2>::from_data(TensorData::new(m, [n, n]), device);
-        Mixer { layer: draw.layer, lambda: draw.lambda, partner: draw.partner.clone(), matrix }
+        Mixer {
+            layer: draw.layer,
+            lambda: draw.lambda,
+            partner: draw.partner.clone(),
+            matrix,
+        }
     }
 
     /// The partner permutation as an index tensor (for `mix`, the definition).
@@ -99,7 +108,10 @@ impl Mixer {
         let dims = t.dims();
         let rows = dims[0];
         let rest = dims.iter().skip(1).product::<usize>();
-        self.matrix.clone().matmul(t.reshape([rows, rest])).reshape(dims)
+        self.matrix
+            .clone()
+            .matmul(t.reshape([rows, rest]))
+            .reshape(dims)
     }
 
     /// The targets mixed with the same λ and partner as the hidden state.

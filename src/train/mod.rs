@@ -19,8 +19,8 @@ use burn::tensor::Bytes;
 use rand::seq::SliceRandom;
 
 use crate::data::{self, Dataset, prefetch};
-use crate::models::NoMix;
 use crate::models::Network;
+use crate::models::NoMix;
 use crate::spec::types::RunSpec;
 use crate::store::records::EpochMetrics;
 use checkpoint::LoopState;
@@ -30,7 +30,11 @@ use mixing::{MixStreams, Mixer};
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("diverged: the training loss became {loss} at epoch {epoch}, minibatch {step}")]
-    Diverged { epoch: usize, step: usize, loss: f64 },
+    Diverged {
+        epoch: usize,
+        step: usize,
+        loss: f64,
+    },
     #[error("writing metrics or a checkpoint: {0}")]
     Io(#[from] std::io::Error),
     #[error("the checkpoint cannot be restored: {0}")]
@@ -57,7 +61,10 @@ pub struct Outcome {
 pub enum Ended {
     Finished(Outcome),
     /// A stop was requested; a checkpoint at (epoch, minibatch) was written.
-    Stopped { epoch: usize, step: usize },
+    Stopped {
+        epoch: usize,
+        step: usize,
+    },
 }
 
 /// How the loop is driven from outside: checkpoints and stop requests.
@@ -78,36 +85,81 @@ pub struct Control<'a> {
 
 /// Trains `spec`, continuing from the checkpoint in `control.checkpoint_dir` if there is one,
 /// and calls `on_eval` with the whole metric history after each evaluation.
-pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochMetrics]) -> std::io::Result<()>) -> Result<Ended, TrainError> {
+pub fn train(
+    spec: &RunSpec,
+    control: &Control,
+    on_eval: &mut dyn FnMut(&[EpochMetrics]) -> std::io::Result<()>,
+) -> Result<Ended, TrainError> {
     let device = control.device.clone();
     let ad = device.clone().autodiff();
     let splits = data::load(&spec.data)?;
     let (train_set, test_set) = (&splits.train, &splits.test);
-    let transform = data::TrainTransform { augment: splits.augment.clone(), cutout: spec.cutout };
-    let mut model = Network::new(&spec.model, &train_set.shape, train_set.classes, &mut crate::rng::stream(spec.seed, "init"), &ad);
+    let transform = data::TrainTransform {
+        augment: splits.augment.clone(),
+        cutout: spec.cutout,
+    };
+    let mut model = Network::new(
+        &spec.model,
+        &train_set.shape,
+        train_set.classes,
+        &mut crate::rng::stream(spec.seed, "init"),
+        &ad,
+    );
     let mut optimizer = optim::optimizer(&spec.train);
     let mut order_rng = crate::rng::stream(spec.seed, "order");
     let mut mix_rng = MixStreams::new(spec.seed);
     let mixing = spec.alpha.zip(spec.layers.clone());
 
-    let mut st = LoopState { epoch: 0, step: 0, order_pos: 0, layer_pos: 0, lambda_pos: 0, partner_pos: 0, augment_pos: 0, data_wait: 0.0, loss_sum: 0.0, batches: 0, examples: 0, train_time: 0.0, elapsed: 0.0, history: Vec::new() };
-    if let Some(saved) = control.checkpoint_dir.map(checkpoint::load).transpose()?.flatten() {
+    let mut st = LoopState {
+        epoch: 0,
+        step: 0,
+        order_pos: 0,
+        layer_pos: 0,
+        lambda_pos: 0,
+        partner_pos: 0,
+        augment_pos: 0,
+        data_wait: 0.0,
+        loss_sum: 0.0,
+        batches: 0,
+        examples: 0,
+        train_time: 0.0,
+        elapsed: 0.0,
+        history: Vec::new(),
+    };
+    if let Some(saved) = control
+        .checkpoint_dir
+        .map(checkpoint::load)
+        .transpose()?
+        .flatten()
+    {
         let bad = |e: burn::store::RecordError| TrainError::Checkpoint(e.to_string());
-        let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(saved.model)).map_err(bad)?;
+        let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(saved.model))
+            .map_err(bad)?;
         model = model.try_load_record(record).map_err(bad)?;
-        let record = burn::optim::OptimizerRecord::from_bytes(Bytes::from_bytes_vec(saved.optim)).map_err(bad)?;
+        let record = burn::optim::OptimizerRecord::from_bytes(Bytes::from_bytes_vec(saved.optim))
+            .map_err(bad)?;
         optimizer = optimizer.load_record(record);
         st = saved.state;
         mix_rng.layer.set_word_pos(st.layer_pos);
         mix_rng.lambda.set_word_pos(st.lambda_pos);
         mix_rng.partner.set_word_pos(st.partner_pos);
-        eprintln!("resuming from the checkpoint at epoch {}, minibatch {}", st.epoch + 1, st.step);
+        eprintln!(
+            "resuming from the checkpoint at epoch {}, minibatch {}",
+            st.epoch + 1,
+            st.step
+        );
     }
     let resumed_from_epoch = st.epoch;
     let elapsed_before = st.elapsed;
     let started = Instant::now();
-    let save = |st: &mut LoopState, model: &Network, optimizer: &ModuleOptimizer, mix_rng: &MixStreams| -> Result<(), TrainError> {
-        let Some(dir) = control.checkpoint_dir else { return Ok(()) };
+    let save = |st: &mut LoopState,
+                model: &Network,
+                optimizer: &ModuleOptimizer,
+                mix_rng: &MixStreams|
+     -> Result<(), TrainError> {
+        let Some(dir) = control.checkpoint_dir else {
+            return Ok(());
+        };
         st.layer_pos = mix_rng.layer.get_word_pos();
         st.lambda_pos = mix_rng.lambda.get_word_pos();
         st.partner_pos = mix_rng.partner.get_word_pos();
@@ -129,52 +181,80 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
         let mut order: Vec<usize> = (0..train_set.len()).collect();
         order.shuffle(&mut order_rng);
         // No drop_last, as PyTorch's DataLoader in the official code: the last batch may be short.
-        let batches: Vec<(usize, Vec<usize>)> = order.chunks(spec.train.batch_size).enumerate().skip(st.step).map(|(s, rows)| (s, rows.to_vec())).collect();
+        let batches: Vec<(usize, Vec<usize>)> = order
+            .chunks(spec.train.batch_size)
+            .enumerate()
+            .skip(st.step)
+            .map(|(s, rows)| (s, rows.to_vec()))
+            .collect();
         let mut augment_rng = crate::rng::stream(spec.seed, "augment");
         augment_rng.set_word_pos(st.augment_pos);
         // The model and optimiser move into the consumer and come back with the epoch's outcome.
-        let (outcome, waited) = prefetch::run(train_set, batches, &transform, augment_rng, |batches| -> Result<(Network, ModuleOptimizer, bool), TrainError> {
-            let (mut model, mut optimizer) = (model, optimizer);
-            for batch in batches {
-                let idx = &batch.rows;
-                let mut inputs = batch.inputs;
-                if spec.train.input_noise > 0.0 {
-                    regularise::add_input_noise(&mut inputs, spec.train.input_noise, &mut regularise::stream(spec.seed, "input_noise", epoch, batch.step));
-                }
-                let x = Tensor::<2>::from_data(TensorData::new(inputs, [idx.len(), train_set.features()]), &ad);
-                let y = one_hot(train_set, idx, &ad);
-                let (logits, targets) = match &mixing {
-                    Some((alpha, layers)) => {
-                        let mixer = Mixer::new(&mix_rng.draw(*alpha, layers, idx.len()), &ad);
-                        (forward_train(&model, x, &mixer, spec, epoch, batch.step), mixer.targets(y))
+        let (outcome, waited) = prefetch::run(
+            train_set,
+            batches,
+            &transform,
+            augment_rng,
+            |batches| -> Result<(Network, ModuleOptimizer, bool), TrainError> {
+                let (mut model, mut optimizer) = (model, optimizer);
+                for batch in batches {
+                    let idx = &batch.rows;
+                    let mut inputs = batch.inputs;
+                    if spec.train.input_noise > 0.0 {
+                        regularise::add_input_noise(
+                            &mut inputs,
+                            spec.train.input_noise,
+                            &mut regularise::stream(spec.seed, "input_noise", epoch, batch.step),
+                        );
                     }
-                    None => (forward_train(&model, x, &NoMix, spec, epoch, batch.step), y),
-                };
-                let loss = loss::loss(spec.train.loss, logits, targets);
-                let value = f64::from(loss.clone().into_scalar::<f32>());
-                if !value.is_finite() {
-                    return Err(TrainError::Diverged { epoch: epoch + 1, step: batch.step + 1, loss: value });
+                    let x = Tensor::<2>::from_data(
+                        TensorData::new(inputs, [idx.len(), train_set.features()]),
+                        &ad,
+                    );
+                    let y = one_hot(train_set, idx, &ad);
+                    let (logits, targets) = match &mixing {
+                        Some((alpha, layers)) => {
+                            let mixer = Mixer::new(&mix_rng.draw(*alpha, layers, idx.len()), &ad);
+                            (
+                                forward_train(&model, x, &mixer, spec, epoch, batch.step),
+                                mixer.targets(y),
+                            )
+                        }
+                        None => (forward_train(&model, x, &NoMix, spec, epoch, batch.step), y),
+                    };
+                    let loss = loss::loss(spec.train.loss, logits, targets);
+                    let value = f64::from(loss.clone().into_scalar::<f32>());
+                    if !value.is_finite() {
+                        return Err(TrainError::Diverged {
+                            epoch: epoch + 1,
+                            step: batch.step + 1,
+                            loss: value,
+                        });
+                    }
+                    let grads = GradientsParams::from_grads(loss.backward(), &model);
+                    model = optimizer.step(lr, model, grads);
+                    st.loss_sum += value;
+                    st.batches += 1;
+                    st.examples += idx.len();
+                    st.step = batch.step + 1;
+                    st.augment_pos = batch.augment_pos;
+                    if control.stop.load(Ordering::Relaxed) {
+                        return Ok((model, optimizer, true));
+                    }
                 }
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optimizer.step(lr, model, grads);
-                st.loss_sum += value;
-                st.batches += 1;
-                st.examples += idx.len();
-                st.step = batch.step + 1;
-                st.augment_pos = batch.augment_pos;
-                if control.stop.load(Ordering::Relaxed) {
-                    return Ok((model, optimizer, true));
-                }
-            }
-            Ok((model, optimizer, false))
-        });
+                Ok((model, optimizer, false))
+            },
+        );
         st.data_wait += waited;
         st.train_time += epoch_start.elapsed().as_secs_f64();
         let stopped;
         (model, optimizer, stopped) = outcome?;
         if stopped {
             save(&mut st, &model, &optimizer, &mix_rng)?;
-            return Ok(Ended::Stopped { epoch: epoch + 1, step: st.step });
+            return Ok(Ended::Stopped {
+                epoch: epoch + 1,
+                step: st.step,
+            });
         }
         let done = epoch + 1;
         if done.is_multiple_of(spec.eval.every) || done == spec.train.epochs {
@@ -184,9 +264,16 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
             // The model the validation rule selects (the first epoch with the lowest error) is
             // kept for evaluation.
             if let (Some(dir), Some((v, _))) = (control.checkpoint_dir, val)
-                && st.history.iter().all(|m| m.val_error.is_none_or(|best| v < best))
+                && st
+                    .history
+                    .iter()
+                    .all(|m| m.val_error.is_none_or(|best| v < best))
             {
-                let bytes = model.clone().into_record().into_bytes().map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+                let bytes = model
+                    .clone()
+                    .into_record()
+                    .into_bytes()
+                    .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
                 checkpoint::save_best_on_validation(dir, &bytes)?;
             }
             st.history.push(EpochMetrics {
@@ -207,7 +294,8 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
         st.order_pos = order_rng.get_word_pos();
         st.loss_sum = 0.0;
         st.batches = 0;
-        let periodic = control.checkpoint_every > 0 && done.is_multiple_of(control.checkpoint_every);
+        let periodic =
+            control.checkpoint_every > 0 && done.is_multiple_of(control.checkpoint_every);
         if periodic || done == spec.train.epochs {
             save(&mut st, &model, &optimizer, &mix_rng)?;
         }
@@ -224,11 +312,27 @@ pub fn train(spec: &RunSpec, control: &Control, on_eval: &mut dyn FnMut(&[EpochM
 
 /// The training forward pass: `hook` (the mixing) at the mix points, behind dropout when the
 /// model has it.
-fn forward_train<H: crate::models::MixHook>(model: &Network, x: Tensor<2>, hook: &H, spec: &RunSpec, epoch: usize, step: usize) -> Tensor<2> {
+fn forward_train<H: crate::models::MixHook>(
+    model: &Network,
+    x: Tensor<2>,
+    hook: &H,
+    spec: &RunSpec,
+    epoch: usize,
+    step: usize,
+) -> Tensor<2> {
     match spec.model.dropout() {
         Some((p, spare)) => {
-            let rng = std::cell::RefCell::new(regularise::stream(spec.seed, "dropout", epoch, step));
-            model.forward(x, &regularise::Dropout { inner: hook, p, spare, rng })
+            let rng =
+                std::cell::RefCell::new(regularise::stream(spec.seed, "dropout", epoch, step));
+            model.forward(
+                x,
+                &regularise::Dropout {
+                    inner: hook,
+                    p,
+                    spare,
+                    rng,
+                },
+            )
         }
         None => model.forward(x, hook),
     }
@@ -250,8 +354,15 @@ pub fn evaluate(model: &Network, set: &Dataset, device: &Device) -> (f64, f64) {
     let mut nll = 0.0;
     let all: Vec<usize> = (0..set.len()).collect();
     for idx in all.chunks(1000) {
-        let x = Tensor::<2>::from_data(TensorData::new(set.gather(idx), [idx.len(), set.features()]), device);
-        let logits: Vec<f32> = model.forward(x, &NoMix).into_data().try_to_vec().unwrap_or_default();
+        let x = Tensor::<2>::from_data(
+            TensorData::new(set.gather(idx), [idx.len(), set.features()]),
+            device,
+        );
+        let logits: Vec<f32> = model
+            .forward(x, &NoMix)
+            .into_data()
+            .try_to_vec()
+            .unwrap_or_default();
         for (row, &i) in idx.iter().enumerate() {
             let z = &logits[row * set.classes..(row + 1) * set.classes];
             let (e, n) = error_and_nll(z, set.labels[i]);
@@ -265,9 +376,17 @@ pub fn evaluate(model: &Network, set: &Dataset, device: &Device) -> (f64, f64) {
 /// Whether the arg-max of `logits` misses `label` (ties count as a miss), and −log softmax.
 pub fn error_and_nll(logits: &[f32], label: usize) -> (bool, f64) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let log_sum = logits.iter().map(|&z| (z as f64 - max).exp()).sum::<f64>().ln() + max;
+    let log_sum = logits
+        .iter()
+        .map(|&z| (z as f64 - max).exp())
+        .sum::<f64>()
+        .ln()
+        + max;
     let correct = logits[label];
-    let wrong = logits.iter().enumerate().any(|(c, &z)| c != label && z >= correct);
+    let wrong = logits
+        .iter()
+        .enumerate()
+        .any(|(c, &z)| c != label && z >= correct);
     (wrong, log_sum - correct as f64)
 }
 

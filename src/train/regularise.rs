@@ -44,7 +44,15 @@ impl<H: MixHook> MixHook for Dropout<'_, H> {
         let n: usize = dims.iter().product();
         let keep = 1.0 - self.p;
         let mut rng = self.rng.borrow_mut();
-        let mask: Vec<f32> = (0..n).map(|_| if rng.random::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 }).collect();
+        let mask: Vec<f32> = (0..n)
+            .map(|_| {
+                if rng.random::<f64>() < keep {
+                    (1.0 / keep) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         let mask = Tensor::<1>::from_data(TensorData::new(mask, [n]), &h.device()).reshape(dims);
         self.inner.at(k, h * mask)
     }
@@ -60,12 +68,20 @@ mod tests {
         // 20,000 ones at p = 0.5: about half survive, each scaled to 2, so the mean stays ≈ 1;
         // the input (k = 0) and the spared layer pass through untouched.
         let device = Device::flex();
-        let hook = Dropout { inner: &NoMix, p: 0.5, spare: 4, rng: RefCell::new(crate::rng::stream(0, "test")) };
+        let hook = Dropout {
+            inner: &NoMix,
+            p: 0.5,
+            spare: 4,
+            rng: RefCell::new(crate::rng::stream(0, "test")),
+        };
         let ones = || Tensor::<2>::ones([100, 200], &device);
         let v: Vec<f32> = hook.at(1, ones()).into_data().try_to_vec().unwrap();
         let zeros = v.iter().filter(|&&x| x == 0.0).count() as f64 / v.len() as f64;
         let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
-        assert!((zeros - 0.5).abs() < 0.02 && (mean - 1.0).abs() < 0.04, "zeros {zeros}, mean {mean}");
+        assert!(
+            (zeros - 0.5).abs() < 0.02 && (mean - 1.0).abs() < 0.04,
+            "zeros {zeros}, mean {mean}"
+        );
         assert!(v.iter().all(|&x| x == 0.0 || x == 2.0));
         for k in [0, 4] {
             let same: Vec<f32> = hook.at(k, ones()).into_data().try_to_vec().unwrap();

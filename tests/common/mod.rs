@@ -26,7 +26,9 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Sandbox {
-        Sandbox { dir: mixsweep::testing::TempDir::new().unwrap() }
+        Sandbox {
+            dir: mixsweep::testing::TempDir::new().unwrap(),
+        }
     }
     pub fn path(&self) -> &Path {
         self.dir.path()
@@ -41,7 +43,10 @@ impl Sandbox {
     }
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
-        c.current_dir(self.path()).arg("--store").arg(self.store()).args(args);
+        c.current_dir(self.path())
+            .arg("--store")
+            .arg(self.store())
+            .args(args);
         c
     }
     pub fn run(&self, args: &[&str]) -> Output {
@@ -60,7 +65,11 @@ impl Sandbox {
 }
 
 pub fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 pub fn result(dir: &Path) -> serde_json::Value {
@@ -71,7 +80,6 @@ pub fn status(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&fs::read_to_string(dir.join("status.json")).unwrap()).unwrap()
 }
 
-
 /// After killing a sweep, its run process dies a moment later (the kernel sends it SIGKILL
 /// when its parent dies); wait until `status` shows no run as running.
 pub fn wait_until_nothing_runs(sb: &Sandbox, experiment_file: &str) {
@@ -81,7 +89,11 @@ pub fn wait_until_nothing_runs(sb: &Sandbox, experiment_file: &str) {
         if !text(&out).contains("running") {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "a run process outlived its sweep:\n{}", text(&out));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a run process outlived its sweep:\n{}",
+            text(&out)
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
