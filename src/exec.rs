@@ -3,8 +3,7 @@
 //! end, marks it done or failed, and lets go of the claim. Everything it writes is atomic.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::spec::RunSpec;
 use crate::spec::evaluate::EvalSettings;
@@ -30,9 +29,6 @@ pub enum ExecOutcome {
     EvaluationFailed(String),
 }
 
-/// The version of burn we build against (pinned exactly in Cargo.toml).
-pub const BURN_VERSION: &str = "0.22.1";
-
 /// Options of one run's process.
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
@@ -50,9 +46,6 @@ pub struct ExecOptions {
     pub simulate: Option<f64>,
 }
 
-/// The environment variable through which a sweep tells a run its slot (`cuda:1/0`).
-pub const SLOT_ENV: &str = "MIXSWEEP_SLOT";
-
 /// Runs (or resumes) the run in `run_dir`, then evaluates the trained model under
 /// `opts.evaluate`; a run already trained is only evaluated (where it lacks the evaluation).
 /// SIGINT and SIGTERM make training checkpoint at the next minibatch boundary and stop.
@@ -61,9 +54,16 @@ pub fn exec(run_dir: &Path, opts: &ExecOptions) -> Result<ExecOutcome, store::St
         path: run_dir.to_path_buf(),
         source,
     };
+    // The handlers come before anything is written: from here on a Ctrl-C is a stop request,
+    // never a death that the scheduler would have to read as a crash.
+    let stop = crate::signals::stop_flag().map_err(io)?;
     let Some(held) = claim::acquire(run_dir).map_err(io)? else {
         return Ok(ExecOutcome::ClaimedElsewhere);
     };
+    // Holding the claim, every temporary left here by another process is stale.
+    for dir in [run_dir.to_path_buf(), run_dir.join(RunFiles::CHECKPOINT)] {
+        atomic::remove_stale(&dir).map_err(io)?;
+    }
     if let Some(result) = store::read_result(run_dir)? {
         let outcome = if result.simulated {
             ExecOutcome::Done
@@ -73,26 +73,16 @@ pub fn exec(run_dir: &Path, opts: &ExecOptions) -> Result<ExecOutcome, store::St
         held.release();
         return Ok(outcome);
     }
-    let mut status = store::read_status(run_dir)?.unwrap_or_else(Status::pending);
-    status.state = State::Running;
-    status.attempts += 1;
-    status.failure = None;
-    status.host = Some(hostname());
-    status.pid = Some(std::process::id());
-    status.slot = std::env::var(SLOT_ENV).ok();
-    status.progress = None;
-    status.updated = now();
-    store::write_status(run_dir, &status)?;
-
-    let stop = stop_flag().map_err(io)?;
-    let outcome = run_claimed(run_dir, opts, &stop, &status);
-    let outcome = match outcome {
+    if stop.load(Ordering::Relaxed) {
+        // Stopped before the attempt began: nothing was changed, nothing is lost.
+        held.release();
+        return Ok(ExecOutcome::Interrupted { epoch: 0, step: 0 });
+    }
+    let status = store::begin_attempt(run_dir, std::env::var(crate::schedule::SLOT_ENV).ok())?;
+    let outcome = match run_claimed(run_dir, opts, &stop, &status) {
         Ok(Claimed::Done(result)) => {
             atomic::write_json(&run_dir.join(RunFiles::RESULT), &result).map_err(io)?;
-            status.state = State::Done;
-            status.progress = None;
-            status.updated = now();
-            store::write_status(run_dir, &status)?;
+            store::end_attempt(run_dir, &status, State::Done, None)?;
             if result.simulated {
                 ExecOutcome::Done
             } else {
@@ -100,21 +90,18 @@ pub fn exec(run_dir: &Path, opts: &ExecOptions) -> Result<ExecOutcome, store::St
             }
         }
         Ok(Claimed::Stopped { epoch, step }) => {
-            status.state = State::Interrupted;
             eprintln!(
                 "stopped on request at epoch {epoch}, minibatch {step}; checkpoint written, the next sweep resumes it"
             );
+            store::end_attempt(run_dir, &status, State::Interrupted, None)?;
             ExecOutcome::Interrupted { epoch, step }
         }
         Err(failure) => {
             eprintln!("run failed ({}): {}", failure.class, failure.reason);
-            status.state = State::Failed;
-            status.failure = Some(failure.clone());
+            store::end_attempt(run_dir, &status, State::Failed, Some(failure.clone()))?;
             ExecOutcome::Failed(failure)
         }
     };
-    status.updated = now();
-    store::write_status(run_dir, &status)?;
     held.release();
     Ok(outcome)
 }
@@ -154,17 +141,6 @@ pub fn device_name(device: DeviceChoice, threads: usize) -> String {
     }
 }
 
-/// A flag that SIGINT and SIGTERM set. A second signal, with the flag already set, ends the
-/// process at once (exit code 130): the usual double Ctrl-C.
-pub fn stop_flag() -> std::io::Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))?;
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
-    Ok(stop)
-}
-
 /// How training of a claimed run ended, short of a failure.
 enum Claimed {
     Done(Box<RunResult>),
@@ -199,6 +175,7 @@ fn progress_writer<'a>(
 /// result marked simulated.
 fn simulate(
     spec: &RunSpec,
+    (id, slug): (&str, &str),
     seconds_per_epoch: f64,
     stop: &AtomicBool,
     on_epoch: &dyn Fn(usize),
@@ -229,8 +206,8 @@ fn simulate(
         elapsed: started.elapsed().as_secs_f64(),
     };
     Ok(Claimed::Done(Box::new(RunResult {
-        id: store::run_id(spec),
-        slug: spec.slug(),
+        id: id.to_string(),
+        slug: slug.to_string(),
         final_metrics: m.clone(),
         best_on_test: m,
         best_on_validation: None,
@@ -259,7 +236,7 @@ fn provenance(
     Provenance {
         mixsweep_version: env!("CARGO_PKG_VERSION").to_string(),
         git_commit: env!("MIXSWEEP_GIT_COMMIT").to_string(),
-        burn_version: BURN_VERSION.to_string(),
+        burn_version: train::BURN_VERSION.to_string(),
         device,
         threads,
         host: hostname(),
@@ -286,7 +263,8 @@ fn run_claimed(
         .map_err(|e| bad_spec(format!("{}: {e}", spec_path.display())))?;
     let spec = RunSpec::from_yaml(&text, &spec_path.display().to_string())
         .map_err(|e| bad_spec(e.to_string()))?;
-    let id = store::run_id(&spec);
+    let id = store::run_id(&spec).map_err(|e| bad_spec(e.to_string()))?;
+    let slug = store::slug_of(run_dir);
     let dir_name = run_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -307,15 +285,15 @@ fn run_claimed(
         .unwrap_or_default();
     eprintln!(
         "run {} ({}){slot}: device {}, {} threads{visible}\n{}",
-        spec.slug(),
+        slug,
         &id[..12],
         opts.device,
         opts.threads,
-        spec.to_yaml()
+        text
     );
     let on_epoch = progress_writer(run_dir, status, spec.train.epochs);
     if let Some(seconds) = opts.simulate {
-        return simulate(&spec, seconds, stop, &on_epoch);
+        return simulate(&spec, (&id, &slug), seconds, stop, &on_epoch);
     }
     let metrics_path = run_dir.join(RunFiles::METRICS);
     let mut write_metrics =
@@ -359,7 +337,7 @@ fn run_claimed(
             class: FailureClass::BadData,
             reason: e.to_string(),
         },
-        TrainError::Io(_) | TrainError::Checkpoint(_) => Failure {
+        TrainError::Io(_) | TrainError::Checkpoint(_) | TrainError::DeviceRead(_) => Failure {
             class: FailureClass::Crashed,
             reason: e.to_string(),
         },
@@ -383,7 +361,7 @@ fn run_claimed(
     };
     Ok(Claimed::Done(Box::new(RunResult {
         id: id.clone(),
-        slug: spec.slug(),
+        slug,
         final_metrics,
         best_on_test: best,
         best_on_validation: outcome

@@ -12,6 +12,7 @@ pub mod models;
 pub mod report;
 pub mod rng;
 pub mod schedule;
+pub mod signals;
 pub mod slurm;
 pub mod spec;
 pub mod store;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::spec::Experiment;
-use crate::store::{self, RunState, Store, StoreError, atomic};
+use crate::store::{self, Next, Store, StoreError, atomic};
 
 /// How the array is asked for.
 #[derive(Debug, Clone)]
@@ -72,15 +72,7 @@ pub fn write_array(
     let planned = store.write_plan(exp)?;
     let mut runs = Vec::new();
     for run in &planned {
-        let state = store::run_state(&run.dir)?;
-        let todo = match state {
-            RunState::Pending | RunState::Interrupted => true,
-            RunState::Failed(_) => opts.rerun_failed,
-            RunState::Done => store::read_result(&run.dir)?
-                .is_some_and(|r| crate::eval::needed(&run.dir, &r, &exp.evaluate)),
-            RunState::Running(_) => false,
-        };
-        if todo {
+        if store::view(&run.dir, &exp.evaluate, opts.rerun_failed)?.next != Next::Nothing {
             runs.push(absolute(&run.dir));
         }
     }
@@ -183,7 +175,7 @@ pub fn script_text(
     let _ = writeln!(
         s,
         "export {}=\"slurm:${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}\"",
-        crate::exec::SLOT_ENV
+        crate::schedule::SLOT_ENV
     );
     let _ = writeln!(
         s,

@@ -95,6 +95,15 @@ base:
 
 /// Each bad input: exit code 2, a message with the file, line, key, value and what is allowed,
 /// and nothing written to the store.
+/// 1,000 distinct values (`base`, `base`·2, …) for a grid axis.
+fn thousand(base: &str) -> String {
+    let b: f64 = base.parse().unwrap();
+    (1..=1000)
+        .map(|i| format!("{}", b * i as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[test]
 fn bad_input_is_reported_precisely_and_writes_nothing() {
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
@@ -224,6 +233,47 @@ fn bad_input_is_reported_precisely_and_writes_nothing() {
             "no name",
             TINY.replace("name: tiny", "name: \"a b\""),
             vec!["e.yaml:1:", "`name`", "directory name"],
+        ),
+        (
+            "empty grid",
+            format!("{}grid: []\n", &TINY[..TINY.find("grid:").unwrap()]),
+            vec!["e.yaml:7:", "`grid` = []", "plans no runs"],
+        ),
+        (
+            "exclude with an unknown key",
+            format!("{TINY}exclude: [{{ methd: erm }}]\n"),
+            vec!["e.yaml:11:", "exclude[0].methd", "no run has this key"],
+        ),
+        (
+            "zip with an unknown key",
+            format!("{TINY}zip: [[alpah, lr]]\n"),
+            vec!["zip[0][0]", "alpah", "no grid block sets this key"],
+        ),
+        (
+            "a billion-point grid",
+            format!(
+                "{}grid:\n  - {{ method: [erm], train.lr: [{}], train.weight_decay: [{}], train.epochs: [{}] }}\n",
+                &TINY[..TINY.find("grid:").unwrap()],
+                thousand("0.001"),
+                thousand("0.0001"),
+                thousand("1")
+            ),
+            vec![
+                "2000000000 runs",
+                "2 seeds × 1000000000 grid points",
+                "train.lr 1000 × train.weight_decay 1000 × train.epochs 1000",
+                "max_runs = 100000",
+            ],
+        ),
+        (
+            "batch larger than the training set",
+            TINY.replace("batch_size: 32", "batch_size: 100"),
+            vec![
+                "e.yaml:5:",
+                "train.batch_size",
+                "= 100",
+                "64 training examples",
+            ],
         ),
     ];
     for (what, yaml, needles) in cases {
@@ -560,6 +610,16 @@ fn missing_data_stops_the_sweep_before_anything_is_written() {
                 "name: cifar10, dir: nowhere/cifar",
             ),
     );
+    // `plan` says so, without failing and without writing anything.
+    let out = sb.run(&["plan", "e.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("data `cifar10` is not usable here")
+            && err.contains("nowhere/cifar/data_batch_1.bin: not found"),
+        "{err}"
+    );
+    assert!(!sb.store().exists());
     let out = sb.run(&["sweep", "e.yaml"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
@@ -593,5 +653,124 @@ fn every_shipped_experiment_file_plans() {
             String::from_utf8_lossy(&out.stdout).contains("pending")
                 || String::from_utf8_lossy(&out.stdout).contains("done")
         );
+    }
+}
+
+#[test]
+fn a_store_path_that_is_a_file_is_bad_input() {
+    let sb = Sandbox::new();
+    sb.write("e.yaml", TINY);
+    fs::write(sb.store(), "not a directory").unwrap();
+    for cmd in ["plan", "sweep", "status"] {
+        let out = sb.run(&[cmd, "e.yaml"]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", text(&out));
+        assert!(
+            text(&out).contains("is a file, not a directory")
+                && text(&out).contains("--store takes a directory"),
+            "{}",
+            text(&out)
+        );
+    }
+    assert_eq!(fs::read_to_string(sb.store()).unwrap(), "not a directory");
+}
+
+#[test]
+fn a_huge_grid_is_refused_at_once_and_max_runs_raises_the_limit() {
+    let sb = Sandbox::new();
+    let head = &TINY[..TINY.find("grid:").unwrap()];
+    sb.write(
+        "e.yaml",
+        &format!(
+            "{head}grid:\n  - {{ method: [erm], train.lr: [{}], train.weight_decay: [{}], train.epochs: [{}] }}\n",
+            thousand("0.001"),
+            thousand("0.0001"),
+            thousand("1")
+        ),
+    );
+    let t = std::time::Instant::now();
+    let out = sb.run(&["plan", "e.yaml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // Counted, not expanded: before, this grew until the kernel killed it (~50 s, 24 GiB).
+    assert!(t.elapsed().as_secs() < 20, "{:?}", t.elapsed());
+    // A grid over the default limit plans when the file (or -o) raises it.
+    sb.write(
+        "mid.yaml",
+        &format!(
+            "{head}grid:\n  - {{ method: [erm], train.lr: [{}], train.epochs: [1, 2, 3] }}\n",
+            thousand("0.001")
+        ),
+    );
+    let out = sb.run(&["plan", "mid.yaml", "-o", "max_runs=6000"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("6000 runs: 6000 pending"),
+        "{}",
+        text(&out)
+    );
+    let out = sb.run(&["plan", "mid.yaml", "-o", "max_runs=5999"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn run_names_tell_the_runs_of_an_experiment_apart() {
+    // experiments/spirals.yaml has five ERM runs per seed that differ in weight decay, input
+    // noise, dropout or batch norm: before, all five were `erm-s0-<id>`.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "--store",
+            "/nonexistent-store",
+            "plan",
+            "experiments/spirals.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let slugs: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|s| s.ends_with("-s0"))
+        .collect();
+    assert_eq!(slugs.len(), 8, "{stdout}");
+    let mut distinct = slugs.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), slugs.len(), "{slugs:?}");
+    for want in [
+        "erm-wd1e-4-s0",
+        "erm-wd0-s0",
+        "erm-bn-wd0-s0",
+        "manifold_mixup-a2-L4-wd0-s0",
+    ] {
+        assert!(slugs.contains(&want), "{want} not in {slugs:?}");
+    }
+}
+
+#[test]
+fn a_claimed_run_loses_the_temporaries_a_kill_left_behind() {
+    let sb = Sandbox::new();
+    sb.write("e.yaml", &TINY.replace("seeds: [0, 1]", "seeds: [0]"));
+    let out = sb.run(&["sweep", "e.yaml", "--simulate", "0"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = sb.run_dirs("tiny").remove(0);
+    // What a kill between a write and its rename leaves behind.
+    let stale = [
+        dir.join(".status.json.tmp.999999"),
+        dir.join(".metrics.jsonl.tmp.4242"),
+    ];
+    for f in &stale {
+        fs::write(f, "{").unwrap();
+    }
+    let out = std::process::Command::new(BIN)
+        .arg("--store")
+        .arg(sb.store())
+        .args(["exec", "--simulate", "0"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    for f in &stale {
+        assert!(!f.exists(), "{} is still there", f.display());
     }
 }

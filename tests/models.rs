@@ -9,11 +9,13 @@
 //! burn also counts BatchNorm's running mean and variance, so we add 2 per BN channel.
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use mixsweep::models::Network;
-use mixsweep::spec::types::{LossKind, ModelSpec, OptimizerKind, ScheduleKind, TrainSpec};
-use mixsweep::train::mixing::{MixDraw, Mixer};
+use mixsweep::spec::types::{
+    Alpha, LayerSet, LossKind, ModelSpec, OptimizerKind, ScheduleKind, TrainSpec,
+};
+use mixsweep::train::mixing::MixStreams;
+use mixsweep::train::step::{Batch, StepConfig, one_hot, step};
 
 /// (parameters, BN running-stat buffers) of a PreActResNet.
 fn preact_counts(depth: usize, width: usize, c_in: usize, classes: usize) -> (usize, usize) {
@@ -161,7 +163,8 @@ fn sgd() -> TrainSpec {
     }
 }
 
-/// A few SGD steps with mixing at `layer`, on random images; returns the losses.
+/// A few SGD steps of the training loop's own step (`train::step`) with mixing at `layer`, on
+/// random images; returns the losses.
 fn train_steps(spec: &ModelSpec, shape: [usize; 3], layer: usize) -> Vec<f32> {
     let d = Device::flex().autodiff();
     let mut net = build(spec, shape, 5, &d);
@@ -171,28 +174,27 @@ fn train_steps(spec: &ModelSpec, shape: [usize; 3], layer: usize) -> Vec<f32> {
     let x: Vec<f32> = (0..n * features)
         .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
         .collect();
-    let mut y = vec![0f32; n * 5];
-    for i in 0..n {
-        y[i * 5 + i % 5] = 1.0;
-    }
-    let x = Tensor::<2>::from_data(TensorData::new(x, [n, features]), &d);
-    let y = Tensor::<2>::from_data(TensorData::new(y, [n, 5]), &d);
-    let mixer = Mixer::new(
-        &MixDraw {
-            layer,
-            lambda: 0.7,
-            partner: vec![1, 0, 3, 2],
-        },
-        &d,
-    );
+    let cfg = StepConfig {
+        seed: 0,
+        loss: LossKind::SoftCe,
+        input_noise: 0.0,
+        dropout: None,
+        mixing: Some((Alpha::new(1.0).unwrap(), LayerSet::new(vec![layer]))),
+    };
+    let mut streams = MixStreams::new(0);
     let mut losses = Vec::new();
-    for _ in 0..3 {
-        let logits = net.forward(x.clone(), &mixer);
-        assert_eq!(logits.dims(), [n, 5]);
-        let l = mixsweep::train::loss::loss(LossKind::SoftCe, logits, mixer.targets(y.clone()));
-        losses.push(l.clone().into_scalar::<f32>());
-        let grads = GradientsParams::from_grads(l.backward(), &net);
-        net = optim.step(0.05, net, grads);
+    for s in 0..3 {
+        let batch = Batch {
+            inputs: x.clone(),
+            features,
+            targets: one_hot((0..n).map(|i| i % 5), 5),
+            classes: 5,
+            epoch: 0,
+            step: s,
+        };
+        let stepped = step(net, &mut optim, batch, &cfg, &mut streams, 0.05, &d).unwrap();
+        losses.push(stepped.loss as f32);
+        net = stepped.model;
     }
     losses
 }

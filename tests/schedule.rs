@@ -59,7 +59,7 @@ fn done_events(ev: &[Event]) -> HashMap<String, usize> {
 }
 
 #[test]
-fn fake_devices_keep_their_slot_limits_are_all_used_and_finish_near_the_lower_bound() {
+fn fake_devices_keep_their_slot_limits_and_are_all_used() {
     let sb = Sandbox::new();
     sb.write("timed.yaml", TIMED);
     let out = sb.run(&[
@@ -99,21 +99,8 @@ fn fake_devices_keep_their_slot_limits_are_all_used_and_finish_near_the_lower_bo
             assert!(concurrent <= 2, "{concurrent} runs at once on {device}");
         }
     }
-    // Makespan against the lower bound max(longest run, total / slots), both from the measured
-    // durations (which include each child's start-up).
-    let total: f64 = spans.iter().map(|s| s.1 - s.0).sum();
-    let longest = spans.iter().map(|s| s.1 - s.0).fold(0.0, f64::max);
-    let bound = longest.max(total / 4.0);
-    let makespan = spans.iter().map(|s| s.1).fold(0.0, f64::max)
-        - spans.iter().map(|s| s.0).fold(f64::MAX, f64::min);
-    eprintln!(
-        "makespan {makespan:.2} s, lower bound {bound:.2} s, ratio {:.3}",
-        makespan / bound
-    );
-    assert!(
-        makespan <= 1.1 * bound,
-        "makespan {makespan:.2} s vs lower bound {bound:.2} s"
-    );
+    // How close the makespan comes to its lower bound is a timing, measured by `make bench`
+    // (reports/bench.md), not asserted here.
     // Each child was told its device: its slot, and the pretend GPU's CUDA_VISIBLE_DEVICES.
     for d in sb.run_dirs("timed") {
         let slot = status(&d)["slot"].as_str().unwrap().to_string();
@@ -377,4 +364,49 @@ fn ctrl_c_stops_every_child_at_a_checkpoint_and_the_next_sweep_resumes_them() {
             .iter()
             .all(|d| status(d)["state"] == "done")
     );
+}
+
+#[test]
+fn ctrl_c_at_any_moment_of_a_runs_start_leaves_it_resumable() {
+    // A Ctrl-C that reaches a child before it has installed its handlers kills it outright.
+    // Before, the child had already written `running`, and the scheduler then recorded the
+    // death as `failed: crashed`, which the next sweep skipped. Now the handlers come first,
+    // and a death by the stop's own signal is a stop. Ctrl-C at many moments of the start.
+    use std::os::unix::process::CommandExt;
+    for delay_ms in [0u64, 2, 5, 10, 20, 40, 80] {
+        let sb = Sandbox::new();
+        sb.write("timed.yaml", TIMED);
+        let sweep = sb
+            .cmd(&[
+                "sweep",
+                "timed.yaml",
+                "--devices",
+                "cpu:4",
+                "--simulate",
+                "0.1",
+            ])
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Once the plan is written the children are being started.
+        wait_for("the plan", || {
+            sb.store().join("timed").join("plan.jsonl").exists()
+        });
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        Command::new("kill")
+            .args(["-s", "INT", "--", &format!("-{}", sweep.id())])
+            .status()
+            .unwrap();
+        let out = sweep.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "after {delay_ms} ms");
+        let failed: Vec<String> = sb
+            .run_dirs("timed")
+            .iter()
+            .filter(|d| status(d)["state"] == "failed")
+            .map(|d| format!("{}: {}", d.display(), status(d)["failure"]))
+            .collect();
+        assert!(failed.is_empty(), "Ctrl-C after {delay_ms} ms: {failed:?}");
+    }
 }

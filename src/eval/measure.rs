@@ -9,7 +9,6 @@
 
 use std::path::Path;
 
-use burn::module::Module;
 use burn::prelude::*;
 use rand::RngExt;
 use rand::seq::SliceRandom;
@@ -19,19 +18,17 @@ use super::attacks::{Attack, InputSpace, attack};
 use super::calibration::expected_calibration_error;
 use super::deform::{self, Deformation};
 use super::flattening::flattening;
-use super::hidden::{Capture, Replace};
+use super::model::{BATCH, Model};
 use super::plane;
 use crate::data::{Dataset, Inputs};
-use crate::models::{MixHook, Network, NoMix};
+use crate::models::NoMix;
 use crate::spec::RunSpec;
 use crate::spec::evaluate::EvalSettings;
 use crate::store::records::{
     AttackScore, CleanScore, FlatteningScore, PerturbedScore, PlaneScore, Score,
 };
 use crate::train::error_and_nll;
-
-/// Examples per forward pass.
-const BATCH: usize = 500;
+use crate::train::host::floats;
 
 /// What one evaluation measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,91 +39,6 @@ pub struct Measured {
     pub perturbations: Vec<PerturbedScore>,
     pub flattening: Vec<FlatteningScore>,
     pub plane: Option<PlaneScore>,
-}
-
-/// The model in its two evaluation forms.
-pub struct Model {
-    /// On the inference device.
-    pub valid: Network,
-    /// Frozen, on the autodiff device (for input gradients).
-    pub frozen: Network,
-    pub device: Device,
-    pub ad: Device,
-}
-
-impl Model {
-    /// `trained` is on the autodiff device `ad`, whose inference device is `device`.
-    pub fn new(trained: Network, device: &Device, ad: &Device) -> Model {
-        Model {
-            valid: trained.valid(),
-            frozen: trained.freeze(),
-            device: device.clone(),
-            ad: ad.clone(),
-        }
-    }
-
-    /// Logits `[n, classes]` (row-major) of normalised inputs `x` (`[n, features]`), through
-    /// `hook`, in batches.
-    pub(super) fn logits<H: MixHook>(&self, x: &[f32], features: usize, hook: &H) -> Vec<f32> {
-        let mut out = Vec::new();
-        for chunk in x.chunks(BATCH * features) {
-            let t = Tensor::<2>::from_data(
-                TensorData::new(chunk.to_vec(), [chunk.len() / features, features]),
-                &self.device,
-            );
-            out.extend(
-                self.valid
-                    .forward(t, hook)
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .unwrap_or_default(),
-            );
-        }
-        out
-    }
-
-    /// Hidden states at mix point `layer` (`[n, dim]`, row-major) and `dim`.
-    pub(super) fn hidden(&self, x: &[f32], features: usize, layer: usize) -> (Vec<f32>, usize) {
-        let (mut out, mut dim) = (Vec::new(), 0);
-        for chunk in x.chunks(BATCH * features) {
-            let t = Tensor::<2>::from_data(
-                TensorData::new(chunk.to_vec(), [chunk.len() / features, features]),
-                &self.device,
-            );
-            let capture = Capture::new(layer);
-            let _ = self.valid.forward(t, &capture);
-            if let Some(h) = capture.take() {
-                dim = h.dims()[1];
-                out.extend(h.into_data().try_to_vec::<f32>().unwrap_or_default());
-            }
-        }
-        (out, dim)
-    }
-
-    /// Logits of hidden states `h` (`[n, dim]`) put in at mix point `layer`.
-    pub(super) fn logits_from(
-        &self,
-        h: &[f32],
-        dim: usize,
-        layer: usize,
-        input_features: usize,
-    ) -> Vec<f32> {
-        let mut out = Vec::new();
-        for chunk in h.chunks(BATCH * dim) {
-            let n = chunk.len() / dim;
-            let with =
-                Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [n, dim]), &self.device);
-            let dummy = Tensor::<2>::zeros([n, input_features], &self.device);
-            out.extend(
-                self.valid
-                    .forward(dummy, &Replace { layer, with })
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .unwrap_or_default(),
-            );
-        }
-        out
-    }
 }
 
 /// Error and NLL of `logits` against `labels`, with each prediction's (confidence, correct).
@@ -150,24 +62,6 @@ pub fn score(logits: &[f32], labels: &[usize], classes: usize) -> (Score, Vec<(f
         },
         predictions,
     )
-}
-
-/// Mean predictive entropy (nats) of rows of logits.
-pub fn mean_entropy(logits: &[f32], classes: usize) -> f64 {
-    let rows = logits.chunks(classes);
-    let n = rows.len().max(1) as f64;
-    rows.map(|z| {
-        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let e: Vec<f64> = z.iter().map(|&v| (v as f64 - max).exp()).collect();
-        let sum: f64 = e.iter().sum();
-        -e.iter()
-            .map(|&v| v / sum)
-            .filter(|&p| p > 0.0)
-            .map(|p| p * p.ln())
-            .sum::<f64>()
-    })
-    .sum::<f64>()
-        / n
 }
 
 /// The test rows the robustness and representation measures use: all of them in order, or the
@@ -196,7 +90,7 @@ pub fn measure(
     let (f, classes) = (test.features(), test.classes);
     let all: Vec<usize> = (0..test.len()).collect();
     let (clean, predictions) = score(
-        &model.logits(&test.gather(&all), f, &NoMix),
+        &model.logits(&test.gather(&all), f, &NoMix)?,
         &test.labels,
         classes,
     );
@@ -208,7 +102,7 @@ pub fn measure(
     let rows = subset(test.len(), settings);
     let labels: Vec<usize> = rows.iter().map(|&i| test.labels[i]).collect();
     let x = test.gather(&rows);
-    let (subset_score, _) = score(&model.logits(&x, f, &NoMix), &labels, classes);
+    let (subset_score, _) = score(&model.logits(&x, f, &NoMix)?, &labels, classes);
 
     let mut attacks = Vec::new();
     let space = match (&test.inputs, test.shape.as_slice()) {
@@ -244,14 +138,7 @@ pub fn measure(
             let forward = |x: Tensor<2>| model.frozen.forward(x, &NoMix);
             let adv = attack(forward, t, chunk_labels, classes, &space, &a, start)
                 .ok_or_else(|| std::io::Error::other("the attack found no input gradient"))?;
-            logits.extend(
-                model
-                    .frozen
-                    .forward(adv, &NoMix)
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .unwrap_or_default(),
-            );
+            logits.extend(floats(model.frozen.forward(adv, &NoMix))?);
         }
         let (score, _) = score(&logits, &labels, classes);
         attacks.push(AttackScore {
@@ -279,7 +166,7 @@ pub fn measure(
                 "shear" => Deformation::Shear(rng.random_range(-amount..=amount)),
                 _ => Deformation::Zoom(amount / 100.0),
             });
-            let (score, _) = score(&model.logits(&deformed, f, &NoMix), &labels, classes);
+            let (score, _) = score(&model.logits(&deformed, f, &NoMix)?, &labels, classes);
             perturbations.push(PerturbedScore {
                 perturbation: name.to_string(),
                 amount,
@@ -294,7 +181,7 @@ pub fn measure(
             sigma,
             &mut crate::rng::stream(settings.seed, &format!("evaluate/noise/{sigma}")),
         );
-        let (score, _) = score(&model.logits(&noisy, f, &NoMix), &labels, classes);
+        let (score, _) = score(&model.logits(&noisy, f, &NoMix)?, &labels, classes);
         perturbations.push(PerturbedScore {
             perturbation: "noise".into(),
             amount: sigma,
@@ -304,7 +191,7 @@ pub fn measure(
 
     let mut flat = Vec::new();
     for &layer in &settings.flattening {
-        let (h, dim) = model.hidden(&x, f, layer);
+        let (h, dim) = model.hidden(&x, f, layer)?;
         let m = flattening(&h, dim, &labels, classes);
         flat.push(FlatteningScore {
             layer,
@@ -409,7 +296,7 @@ mod tests {
             width: 2,
             stem_stride: 1,
         };
-        let mut net = Network::new(
+        let mut net = crate::models::Network::new(
             &spec,
             &[1, 8, 8],
             3,
@@ -432,7 +319,7 @@ mod tests {
         }
         let model = Model::new(net, &Device::flex(), &ad);
         let before = model.frozen.clone().into_record().into_bytes().unwrap();
-        let clean = model.logits(&x, 64, &NoMix);
+        let clean = model.logits(&x, 64, &NoMix).unwrap();
         // The frozen network on the autodiff device predicts as the inference one: BatchNorm
         // uses its running statistics there too.
         let frozen = values(model.frozen.forward(
@@ -481,7 +368,7 @@ mod tests {
     #[test]
     fn entropy_and_confidence_by_hand() {
         // Equal logits over 4 classes: entropy ln 4, confidence 1/4 (and a tie counts as wrong).
-        assert!((mean_entropy(&[0.0; 8], 4) - 4f64.ln()).abs() < 1e-12);
+        assert!((super::super::model::mean_entropy(&[0.0; 8], 4) - 4f64.ln()).abs() < 1e-12);
         let (s, p) = score(&[0.0, 0.0, 0.0, 0.0], &[1], 4);
         assert_eq!((s.error, p[0]), (1.0, (0.25, false)));
     }

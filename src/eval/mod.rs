@@ -10,6 +10,7 @@ pub mod deform;
 pub mod flattening;
 pub mod hidden;
 pub mod measure;
+pub mod model;
 pub mod plane;
 
 use std::path::{Path, PathBuf};
@@ -24,10 +25,6 @@ use crate::spec::evaluate::EvalSettings;
 use crate::store::records::{EvaluatedModel, Evaluation, RunResult};
 use crate::store::{self, RunFiles, StoreError, atomic};
 use crate::train::checkpoint;
-
-/// The experiment's evaluation settings, kept beside its run directories by `sweep`, so that
-/// `exec` and `eval` of a single run directory know them.
-pub const SETTINGS_FILE: &str = "evaluate.json";
 
 /// Why an evaluation could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -51,43 +48,6 @@ pub enum EvalError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// The settings stored beside `run_dir` (in its experiment directory), if any.
-pub fn settings_beside(run_dir: &Path) -> Result<Option<EvalSettings>, StoreError> {
-    match run_dir.parent() {
-        Some(dir) => store::read_json(&dir.join(SETTINGS_FILE)),
-        None => Ok(None),
-    }
-}
-
-/// The models of a finished run that have no evaluation under `settings` yet: the final model,
-/// and the model selected on validation when the run kept one.
-pub fn missing(run_dir: &Path, result: &RunResult, settings: &EvalSettings) -> Vec<EvaluatedModel> {
-    let id = settings.id();
-    models(run_dir, result)
-        .into_iter()
-        .filter(|&m| result.evaluation(&id, m).is_none())
-        .collect()
-}
-
-/// Whether a finished run still lacks an evaluation under `settings` (a simulated run has no
-/// model to evaluate).
-pub fn needed(run_dir: &Path, result: &RunResult, settings: &EvalSettings) -> bool {
-    !result.simulated && !missing(run_dir, result, settings).is_empty()
-}
-
-fn models(run_dir: &Path, result: &RunResult) -> Vec<EvaluatedModel> {
-    let mut out = vec![EvaluatedModel::Final];
-    if result.best_on_validation.is_some()
-        && run_dir
-            .join(RunFiles::CHECKPOINT)
-            .join(checkpoint::BEST_ON_VALIDATION)
-            .exists()
-    {
-        out.push(EvaluatedModel::BestOnValidation);
-    }
-    out
 }
 
 /// Evaluates the finished run in `run_dir` under `settings` on `device` (an inference device),
@@ -135,20 +95,20 @@ pub fn evaluate_run(
         });
     };
     let todo = if again {
-        models(run_dir, &result)
+        store::evaluated_models(run_dir, &result)
     } else {
-        missing(run_dir, &result, settings)
+        store::missing_evaluations(run_dir, &result, settings)?
     };
     if todo.is_empty() {
         return Ok(0);
     }
     let splits = crate::data::load(&spec.data)?;
     let ad = device.clone().autodiff();
-    let id = settings.id();
+    let id = settings.id().map_err(StoreError::from)?;
     for &which in &todo {
         let started = Instant::now();
         let (network, epoch) = load(&spec, run_dir, which, &result, &splits.train, &ad)?;
-        let model = measure::Model::new(network, device, &ad);
+        let model = model::Model::new(network, device, &ad);
         let out_dir = run_dir.join("evaluate").join(format!("{id}-{which}"));
         let io = |source| EvalError::Io {
             path: out_dir.clone(),
@@ -221,7 +181,7 @@ fn load(
             (bytes, state.epoch)
         }
         EvaluatedModel::BestOnValidation => {
-            let path = dir.join(checkpoint::BEST_ON_VALIDATION);
+            let path = dir.join(RunFiles::BEST_ON_VALIDATION);
             let bytes = std::fs::read(&path).map_err(|e| bad(&path, e.to_string()))?;
             (
                 bytes,

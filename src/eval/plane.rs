@@ -11,40 +11,14 @@
 use std::path::Path;
 
 use rand::RngExt;
-use serde::{Deserialize, Serialize};
 
-use super::measure::{Model, mean_entropy};
+use super::model::{Model, mean_entropy};
 use crate::data::{Dataset, Inputs};
 use crate::models::NoMix;
 use crate::spec::evaluate::PlaneSettings;
 use crate::store::atomic;
-use crate::store::records::PlaneScore;
-
-/// The file written beside the run (`plane.json`).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PlaneMaps {
-    /// The bottleneck's mix point.
-    pub layer: usize,
-    pub classes: usize,
-    /// Grid points per side; grids are row-major with x varying fastest.
-    pub grid: usize,
-    /// [x_min, x_max, y_min, y_max] of the input plane and of the hidden plane.
-    pub input_box: [f64; 4],
-    pub hidden_box: [f64; 4],
-    /// Class probabilities at each input-grid point, `[grid², classes]` row-major.
-    pub input_probs: Vec<f32>,
-    /// The same over the hidden grid, the network run from the bottleneck on.
-    pub hidden_probs: Vec<f32>,
-    /// Training points `[n, 2]`, their labels, and their bottleneck states `[n, 2]`.
-    pub train_points: Vec<f32>,
-    pub train_labels: Vec<usize>,
-    pub train_hidden: Vec<f32>,
-    /// Points drawn uniformly over the input plane `[m, 2]` and their bottleneck states.
-    pub uniform_points: Vec<f32>,
-    pub uniform_hidden: Vec<f32>,
-    pub entropy_input: f64,
-    pub entropy_hidden: f64,
-}
+use crate::store::records::{PlaneMaps, PlaneScore};
+use crate::train::host::DeviceRead;
 
 /// Measures the planes and writes `plane.json` into `out_dir`.
 #[allow(clippy::too_many_arguments)]
@@ -69,22 +43,22 @@ pub fn measure(
         .copied()
         .collect();
     let input_box = bounding_box(&both);
-    let input_probs = probabilities(&model.logits_of(&grid(input_box, p.grid)), train.classes);
+    let input_probs = probabilities(&model.logits_of(&grid(input_box, p.grid))?, train.classes);
 
     let mut rng = crate::rng::stream(seed, "evaluate/plane/input");
     let uniform_points = uniform(input_box, p.points, &mut rng);
-    let entropy_input = mean_entropy(&model.logits_of(&uniform_points), train.classes);
-    let (uniform_hidden, _) = model.hidden_of(&uniform_points, layer);
-    let (train_hidden, _) = model.hidden_of(&train_points, layer);
+    let entropy_input = mean_entropy(&model.logits_of(&uniform_points)?, train.classes);
+    let (uniform_hidden, _) = model.hidden_of(&uniform_points, layer)?;
+    let (train_hidden, _) = model.hidden_of(&train_points, layer)?;
 
     let hidden_box = bounding_box(&train_hidden);
     let hidden_probs = probabilities(
-        &model.logits_from_hidden(&grid(hidden_box, p.grid), layer),
+        &model.logits_from_hidden(&grid(hidden_box, p.grid), layer)?,
         train.classes,
     );
     let mut rng = crate::rng::stream(seed, "evaluate/plane/hidden");
     let entropy_hidden = mean_entropy(
-        &model.logits_from_hidden(&uniform(hidden_box, p.points, &mut rng), layer),
+        &model.logits_from_hidden(&uniform(hidden_box, p.points, &mut rng), layer)?,
         train.classes,
     );
 
@@ -121,13 +95,13 @@ pub fn measure(
 }
 
 impl Model {
-    fn logits_of(&self, x: &[f32]) -> Vec<f32> {
+    fn logits_of(&self, x: &[f32]) -> Result<Vec<f32>, DeviceRead> {
         self.logits(x, 2, &NoMix)
     }
-    fn hidden_of(&self, x: &[f32], layer: usize) -> (Vec<f32>, usize) {
+    fn hidden_of(&self, x: &[f32], layer: usize) -> Result<(Vec<f32>, usize), DeviceRead> {
         self.hidden(x, 2, layer)
     }
-    fn logits_from_hidden(&self, h: &[f32], layer: usize) -> Vec<f32> {
+    fn logits_from_hidden(&self, h: &[f32], layer: usize) -> Result<Vec<f32>, DeviceRead> {
         self.logits_from(h, 2, layer, 2)
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Once;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::eval::plane::PlaneMaps;
+use crate::store::records::PlaneMaps;
 
 const FONT: &str = "sans-serif";
 

@@ -14,12 +14,13 @@ use crate::spec::evaluate::EvalSettings;
 /// The runs as a DataFrame (columns in a fixed order: dir, seed, state, spec keys sorted, then
 /// metrics sorted).
 pub fn frame(rows: &[Row], settings: &EvalSettings) -> Result<DataFrame, ReportError> {
+    let settings_id = settings.id().map_err(crate::store::StoreError::from)?;
     let values: Vec<BTreeMap<String, f64>> = rows
         .iter()
         .map(|r| {
             r.result
                 .as_ref()
-                .map(|res| metrics::values(res, settings, Selection::Final))
+                .map(|res| metrics::values(res, &settings_id, Selection::Final))
                 .unwrap_or_default()
         })
         .collect();

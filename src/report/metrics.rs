@@ -185,7 +185,7 @@ pub fn normalise(name: &str) -> String {
 /// model, or the one selected on validation; none for best-on-test, whose model is not kept.
 pub fn values(
     result: &RunResult,
-    settings: &EvalSettings,
+    settings_id: &str,
     selection: Selection,
 ) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
@@ -202,7 +202,7 @@ pub fn values(
         out.insert("test_nll".into(), m.test_nll);
         out.insert("train_loss".into(), m.train_loss);
     }
-    let Some(e) = model.and_then(|model| result.evaluation(&settings.id(), model)) else {
+    let Some(e) = model.and_then(|model| result.evaluation(settings_id, model)) else {
         return out;
     };
     out.insert("clean_error".into(), e.clean.score.error);

@@ -109,7 +109,7 @@ pub fn write_report(
 
 fn collect(exp: &Experiment, store: &Store) -> Result<Vec<Row>, ReportError> {
     let mut rows = Vec::new();
-    for run in store.planned(exp) {
+    for run in store.planned(exp)? {
         let mut keys = BTreeMap::new();
         if let Ok(json) = serde_json::to_value(&run.spec) {
             flatten("", &json, &mut keys);
@@ -122,19 +122,13 @@ fn collect(exp: &Experiment, store: &Store) -> Result<Vec<Row>, ReportError> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         );
-        let state = if run.dir.exists() {
-            store::run_state(&run.dir)?
-        } else {
-            RunState::Pending
+        // A scheduler test double trained nothing: the view leaves its result out.
+        let view = store::view(&run.dir, &exp.evaluate, false)?;
+        let (state, result) = (view.state, view.result);
+        let history = match result {
+            Some(_) => read_history(&run.dir.join(RunFiles::METRICS)),
+            None => Vec::new(),
         };
-        let (mut result, mut history) = (None, Vec::new());
-        if state == RunState::Done {
-            // A scheduler test double trained nothing: it has no metrics to show.
-            result = store::read_result(&run.dir)?.filter(|r| !r.simulated);
-            if result.is_some() {
-                history = read_history(&run.dir.join(RunFiles::METRICS));
-            }
-        }
         rows.push(Row {
             keys,
             seed: run.spec.seed,
@@ -342,12 +336,13 @@ fn render_table(
         t.rows.clone()
     };
     let keys: Vec<String> = row_keys.iter().chain(&t.columns).cloned().collect();
+    let settings_id = exp.evaluate.id().map_err(StoreError::from)?;
     let values: Vec<BTreeMap<String, f64>> = rows
         .iter()
         .map(|r| {
             r.result
                 .as_ref()
-                .map(|res| metrics::values(res, &exp.evaluate, t.selection))
+                .map(|res| metrics::values(res, &settings_id, t.selection))
                 .unwrap_or_default()
         })
         .collect();
@@ -392,8 +387,7 @@ fn render_table(
         let _ = writeln!(
             md,
             "Evaluated on the {model} under evaluation settings `{}`: robustness and representation measures on {on} (clean error, NLL and ECE on the whole test set); {units}; draws seeded by `evaluate.seed` = {}.",
-            e.id(),
-            e.seed
+            settings_id, e.seed
         );
     }
     if paper_shown {
@@ -512,7 +506,7 @@ fn draw_figures(
         )?;
         out.push(("curves.png".into(), "Learning curves: test error and NLL at each evaluated epoch, the mean over seeds, the band spanning the seeds.".into()));
     }
-    let id = exp.evaluate.id();
+    let id = exp.evaluate.id().map_err(StoreError::from)?;
     let mut planes = Vec::new();
     for (l, rs) in &groups {
         // The first seed's maps of each group.
@@ -522,7 +516,7 @@ fn draw_figures(
                 .as_ref()?
                 .evaluation(&id, crate::store::records::EvaluatedModel::Final)?;
             let text = std::fs::read_to_string(r.dir.join(&e.plane.as_ref()?.file)).ok()?;
-            serde_json::from_str::<crate::eval::plane::PlaneMaps>(&text)
+            serde_json::from_str::<crate::store::records::PlaneMaps>(&text)
                 .ok()
                 .map(|m| (r.seed, m))
         });

@@ -46,15 +46,78 @@ pub fn seconds_per_run(dir: &Path, n: usize, devices: &str) -> std::io::Result<f
     Ok(seconds / n as f64)
 }
 
+/// Sixteen simulated runs of 0.1 s per epoch, 0.5 to 3 s each (25 s in all), on two pretend
+/// GPUs with two slots each: the makespan against its lower bound max(longest run, total /
+/// slots), both from the start and end times in schedule.jsonl (child start-up included).
+pub fn makespan_ratio(dir: &Path) -> std::io::Result<(f64, f64)> {
+    let file = dir.join("timed.yaml");
+    std::fs::write(
+        &file,
+        "name: timed\nbase:\n  data: { name: spirals, n_train: 64, n_test: 64 }\n  model: { name: spiral_mlp, width: 8 }\n  train: { epochs: 10, batch_size: 32 }\nseeds: [0, 1]\ngrid:\n  - { method: [erm], train.epochs: [30, 25, 20, 15, 12, 10, 6, 5] }\n",
+    )?;
+    let store = dir.join("runs-timed");
+    let out = Command::new(std::env::current_exe()?)
+        .arg("--store")
+        .arg(&store)
+        .args([
+            "sweep",
+            "--devices",
+            "fake:2",
+            "--slots-per-device",
+            "2",
+            "--simulate",
+            "0.1",
+        ])
+        .arg(&file)
+        .output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    let log = std::fs::read_to_string(store.join("timed").join("schedule.jsonl"))?;
+    let mut starts = std::collections::HashMap::new();
+    let mut spans = Vec::new();
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(std::io::Error::other)?;
+        let (run, t) = (v["run"].to_string(), v["t"].as_f64().unwrap_or(0.0));
+        match v["event"].as_str() {
+            Some("start") => {
+                starts.insert(run, t);
+            }
+            _ => {
+                if let Some(t0) = starts.remove(&run) {
+                    spans.push((t0, t));
+                }
+            }
+        }
+    }
+    let total: f64 = spans.iter().map(|s| s.1 - s.0).sum();
+    let longest = spans.iter().map(|s| s.1 - s.0).fold(0.0, f64::max);
+    let bound = longest.max(total / 4.0);
+    let makespan = spans.iter().map(|s| s.1).fold(0.0, f64::max)
+        - spans.iter().map(|s| s.0).fold(f64::MAX, f64::min);
+    Ok((makespan, bound))
+}
+
+/// Why the planning measurement could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
 /// Seconds to expand and validate a grid of `points` runs, and to hash them into run ids;
 /// and how many runs the grid had.
-pub fn plan_seconds(points: usize) -> Result<(f64, f64, usize), crate::spec::SpecError> {
+pub fn plan_seconds(points: usize) -> Result<(f64, f64, usize), PlanError> {
     let seeds = 100.min(points);
     let lrs: Vec<String> = (0..points / seeds)
         .map(|i| format!("{:e}", 1e-4 * (1.0 + i as f64)))
         .collect();
     let text = format!(
-        "name: big\nbase:\n  data: {{ name: spirals }}\n  model: {{ name: spiral_mlp }}\nseeds: [{}]\ngrid:\n  - {{ method: [manifold_mixup], alpha: [2.0], layers: [[4]], train.lr: [{}] }}\n",
+        "name: big\nmax_runs: {points}\nbase:\n  data: {{ name: spirals }}\n  model: {{ name: spiral_mlp }}\nseeds: [{}]\ngrid:\n  - {{ method: [manifold_mixup], alpha: [2.0], layers: [[4]], train.lr: [{}] }}\n",
         (0..seeds)
             .map(|s| s.to_string())
             .collect::<Vec<_>>()
@@ -65,7 +128,7 @@ pub fn plan_seconds(points: usize) -> Result<(f64, f64, usize), crate::spec::Spe
     let exp = crate::spec::parse(&text, Path::new("big.yaml"), &[])?;
     let expand = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let planned = Store::new("unused").planned(&exp);
+    let planned = Store::new("unused").planned(&exp)?;
     let hash = t.elapsed().as_secs_f64();
     Ok((expand, hash, planned.len()))
 }
@@ -113,6 +176,18 @@ pub fn section(dir: &Path, runs: usize, points: usize) -> String {
         }
         Err(e) => {
             let _ = writeln!(out, "| expanding a grid of {points} points | failed: {e} |");
+        }
+    }
+    match makespan_ratio(dir) {
+        Ok((makespan, bound)) => {
+            let _ = writeln!(
+                out,
+                "| makespan of 16 simulated runs (0.5–3 s, 25 s in all) on `--devices fake:2 --slots-per-device 2`, against its lower bound max(longest, total / 4) | {makespan:.2} s vs {bound:.2} s: ratio {:.3} |",
+                makespan / bound
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(out, "| makespan of 16 simulated runs | failed: {e} |");
         }
     }
     let _ = writeln!(

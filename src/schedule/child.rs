@@ -1,6 +1,8 @@
-//! One run's child process: started as `mixsweep exec <dir>` on a slot, with its output in the
+//! One run's attempt as the pool sees it (`Attempt`, started by a `Launcher`), and the real
+//! one: a child process started as `mixsweep exec <dir>` on a slot, with its output in the
 //! run's next attempt log; killed with the scheduler (PDEATHSIG); and, when it has ended, its
-//! outcome read back from the run directory and classified.
+//! outcome read back from the run directory and classified. The pool's tests put a fake
+//! behind the same traits.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -8,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 use super::devices::Slot;
-use crate::store::records::{Failure, FailureClass, State};
-use crate::store::{self, RunState, StoreError};
+use crate::store::records::{Failure, FailureClass};
+use crate::store::{self, PlannedRun, RunState, StoreError, claim};
 
 /// Exit code of `mixsweep exec` when another live process holds the run's claim.
 pub const EXIT_CLAIMED_ELSEWHERE: i32 = 3;
@@ -25,8 +27,91 @@ pub struct ChildArgs {
     pub store: Option<PathBuf>,
 }
 
+/// A started attempt of one run.
+pub trait Attempt {
+    /// How it ended, once it has; `None` while it runs.
+    fn poll(&mut self) -> Result<Option<Ended>, StoreError>;
+    /// Asks it to checkpoint and stop, saying why (the outcome is classified by it).
+    fn terminate(&mut self, why: Terminated);
+}
+
+/// Starts attempts on slots.
+pub trait Launcher {
+    /// Starts `run` on `slot`; `evaluate_only` when it is trained and only lacks its evaluation.
+    fn launch(
+        &mut self,
+        run: &PlannedRun,
+        slot: &Slot,
+        evaluate_only: bool,
+    ) -> Result<Box<dyn Attempt>, StoreError>;
+}
+
+/// Launches `mixsweep exec` child processes.
+pub struct Processes {
+    pub args: ChildArgs,
+}
+
+impl Launcher for Processes {
+    fn launch(
+        &mut self,
+        run: &PlannedRun,
+        slot: &Slot,
+        evaluate_only: bool,
+    ) -> Result<Box<dyn Attempt>, StoreError> {
+        let attempts_before = attempts(&run.dir)?;
+        let child = spawn(&run.dir, slot, &self.args)?;
+        Ok(Box::new(Process {
+            child,
+            dir: run.dir.clone(),
+            evaluate_only,
+            attempts_before,
+            terminated: None,
+        }))
+    }
+}
+
+/// A `mixsweep exec` child.
+struct Process {
+    child: Child,
+    dir: PathBuf,
+    evaluate_only: bool,
+    /// The run's attempts when the child started: a child that ends with the run done but
+    /// the count unchanged found it done by another scheduler.
+    attempts_before: u32,
+    terminated: Option<Terminated>,
+}
+
+impl Attempt for Process {
+    fn poll(&mut self) -> Result<Option<Ended>, StoreError> {
+        let exited = self.child.try_wait().map_err(|source| StoreError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let Some(exit) = exited else { return Ok(None) };
+        let mut ended = settle(&self.dir, exit, self.terminated)?;
+        if ended == Ended::Done
+            && !self.evaluate_only
+            && attempts(&self.dir)? == self.attempts_before
+        {
+            ended = Ended::ClaimedElsewhere;
+        }
+        Ok(Some(ended))
+    }
+
+    fn terminate(&mut self, why: Terminated) {
+        // The first reason sticks: a run stopped at its time limit stays a timeout.
+        self.terminated.get_or_insert(why);
+        terminate(&self.child);
+    }
+}
+
+/// How many times a process has started the run.
+fn attempts(dir: &Path) -> Result<u32, StoreError> {
+    Ok(store::read_status(dir)?.map(|s| s.attempts).unwrap_or(0))
+}
+
 /// Starts `mixsweep exec <dir>` on `slot`.
-pub fn spawn(dir: &Path, slot: &Slot, args: &ChildArgs) -> Result<Child, StoreError> {
+fn spawn(dir: &Path, slot: &Slot, args: &ChildArgs) -> Result<Child, StoreError> {
     let io = |source| StoreError::Io {
         path: dir.to_path_buf(),
         source,
@@ -49,7 +134,7 @@ pub fn spawn(dir: &Path, slot: &Slot, args: &ChildArgs) -> Result<Child, StoreEr
         cmd.arg("--simulate").arg(s.to_string());
     }
     cmd.envs(slot.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    cmd.env(crate::exec::SLOT_ENV, &slot.label);
+    cmd.env(super::SLOT_ENV, &slot.label);
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io)?)
         .stderr(log);
@@ -58,7 +143,7 @@ pub fn spawn(dir: &Path, slot: &Slot, args: &ChildArgs) -> Result<Child, StoreEr
 }
 
 /// Sends SIGTERM to a child: it checkpoints at the next minibatch and exits 130.
-pub fn terminate(child: &Child) {
+fn terminate(child: &Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe {
@@ -115,34 +200,71 @@ pub enum Ended {
 }
 
 /// Reads the outcome of the run in `dir` after its child exited with `exit`, classifies it, and
-/// records a failure the child could not record itself (a signal, a panic, an abort).
+/// records a failure the child could not record itself (a signal, a panic, an abort) — under
+/// the run's claim, so that the status of a run another live process holds is never
+/// overwritten (`ClaimedElsewhere` then).
 pub fn settle(
     dir: &Path,
     exit: ExitStatus,
     terminated: Option<Terminated>,
 ) -> Result<Ended, StoreError> {
+    use std::os::unix::process::ExitStatusExt;
     if exit.code() == Some(EXIT_CLAIMED_ELSEWHERE) {
         return Ok(Ended::ClaimedElsewhere);
     }
+    let stop_signal = matches!(exit.signal(), Some(libc::SIGINT | libc::SIGTERM));
     let state = store::run_state(dir)?;
     let failure = match (state, exit.code(), terminated) {
         (RunState::Done, Some(0), _) => return Ok(Ended::Done),
-        (RunState::Done, _, _) => Failure { class: FailureClass::Evaluation, reason: "trained, but the evaluation of the trained model failed; the next sweep tries again".into() },
-        (RunState::Failed(f), _, _) if f.class == FailureClass::Crashed && ran_out_of_memory(dir) => Failure { class: FailureClass::Oom, reason: f.reason },
+        (RunState::Done, _, _) => Failure {
+            class: FailureClass::Evaluation,
+            reason: "trained, but the evaluation of the trained model failed; the next sweep tries again".into(),
+        },
+        (RunState::Running(_), _, _) => return Ok(Ended::ClaimedElsewhere),
+        (RunState::Failed(f), _, _)
+            if f.class == FailureClass::Crashed && ran_out_of_memory(dir) =>
+        {
+            Failure {
+                class: FailureClass::Oom,
+                reason: f.reason,
+            }
+        }
         (RunState::Failed(f), _, _) => return Ok(Ended::Failed(f)),
         (_, Some(EXIT_INTERRUPTED), Some(Terminated::Stop)) => return Ok(Ended::Stopped),
-        (_, Some(EXIT_INTERRUPTED), Some(Terminated::Timeout)) => Failure { class: FailureClass::Timeout, reason: "stopped at the sweep's per-run time limit after a checkpoint".into() },
-        (_, Some(EXIT_INTERRUPTED), None) => Failure { class: FailureClass::Interrupted, reason: "stopped by a SIGTERM or SIGINT from outside the sweep, after a checkpoint".into() },
-        _ if ran_out_of_memory(dir) => Failure { class: FailureClass::Oom, reason: format!("out of memory: the run process ended with {exit}") },
-        _ => Failure { class: FailureClass::Crashed, reason: format!("the run process ended with {exit} without recording an outcome{}", signal_hint(exit)) },
+        // A child killed by the stop's own SIGINT or SIGTERM (before it could install its
+        // handlers) was stopped too: what it wrote is intact.
+        (_, None, Some(Terminated::Stop)) if stop_signal => return Ok(Ended::Stopped),
+        (_, Some(EXIT_INTERRUPTED), Some(Terminated::Timeout)) => Failure {
+            class: FailureClass::Timeout,
+            reason: "stopped at the sweep's per-run time limit after a checkpoint".into(),
+        },
+        (_, Some(EXIT_INTERRUPTED), None) => Failure {
+            class: FailureClass::Interrupted,
+            reason: "stopped by a SIGTERM or SIGINT from outside the sweep, after a checkpoint"
+                .into(),
+        },
+        _ if ran_out_of_memory(dir) => Failure {
+            class: FailureClass::Oom,
+            reason: format!("out of memory: the run process ended with {exit}"),
+        },
+        _ => Failure {
+            class: FailureClass::Crashed,
+            reason: format!(
+                "the run process ended with {exit} without recording an outcome{}",
+                signal_hint(exit)
+            ),
+        },
     };
     if failure.class != FailureClass::Evaluation {
-        let mut status = store::read_status(dir)?.unwrap_or_else(store::records::Status::pending);
-        status.state = State::Failed;
-        status.failure = Some(failure.clone());
-        status.progress = None;
-        status.updated = store::records::now();
-        store::write_status(dir, &status)?;
+        let io = |source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let Some(held) = claim::acquire(dir).map_err(io)? else {
+            return Ok(Ended::ClaimedElsewhere);
+        };
+        store::record_failure(dir, &failure)?;
+        held.release();
     }
     Ok(Ended::Failed(failure))
 }
@@ -192,7 +314,7 @@ mod tests {
         let tmp = crate::testing::TempDir::new().unwrap();
         let dir = tmp.path();
         let running = store::records::Status {
-            state: State::Running,
+            state: store::records::State::Running,
             ..store::records::Status::pending()
         };
         store::write_status(dir, &running).unwrap();
@@ -216,7 +338,52 @@ mod tests {
         );
         assert_eq!(
             store::read_status(dir).unwrap().unwrap().state,
-            State::Failed
+            store::records::State::Failed
         );
+    }
+
+    #[test]
+    fn a_child_killed_by_the_stops_own_signal_was_stopped_not_crashed() {
+        // Ctrl-C reaches the child with the scheduler; before the child installs its handlers
+        // SIGINT kills it outright. During a requested stop that is a stop: the run must stay
+        // resumable, not become `failed: crashed` (which the next sweep would skip).
+        let tmp = crate::testing::TempDir::new().unwrap();
+        let dir = tmp.path();
+        let running = store::records::Status {
+            state: store::records::State::Running,
+            ..store::records::Status::pending()
+        };
+        store::write_status(dir, &running).unwrap();
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            let ended = settle(dir, ExitStatus::from_raw(signal), Some(Terminated::Stop)).unwrap();
+            assert_eq!(ended, Ended::Stopped);
+            assert_eq!(
+                store::run_state(dir).unwrap(),
+                RunState::Interrupted,
+                "the next sweep resumes it"
+            );
+        }
+        // Without a stop, the same death is a crash.
+        let ended = settle(dir, ExitStatus::from_raw(libc::SIGINT), None).unwrap();
+        assert!(matches!(ended, Ended::Failed(f) if f.class == FailureClass::Crashed));
+    }
+
+    #[test]
+    fn settle_never_overwrites_the_status_of_a_run_another_process_holds() {
+        // Another live process (here: this test, through a second claim) holds the run: a
+        // scheduler settling its own dead child must leave that process's status alone.
+        let tmp = crate::testing::TempDir::new().unwrap();
+        let dir = tmp.path();
+        let running = store::records::Status {
+            state: store::records::State::Running,
+            attempts: 2,
+            ..store::records::Status::pending()
+        };
+        store::write_status(dir, &running).unwrap();
+        let held = claim::acquire(dir).unwrap().expect("claim");
+        let ended = settle(dir, ExitStatus::from_raw(9), None).unwrap();
+        assert_eq!(ended, Ended::ClaimedElsewhere);
+        assert_eq!(store::read_status(dir).unwrap().unwrap(), running);
+        held.release();
     }
 }

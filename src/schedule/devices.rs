@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::train::device::DeviceChoice;
+use crate::spec::types::DeviceChoice;
 
 /// One device of the pool, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

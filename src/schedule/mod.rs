@@ -20,7 +20,11 @@ use pool::{Job, PoolOptions, RetryPolicy};
 
 use crate::spec::Experiment;
 use crate::store::records::Failure;
-use crate::store::{self, PlannedRun, RunState, Store, StoreError};
+use crate::store::{self, Next, PlannedRun, RunState, Store, StoreError};
+
+/// The environment variable through which a sweep (or a Slurm task) tells a run its slot
+/// (`cuda:1/0`).
+pub const SLOT_ENV: &str = "MIXSWEEP_SLOT";
 
 /// Options of a sweep.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +75,11 @@ pub fn sweep(
     store: &Store,
     opts: &SweepOptions,
 ) -> Result<SweepSummary, StoreError> {
+    // The handlers come first: a Ctrl-C at any moment from here on stops the sweep cleanly.
+    let stop = crate::signals::stop_flag().map_err(|source| StoreError::Io {
+        path: store.root.clone(),
+        source,
+    })?;
     let runs = store.write_plan(exp)?;
     let mut summary = SweepSummary {
         total: runs.len(),
@@ -79,27 +88,19 @@ pub fn sweep(
     let mut durations = Durations::default();
     let mut todo: Vec<Job> = Vec::new();
     for run in &runs {
-        let state = store::run_state(&run.dir)?;
-        let result = if state == RunState::Done {
-            store::read_result(&run.dir)?.filter(|r| !r.simulated)
-        } else {
-            None
-        };
-        if let Some(r) = &result {
+        let view = store::view(&run.dir, &exp.evaluate, opts.rerun_failed)?;
+        if let Some(r) = &view.result {
             durations.record(&run.spec, r.provenance.wall_time);
         }
-        let unevaluated = result
-            .as_ref()
-            .is_some_and(|r| crate::eval::needed(&run.dir, r, &exp.evaluate));
-        match state {
-            RunState::Done if unevaluated => {
+        match (view.next, view.state) {
+            (Next::Train, _) => todo.push(Job::new(run.clone(), false)),
+            (Next::Evaluate, _) => {
                 summary.already_done += 1;
-                todo.push(job(run, true));
+                todo.push(Job::new(run.clone(), true));
             }
-            RunState::Done => summary.already_done += 1,
-            RunState::Running(_) => summary.running_elsewhere += 1,
-            RunState::Failed(f) if !opts.rerun_failed => summary.failed.push(failed_run(run, f)),
-            _ => todo.push(job(run, false)),
+            (Next::Nothing, RunState::Running(_)) => summary.running_elsewhere += 1,
+            (Next::Nothing, RunState::Failed(f)) => summary.failed.push(failed_run(run, f)),
+            (Next::Nothing, _) => summary.already_done += 1,
         }
     }
     if todo.is_empty() {
@@ -127,7 +128,7 @@ pub fn sweep(
     let evaluations = if to_evaluate > 0 {
         format!(
             ", {to_evaluate} to evaluate under settings {}",
-            exp.evaluate.id()
+            exp.evaluate.id()?
         )
     } else {
         String::new()
@@ -147,20 +148,18 @@ pub fn sweep(
         devices.join(", ")
     );
 
-    let io = |source| StoreError::Io {
-        path: store.root.clone(),
-        source,
-    };
-    let stop = crate::exec::stop_flag().map_err(io)?;
     let mut progress = progress::Progress::new(&opts.slots, todo.len());
     let pool_opts = PoolOptions {
-        child: child::ChildArgs {
+        retry: opts.retry.clone(),
+        run_timeout: opts.run_timeout,
+        ..PoolOptions::default()
+    };
+    let mut launcher = child::Processes {
+        args: child::ChildArgs {
             checkpoint_every: opts.checkpoint_every,
             simulate: opts.simulate,
             store: Some(store.root.clone()),
         },
-        retry: opts.retry.clone(),
-        run_timeout: opts.run_timeout,
     };
     let events = store.experiment_dir(&exp.name).join("schedule.jsonl");
     let jobs = todo.len();
@@ -168,6 +167,7 @@ pub fn sweep(
         todo,
         &opts.slots,
         &pool_opts,
+        &mut launcher,
         &mut durations,
         &stop,
         &mut progress,
@@ -188,15 +188,6 @@ pub fn sweep(
             .map(|(run, f)| failed_run(&run, f)),
     );
     Ok(summary)
-}
-
-fn job(run: &PlannedRun, evaluate_only: bool) -> Job {
-    Job {
-        run: run.clone(),
-        evaluate_only,
-        retried: Default::default(),
-        exclusive: false,
-    }
 }
 
 fn remainder(s: &SweepSummary) -> String {

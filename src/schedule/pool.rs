@@ -1,20 +1,21 @@
 //! The pool: slots take the next queued run the moment they are free (no batch barrier), the
 //! longest expected runs first; failed runs are retried by class as configured (an OOM retry
-//! waits for a device of its own); Ctrl-C stops every child at a checkpoint. Every start and
-//! end is appended to `schedule.jsonl` beside the runs, so what ran where and when can be read
-//! back (the tests check slot limits and makespans from it).
+//! waits for a device of its own); Ctrl-C stops every attempt at a checkpoint; a run past the
+//! per-run time limit is stopped as a timeout. Every start and end is appended to
+//! `schedule.jsonl` beside the runs, so what ran where and when can be read back.
+//!
+//! Attempts are started through a `Launcher` (child processes in a sweep, a fake in the tests
+//! below), so every path of the pool is tested in milliseconds.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
-
-use std::process::Child;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::child::{self, ChildArgs, Ended, Terminated};
+use super::child::{Attempt, Ended, Launcher, Terminated};
 use super::devices::Slot;
 use super::estimate::Durations;
 use super::progress::{Progress, Tally};
@@ -23,25 +24,25 @@ use crate::store::{self, PlannedRun, StoreError};
 
 /// How many times a failure of each class is retried.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy(HashMap<String, u32>);
+pub struct RetryPolicy(HashMap<FailureClass, u32>);
 
 impl Default for RetryPolicy {
     /// Transient failures are retried once (an interrupted run twice, it resumes from its
     /// checkpoint); a diverged run, bad data or a bad spec fails the same way again, so never.
     fn default() -> Self {
         RetryPolicy(HashMap::from([
-            ("oom".into(), 1),
-            ("crashed".into(), 1),
-            ("timeout".into(), 1),
-            ("interrupted".into(), 2),
-            ("evaluation".into(), 1),
+            (FailureClass::Oom, 1),
+            (FailureClass::Crashed, 1),
+            (FailureClass::Timeout, 1),
+            (FailureClass::Interrupted, 2),
+            (FailureClass::Evaluation, 1),
         ]))
     }
 }
 
 impl RetryPolicy {
     pub fn retries(&self, class: FailureClass) -> u32 {
-        self.0.get(&class.to_string()).copied().unwrap_or(0)
+        self.0.get(&class).copied().unwrap_or(0)
     }
 }
 
@@ -49,32 +50,16 @@ impl FromStr for RetryPolicy {
     type Err = String;
     /// `oom=2,crashed=0` on top of the defaults.
     fn from_str(s: &str) -> Result<RetryPolicy, String> {
-        let known = [
-            "oom",
-            "crashed",
-            "timeout",
-            "interrupted",
-            "diverged",
-            "evaluation",
-            "no_device",
-            "bad_data",
-            "bad_spec",
-        ];
         let mut policy = RetryPolicy::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (class, n) = part
                 .split_once('=')
                 .ok_or_else(|| format!("`{part}`: write class=N, e.g. oom=2"))?;
-            if !known.contains(&class) {
-                return Err(format!(
-                    "`{class}` is not a failure class; one of {}",
-                    known.join(", ")
-                ));
-            }
+            let class: FailureClass = class.parse()?;
             let n = n
                 .parse::<u32>()
                 .map_err(|_| format!("`{part}`: `{n}` is not a whole number ≥ 0"))?;
-            policy.0.insert(class.to_string(), n);
+            policy.0.insert(class, n);
         }
         Ok(policy)
     }
@@ -87,9 +72,20 @@ pub struct Job {
     /// Trained before: only its evaluation is missing.
     pub evaluate_only: bool,
     /// Retries used so far, by failure class.
-    pub retried: HashMap<String, u32>,
+    pub retried: HashMap<FailureClass, u32>,
     /// Needs every slot of one device (retrying after an OOM).
     pub exclusive: bool,
+}
+
+impl Job {
+    pub fn new(run: PlannedRun, evaluate_only: bool) -> Job {
+        Job {
+            run,
+            evaluate_only,
+            retried: HashMap::new(),
+            exclusive: false,
+        }
+    }
 }
 
 /// What the pool did with the jobs it was given.
@@ -104,222 +100,263 @@ pub struct PoolReport {
 }
 
 /// Settings of the pool.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PoolOptions {
-    pub child: ChildArgs,
     pub retry: RetryPolicy,
     /// Stop a run (at a checkpoint) after this long; it fails as `timeout`.
     pub run_timeout: Option<Duration>,
+    /// How often the pool looks at its attempts.
+    pub tick: Duration,
 }
 
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            retry: RetryPolicy::default(),
+            run_timeout: None,
+            tick: Duration::from_millis(50),
+        }
+    }
+}
+
+/// An attempt in progress on some slots.
 struct Running {
     job: Job,
-    /// The run's attempts when its child started: a child that ends with the run done but
-    /// the count unchanged found it done by another scheduler.
-    attempts_before: u32,
-    child: Child,
+    attempt: Box<dyn Attempt>,
     slots: Vec<usize>,
     started: Instant,
-    terminated: Option<Terminated>,
+    timed_out: bool,
 }
 
-/// Runs `jobs` (already in the order to take them) on `slots` until all have ended or a stop
-/// is requested, appending events to `<experiment dir>/schedule.jsonl`.
+/// The pool's state while it runs.
+struct Pool<'a> {
+    slots: &'a [Slot],
+    opts: &'a PoolOptions,
+    events: &'a Path,
+    queue: Vec<Job>,
+    busy: Vec<bool>,
+    running: Vec<Running>,
+    stopping: bool,
+    report: PoolReport,
+}
+
+/// Runs `jobs` (already in the order to take them) on `slots` through `launcher` until all
+/// have ended or a stop is requested, appending events to `events` (schedule.jsonl).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
-    mut queue: Vec<Job>,
+    jobs: Vec<Job>,
     slots: &[Slot],
     opts: &PoolOptions,
+    launcher: &mut dyn Launcher,
     durations: &mut Durations,
     stop: &AtomicBool,
     progress: &mut Progress,
     events: &Path,
 ) -> Result<PoolReport, StoreError> {
-    let mut report = PoolReport::default();
-    let mut busy = vec![false; slots.len()];
-    let mut running: Vec<Running> = Vec::new();
-    let mut stopping = false;
+    let mut pool = Pool {
+        slots,
+        opts,
+        events,
+        queue: jobs,
+        busy: vec![false; slots.len()],
+        running: Vec::new(),
+        stopping: false,
+        report: PoolReport::default(),
+    };
     loop {
-        // Reap the children that ended.
+        // Ctrl-C reaches the children with the scheduler: the stop is seen before their ends
+        // are, so that a child that ended on it counts as stopped, not as failed.
+        if stop.load(Ordering::Relaxed) && !pool.stopping {
+            pool.stop_all();
+        }
+        pool.reap(durations, progress)?;
+        pool.fill(launcher, progress)?;
+        pool.tick(durations, progress);
+        if pool.running.is_empty() && (pool.queue.is_empty() || pool.stopping) {
+            return Ok(pool.report);
+        }
+        std::thread::sleep(opts.tick);
+    }
+}
+
+impl Pool<'_> {
+    /// Stops the attempts past the time limit, and takes in those that ended.
+    fn reap(
+        &mut self,
+        durations: &mut Durations,
+        progress: &mut Progress,
+    ) -> Result<(), StoreError> {
         let mut i = 0;
-        while i < running.len() {
-            let exited = running[i]
-                .child
-                .try_wait()
-                .map_err(|source| StoreError::Io {
-                    path: running[i].job.run.dir.clone(),
-                    source,
-                })?;
-            let Some(exit) = exited else {
-                let r = &mut running[i];
-                if r.terminated.is_none()
-                    && let Some(limit) = opts.run_timeout
+        while i < self.running.len() {
+            let r = &mut self.running[i];
+            let Some(ended) = r.attempt.poll()? else {
+                if !r.timed_out
+                    && let Some(limit) = self.opts.run_timeout
                     && r.started.elapsed() > limit
                 {
-                    r.terminated = Some(Terminated::Timeout);
-                    child::terminate(&r.child);
+                    r.timed_out = true;
+                    r.attempt.terminate(Terminated::Timeout);
                 }
                 i += 1;
                 continue;
             };
-            let r = running.swap_remove(i);
+            let r = self.running.swap_remove(i);
             for &s in &r.slots {
-                busy[s] = false;
-            }
-            let seconds = r.started.elapsed().as_secs_f64();
-            // Ctrl-C reaches the children with the scheduler: a child that ended on it before
-            // the loop saw the stop flag was stopped, not interrupted from outside.
-            let terminated = r
-                .terminated
-                .or(stop.load(Ordering::Relaxed).then_some(Terminated::Stop));
-            let mut ended = child::settle(&r.job.run.dir, exit, terminated)?;
-            if ended == Ended::Done
-                && !r.job.evaluate_only
-                && attempts(&r.job.run.dir)? == r.attempts_before
-            {
-                ended = Ended::ClaimedElsewhere;
+                self.busy[s] = false;
             }
             log_event(
-                events,
+                self.events,
                 &r.job.run,
-                &slots[r.slots[0]],
+                &self.slots[r.slots[0]],
                 "end",
                 Some(&outcome_label(&ended)),
             );
-            match ended {
-                Ended::Done => {
-                    if r.job.evaluate_only {
-                        report.evaluated += 1;
-                        progress.finished(
-                            &r.job.run,
-                            Tally::Done,
-                            &format!("evaluated in {seconds:.1} s"),
-                        );
-                    } else {
-                        if let Some(result) = store::read_result(&r.job.run.dir)? {
-                            durations.record(&r.job.run.spec, result.provenance.wall_time);
-                        }
-                        progress.finished(
-                            &r.job.run,
-                            Tally::Done,
-                            &done_line(&r.job.run.dir, seconds)?,
-                        );
-                        report.done.push(r.job.run.clone());
-                    }
-                }
-                Ended::ClaimedElsewhere => {
-                    report.running_elsewhere += 1;
-                    progress.finished(&r.job.run, Tally::Neither, "taken by another scheduler");
-                }
-
-                Ended::Stopped => {
-                    report.stopped = true;
-                    progress.finished(
-                        &r.job.run,
-                        Tally::Neither,
-                        "stopped; its checkpoint is kept and the next sweep resumes it",
-                    );
-                }
-                Ended::Failed(f) => {
-                    let class = f.class.to_string();
-                    let used = r.job.retried.get(&class).copied().unwrap_or(0);
-                    if !stopping && used < opts.retry.retries(f.class) {
-                        let mut job = r.job.clone();
-                        job.retried.insert(class.clone(), used + 1);
-                        job.exclusive |= f.class == FailureClass::Oom;
-                        report.retried += 1;
-                        progress.finished(
-                            &r.job.run,
-                            Tally::Neither,
-                            &format!(
-                                "failed ({class}): {}; retry {} of {}",
-                                f.reason,
-                                used + 1,
-                                opts.retry.retries(f.class)
-                            ),
-                        );
-                        queue.insert(0, job);
-                    } else {
-                        progress.finished(
-                            &r.job.run,
-                            Tally::Failed,
-                            &format!("FAILED ({class}): {}", f.reason),
-                        );
-                        report.failed.push((r.job.run.clone(), f));
-                    }
-                }
-            }
+            self.ended(r, ended, durations, progress)?;
         }
+        Ok(())
+    }
 
-        if stop.load(Ordering::Relaxed) && !stopping {
-            stopping = true;
-            report.stopped = true;
-            for r in &mut running {
-                r.terminated = Some(Terminated::Stop);
-                child::terminate(&r.child);
+    /// Books one ended attempt: done, taken elsewhere, stopped, retried or failed.
+    fn ended(
+        &mut self,
+        r: Running,
+        ended: Ended,
+        durations: &mut Durations,
+        progress: &mut Progress,
+    ) -> Result<(), StoreError> {
+        let seconds = r.started.elapsed().as_secs_f64();
+        let run = &r.job.run;
+        match ended {
+            Ended::Done if r.job.evaluate_only => {
+                self.report.evaluated += 1;
+                progress.finished(run, Tally::Done, &format!("evaluated in {seconds:.1} s"));
             }
+            Ended::Done => {
+                let result = store::read_result(&run.dir)?;
+                if let Some(result) = &result {
+                    durations.record(&run.spec, result.provenance.wall_time);
+                }
+                progress.finished(run, Tally::Done, &done_line(result.as_ref(), seconds));
+                self.report.done.push(run.clone());
+            }
+            Ended::ClaimedElsewhere => {
+                self.report.running_elsewhere += 1;
+                progress.finished(run, Tally::Neither, "taken by another scheduler");
+            }
+            Ended::Stopped => {
+                self.report.stopped = true;
+                progress.finished(
+                    run,
+                    Tally::Neither,
+                    "stopped; its checkpoint is kept and the next sweep resumes it",
+                );
+            }
+            Ended::Failed(f) => self.failed(r.job, f, progress),
         }
+        Ok(())
+    }
 
-        // Fill free slots.
-        while !stopping && !queue.is_empty() {
-            let Some(taken) = take_slots(&queue[0], slots, &busy) else {
+    /// A failed attempt goes back to the front of the queue while its class has retries left
+    /// (after an OOM, on a device of its own); otherwise the run has failed.
+    fn failed(&mut self, mut job: Job, f: Failure, progress: &mut Progress) {
+        let used = job.retried.get(&f.class).copied().unwrap_or(0);
+        let allowed = self.opts.retry.retries(f.class);
+        if !self.stopping && used < allowed {
+            job.retried.insert(f.class, used + 1);
+            job.exclusive |= f.class == FailureClass::Oom;
+            self.report.retried += 1;
+            progress.finished(
+                &job.run,
+                Tally::Neither,
+                &format!(
+                    "failed ({}): {}; retry {} of {allowed}",
+                    f.class,
+                    f.reason,
+                    used + 1
+                ),
+            );
+            self.queue.insert(0, job);
+        } else {
+            progress.finished(
+                &job.run,
+                Tally::Failed,
+                &format!("FAILED ({}): {}", f.class, f.reason),
+            );
+            self.report.failed.push((job.run, f));
+        }
+    }
+
+    /// A stop was requested: every attempt checkpoints and stops; nothing new starts.
+    fn stop_all(&mut self) {
+        self.stopping = true;
+        self.report.stopped = true;
+        for r in &mut self.running {
+            r.attempt.terminate(Terminated::Stop);
+        }
+    }
+
+    /// Starts queued jobs on free slots.
+    fn fill(
+        &mut self,
+        launcher: &mut dyn Launcher,
+        progress: &mut Progress,
+    ) -> Result<(), StoreError> {
+        while !self.stopping && !self.queue.is_empty() {
+            let Some(taken) = take_slots(&self.queue[0], self.slots, &self.busy) else {
                 break;
             };
-            let job = queue.remove(0);
+            let job = self.queue.remove(0);
             // Another scheduler may have finished it since the plan.
             if !job.evaluate_only && store::read_result(&job.run.dir)?.is_some() {
-                report.running_elsewhere += 1;
+                self.report.running_elsewhere += 1;
                 progress.finished(&job.run, Tally::Done, "done by another scheduler");
                 continue;
             }
-            let attempts_before = attempts(&job.run.dir)?;
             for &s in &taken {
-                busy[s] = true;
+                self.busy[s] = true;
             }
-            let slot = &slots[taken[0]];
-            let child = child::spawn(&job.run.dir, slot, &opts.child)?;
-            log_event(events, &job.run, slot, "start", None);
+            let slot = &self.slots[taken[0]];
+            let attempt = launcher.launch(&job.run, slot, job.evaluate_only)?;
+            log_event(self.events, &job.run, slot, "start", None);
             progress.started(&job.run, &slot.label, job.evaluate_only);
-            running.push(Running {
+            self.running.push(Running {
                 job,
-                attempts_before,
-                child,
+                attempt,
                 slots: taken,
                 started: Instant::now(),
-                terminated: None,
+                timed_out: false,
             });
         }
+        Ok(())
+    }
 
-        // Estimated only when the progress lines are redrawn (at most twice a second).
+    /// Redraws the progress lines; the ETA is estimated only when they are redrawn.
+    fn tick(&self, durations: &Durations, progress: &mut Progress) {
         let eta = || {
-            let remaining: f64 = queue
+            let queued: f64 = self
+                .queue
                 .iter()
                 .map(|j| durations.seconds(&j.run.spec).unwrap_or(0.0))
-                .sum::<f64>()
-                + running
-                    .iter()
-                    .map(|r| {
-                        (durations.seconds(&r.job.run.spec).unwrap_or(0.0)
-                            - r.started.elapsed().as_secs_f64())
-                        .max(0.0)
-                    })
-                    .sum::<f64>();
+                .sum();
+            let running: f64 = self
+                .running
+                .iter()
+                .map(|r| {
+                    let expected = durations.seconds(&r.job.run.spec).unwrap_or(0.0);
+                    (expected - r.started.elapsed().as_secs_f64()).max(0.0)
+                })
+                .sum();
             durations
                 .known()
-                .then(|| remaining / slots.len().max(1) as f64)
+                .then(|| (queued + running) / self.slots.len().max(1) as f64)
         };
-        progress.tick(queue.len(), running.len(), eta, |label| {
-            running
+        progress.tick(self.queue.len(), self.running.len(), eta, |label| {
+            self.running
                 .iter()
-                .find(|r| slots[r.slots[0]].label == label)
+                .find(|r| self.slots[r.slots[0]].label == label)
                 .map(|r| r.job.run.dir.clone())
         });
-
-        if running.is_empty() && (queue.is_empty() || stopping) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(report)
 }
 
 /// The slots a job can take now: any free one, or for an exclusive job every slot of a device
@@ -339,11 +376,6 @@ fn take_slots(job: &Job, slots: &[Slot], busy: &[bool]) -> Option<Vec<usize>> {
     })
 }
 
-/// How many times a process has started the run.
-fn attempts(dir: &Path) -> Result<u32, StoreError> {
-    Ok(store::read_status(dir)?.map(|s| s.attempts).unwrap_or(0))
-}
-
 fn outcome_label(e: &Ended) -> String {
     match e {
         Ended::Done => "done".into(),
@@ -353,8 +385,8 @@ fn outcome_label(e: &Ended) -> String {
     }
 }
 
-fn done_line(dir: &Path, seconds: f64) -> Result<String, StoreError> {
-    Ok(match store::read_result(dir)? {
+fn done_line(result: Option<&store::records::RunResult>, seconds: f64) -> String {
+    match result {
         Some(r) if r.simulated => format!("done in {seconds:.1} s (simulated)"),
         Some(r) => format!(
             "done in {seconds:.1} s: test error {:.2}%, test NLL {:.4}",
@@ -362,7 +394,7 @@ fn done_line(dir: &Path, seconds: f64) -> Result<String, StoreError> {
             r.final_metrics.test_nll
         ),
         None => format!("done in {seconds:.1} s"),
-    })
+    }
 }
 
 /// Appends one event line to schedule.jsonl (a short O_APPEND write: lines of concurrent
@@ -378,38 +410,11 @@ fn log_event(path: &Path, run: &PlannedRun, slot: &Slot, event: &str, outcome: O
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let line = serde_json::json!({ "t": t, "event": event, "run": dir, "slot": slot.label, "device": slot.device, "outcome": outcome, "scheduler": std::process::id() });
+    // The log is for reading back what ran where; a failed append must not stop the sweep.
     if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
         let _ = f.write_all(format!("{line}\n").as_bytes());
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_policies_override_the_defaults_by_class() {
-        let p: RetryPolicy = "oom=3,crashed=0".parse().unwrap();
-        assert_eq!(
-            (
-                p.retries(FailureClass::Oom),
-                p.retries(FailureClass::Crashed),
-                p.retries(FailureClass::Timeout),
-                p.retries(FailureClass::Diverged)
-            ),
-            (3, 0, 1, 0)
-        );
-        assert!(
-            "oom"
-                .parse::<RetryPolicy>()
-                .unwrap_err()
-                .contains("class=N")
-        );
-        assert!(
-            "nan=1"
-                .parse::<RetryPolicy>()
-                .unwrap_err()
-                .contains("not a failure class")
-        );
-    }
-}
+mod tests;

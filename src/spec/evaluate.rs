@@ -120,16 +120,24 @@ impl Default for EvalSettings {
     }
 }
 
+/// The evaluation settings could not be written as JSON, so they have no id.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the evaluation settings cannot be written as JSON ({0}), so they have no id; this is a bug in mixsweep, please report it"
+)]
+pub struct SettingsIdError(pub String);
+
 impl EvalSettings {
     /// The settings' identity: the first 12 hex digits of SHA-256 of their JSON (fields in
     /// declaration order, defaults written out).
-    pub fn id(&self) -> String {
-        let json = serde_json::to_string(self).unwrap_or_default();
-        Sha256::digest(json.as_bytes())
+    /// A failed serialisation is an error, never the hash of an empty string.
+    pub fn id(&self) -> Result<String, SettingsIdError> {
+        let json = serde_json::to_string(self).map_err(|e| SettingsIdError(e.to_string()))?;
+        Ok(Sha256::digest(json.as_bytes())
             .iter()
             .take(6)
             .map(|b| format!("{b:02x}"))
-            .collect()
+            .collect())
     }
 
     /// Whether any measure needs images (deformations).
@@ -377,9 +385,9 @@ mod tests {
             fgsm: vec![0.03],
             ..EvalSettings::default()
         };
-        assert_eq!(a.id(), EvalSettings::default().id());
-        assert_ne!(a.id(), b.id());
-        assert_eq!(a.id().len(), 12);
+        assert_eq!(a.id().unwrap(), EvalSettings::default().id().unwrap());
+        assert_ne!(a.id().unwrap(), b.id().unwrap());
+        assert_eq!(a.id().unwrap().len(), 12);
     }
 
     #[test]

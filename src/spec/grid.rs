@@ -6,7 +6,7 @@
 //! Keys named together in a `zip:` group vary together instead of being crossed.
 
 use super::error::Issue;
-use super::node::{Node, Origin, Step, Value, parse_path};
+use super::node::{Node, Origin, Step, Value, parse_path, path_to_string};
 
 /// One grid key of a block (or a zipped group of keys) with its candidates.
 struct Axis {
@@ -24,28 +24,175 @@ pub struct Point {
     pub assignments: Vec<(Vec<Step>, Node)>,
 }
 
-/// Expands `grid:` (a list of blocks) into points. `zip` holds groups of dotted keys.
-pub fn expand(grid: Option<&Node>, zip: &[Vec<String>]) -> Result<Vec<Point>, Vec<Issue>> {
+/// One block of the grid, its axes unexpanded.
+struct Block {
+    origin: Origin,
+    axes: Vec<Axis>,
+}
+
+impl Block {
+    /// Points in the block (saturating: a product too large for u128 is u128::MAX).
+    fn count(&self) -> u128 {
+        self.axes
+            .iter()
+            .fold(1u128, |n, a| n.saturating_mul(a.candidates.len() as u128))
+    }
+}
+
+/// The grid's blocks, counted before anything is expanded and expanded one point at a time,
+/// so that planning holds only the runs it keeps.
+pub struct Grid {
+    blocks: Vec<Block>,
+}
+
+impl Grid {
+    /// Points in the whole grid.
+    pub fn count(&self) -> u128 {
+        self.blocks
+            .iter()
+            .fold(0u128, |n, b| n.saturating_add(b.count()))
+    }
+
+    /// What makes the count, block by block: `grid[0]: alpha 1000 × train.lr 1000 = 1000000`.
+    pub fn describe(&self) -> Vec<String> {
+        self.blocks
+            .iter()
+            .enumerate()
+            .map(|(b, block)| {
+                let axes: Vec<String> = block
+                    .axes
+                    .iter()
+                    .map(|a| {
+                        let keys: Vec<String> = a.keys.iter().map(|k| path_to_string(k)).collect();
+                        format!("{} {}", keys.join("+"), a.candidates.len())
+                    })
+                    .collect();
+                let axes = if axes.is_empty() {
+                    "no keys".to_string()
+                } else {
+                    axes.join(" × ")
+                };
+                format!("grid[{b}]: {axes} = {}", block.count())
+            })
+            .collect()
+    }
+
+    /// The points, block by block, each block's cartesian product with its first axis slowest.
+    pub fn points(&self) -> impl Iterator<Item = Point> + '_ {
+        self.blocks.iter().enumerate().flat_map(|(b, block)| {
+            // Below the planning limit a block's count fits in a u64.
+            let total = u64::try_from(block.count()).unwrap_or(u64::MAX);
+            (0..total).map(move |index| block.point(b, index))
+        })
+    }
+
+    /// Every key that some block sets (zipped keys included).
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .blocks
+            .iter()
+            .flat_map(|b| {
+                b.axes
+                    .iter()
+                    .flat_map(|a| a.keys.iter().map(|k| path_to_string(k)))
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
+impl Block {
+    /// The `index`-th point of the block's product, first axis slowest.
+    fn point(&self, block: usize, mut index: u64) -> Point {
+        let mut choice = vec![0; self.axes.len()];
+        for (a, axis) in self.axes.iter().enumerate().rev() {
+            let n = axis.candidates.len() as u64;
+            choice[a] = (index % n) as usize;
+            index /= n;
+        }
+        let mut assignments = Vec::new();
+        for (axis, &c) in self.axes.iter().zip(&choice) {
+            for (key, value) in axis.keys.iter().zip(&axis.candidates[c]) {
+                assignments.push((key.clone(), value.clone()));
+            }
+        }
+        Point {
+            block,
+            origin: self.origin.clone(),
+            assignments,
+        }
+    }
+}
+
+/// Reads `grid:` (a list of blocks) without expanding it. `zip` holds groups of dotted keys,
+/// each of which must be a grid key of some block. No `grid:` is one empty point (every run is
+/// `base`); `grid: []` is an error, since it plans nothing.
+pub fn expand(grid: Option<&Node>, zip: &[Vec<String>]) -> Result<Grid, Vec<Issue>> {
     let Some(grid) = grid else {
-        return Ok(vec![Point {
-            block: 0,
-            origin: Origin::Implied,
-            assignments: Vec::new(),
-        }]);
+        return Ok(Grid {
+            blocks: vec![Block {
+                origin: Origin::Implied,
+                axes: Vec::new(),
+            }],
+        });
     };
     let Value::Seq(blocks) = &grid.value else {
         return Err(vec![Issue::new("grid", grid.show(), "grid must be a list of blocks", "grid:\n    - { method: [erm] }\n    - { method: [manifold_mixup], alpha: [2.0], layers: [[0, 1, 2]] }").at(grid.origin.clone())]);
     };
-    let mut points = Vec::new();
+    if blocks.is_empty() {
+        return Err(vec![Issue::new(
+            "grid",
+            "[]",
+            "an empty grid plans no runs",
+            "at least one block, e.g. grid: [{ method: [erm] }], or leave `grid:` out to run `base` alone",
+        )
+        .at(grid.origin.clone())]);
+    }
+    let mut out = Vec::new();
     let mut issues = Vec::new();
     for (b, block) in blocks.iter().enumerate() {
         match axes(b, block, zip) {
-            Ok(axes) => product(b, &block.origin, &axes, &mut points),
+            Ok(axes) => out.push(Block {
+                origin: block.origin.clone(),
+                axes,
+            }),
             Err(mut e) => issues.append(&mut e),
         }
     }
+    let grid_keys: Vec<String> = blocks
+        .iter()
+        .filter_map(|b| match &b.value {
+            Value::Map(entries) => Some(entries.iter().map(|(k, _)| k.name.clone())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    for (g, group) in zip.iter().enumerate() {
+        for (i, key) in group.iter().enumerate() {
+            if !grid_keys.contains(key) {
+                issues.push(
+                    Issue::new(
+                        format!("zip[{g}][{i}]"),
+                        key.clone(),
+                        "no grid block sets this key, so it zips nothing",
+                        format!(
+                            "a key written in a grid block: {}",
+                            if grid_keys.is_empty() {
+                                "(the grid sets none)".to_string()
+                            } else {
+                                grid_keys.join(", ")
+                            }
+                        ),
+                    )
+                    .at(grid.origin.clone()),
+                );
+            }
+        }
+    }
     if issues.is_empty() {
-        Ok(points)
+        Ok(Grid { blocks: out })
     } else {
         Err(issues)
     }
@@ -205,39 +352,15 @@ fn key_is(name: &str, single: &[(String, Vec<Node>, Origin)]) -> bool {
     single.iter().any(|(n, _, _)| n == name)
 }
 
-/// Cartesian product, first axis slowest.
-fn product(block: usize, origin: &Origin, axes: &[Axis], out: &mut Vec<Point>) {
-    let total: usize = axes.iter().map(|a| a.candidates.len()).product();
-    for mut index in 0..total {
-        let mut choice = vec![0; axes.len()];
-        for (a, axis) in axes.iter().enumerate().rev() {
-            choice[a] = index % axis.candidates.len();
-            index /= axis.candidates.len();
-        }
-        let mut assignments = Vec::new();
-        for (axis, &c) in axes.iter().zip(&choice) {
-            for (key, value) in axis.keys.iter().zip(&axis.candidates[c]) {
-                assignments.push((key.clone(), value.clone()));
-            }
-        }
-        out.push(Point {
-            block,
-            origin: origin.clone(),
-            assignments,
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::node::path_to_string;
 
     fn points(yaml: &str, zip: &[Vec<String>]) -> Vec<Vec<String>> {
         let grid = Node::parse(yaml).unwrap();
         expand(Some(&grid), zip)
             .unwrap()
-            .into_iter()
+            .points()
             .map(|p| {
                 p.assignments
                     .iter()
@@ -279,7 +402,7 @@ mod tests {
     fn zip_of_unequal_lengths_is_an_error() {
         let grid = Node::parse("- { alpha: [1, 2], train.lr: [0.1] }\n").unwrap();
         let zip = vec![vec!["alpha".to_string(), "train.lr".to_string()]];
-        let err = expand(Some(&grid), &zip).unwrap_err();
+        let err = expand(Some(&grid), &zip).err().unwrap();
         assert!(err[0].problem.contains("as many candidates"), "{err:?}");
     }
 
@@ -287,9 +410,48 @@ mod tests {
     fn scalars_and_flat_layer_sets_are_rejected_with_a_fix() {
         let grid =
             Node::parse("- { alpha: 2.0, method: [manifold_mixup], layers: [0, 1] }\n").unwrap();
-        let err = expand(Some(&grid), &[]).unwrap_err();
+        let err = expand(Some(&grid), &[]).err().unwrap();
         assert_eq!(err.len(), 3);
         assert!(err[0].allowed.contains("alpha: [2.0]"));
         assert!(err[1].allowed.contains("layers: [[0]]"));
+    }
+
+    #[test]
+    fn an_empty_grid_is_an_error() {
+        let grid = Node::parse("[]\n").unwrap();
+        let err = expand(Some(&grid), &[])
+            .err()
+            .expect("grid: [] must be refused");
+        assert!(err[0].problem.contains("plans no runs"), "{err:?}");
+    }
+
+    #[test]
+    fn a_zip_key_no_block_sets_is_an_error() {
+        // `alpah` is a typo: before, a zip group no block matched was silently ignored.
+        let grid = Node::parse("- { alpha: [1, 2], train.lr: [0.1, 0.2] }\n").unwrap();
+        let zip = vec![vec!["alpah".to_string(), "train.lr".to_string()]];
+        let err = expand(Some(&grid), &zip).err().expect("typo in zip");
+        assert!(
+            err.iter()
+                .any(|i| i.key == "zip[0][0]" && i.value == "alpah"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_billion_point_grid_is_counted_without_being_expanded() {
+        // Three axes of 1,000 candidates: 10⁹ points, counted from the axes alone (instantly,
+        // in the memory of the 3,000 candidates).
+        let axis = |k: &str| {
+            let values: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+            format!("{k}: [{}]", values.join(", "))
+        };
+        let yaml = format!("- {{ {}, {}, {} }}\n", axis("a"), axis("b"), axis("c"));
+        let grid = expand(Some(&Node::parse(&yaml).unwrap()), &[]).unwrap();
+        assert_eq!(grid.count(), 1_000_000_000);
+        assert_eq!(
+            grid.describe(),
+            ["grid[0]: a 1000 × b 1000 × c 1000 = 1000000000"]
+        );
     }
 }

@@ -3,13 +3,15 @@
 
 pub mod error;
 pub mod evaluate;
+pub mod exclude;
 pub mod grid;
 pub mod node;
+pub mod plan;
 pub mod raw;
+pub mod slug;
 pub mod types;
 pub mod validate;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -20,7 +22,7 @@ use node::{Node, Origin, Step, Value, parse_path, path_to_string};
 pub use types::RunSpec;
 
 /// The keys an experiment file may have at its top level.
-const TOP_LEVEL_KEYS: [&str; 10] = [
+const TOP_LEVEL_KEYS: [&str; 11] = [
     "name",
     "description",
     "device",
@@ -31,7 +33,11 @@ const TOP_LEVEL_KEYS: [&str; 10] = [
     "exclude",
     "evaluate",
     "report",
+    "max_runs",
 ];
+
+/// The most runs a plan may have unless the file's `max_runs:` says otherwise.
+pub const DEFAULT_MAX_RUNS: u64 = 100_000;
 
 /// A loaded, fully validated experiment.
 #[derive(Debug, Clone)]
@@ -43,6 +49,8 @@ pub struct Experiment {
     pub device: Option<types::DeviceChoice>,
     /// Every run, in plan order, without duplicates.
     pub runs: Vec<RunSpec>,
+    /// Each run's readable name (`spec::slug`), in the order of `runs`.
+    pub slugs: Vec<String>,
     /// Seeds as listed (for "n = 2/5" in reports).
     pub seeds: Vec<u64>,
     /// What is measured on each trained model (not part of any run's identity).
@@ -185,8 +193,129 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
         issues,
     };
     let root = Node::parse(text).map_err(|e| SpecError::from_yaml(&file, &e))?;
+    let mut issues = Vec::new();
+    let Some(mut head) = header(&root, &mut issues) else {
+        return Err(invalid(issues));
+    };
+    let run_overrides = head.apply(overrides, &mut issues);
+    let get = |k: &str| root.get(&[Step::Key(k.to_string())]);
+    let seeds = seeds(head.seeds.as_ref(), &root, &mut issues);
+    let max_runs = max_runs(head.max_runs.as_ref(), &mut issues);
+    let exclude = exclude::entries(get("exclude"), &mut issues);
+    let grid = grid::expand(get("grid"), &head.zip).map_err(|mut e| issues.append(&mut e));
+    let (Ok(grid), true) = (grid, issues.is_empty()) else {
+        return Err(invalid(issues));
+    };
+    let planned_points = grid.count().saturating_mul(seeds.len() as u128);
+    if planned_points > max_runs as u128 {
+        return Err(invalid(vec![too_large(
+            &grid,
+            seeds.len(),
+            planned_points,
+            max_runs,
+            &head,
+        )]));
+    }
+    let planned = plan::plan(&plan::Inputs {
+        root: &root,
+        base: &head.base,
+        grid: &grid,
+        seeds: &seeds,
+        overrides: &run_overrides,
+        exclude: &exclude,
+        evaluate: &head.evaluate,
+        file: &file,
+    })
+    .map_err(&invalid)?;
+    Ok(Experiment {
+        name: head.name,
+        file: path.to_path_buf(),
+        description: head.description,
+        device: head.device,
+        slugs: slug::slugs(&planned.runs),
+        runs: planned.runs,
+        seeds,
+        evaluate: head.evaluate,
+        report: head.report,
+        duplicates: planned.duplicates,
+        warnings: planned.warnings,
+    })
+}
+
+/// The grid is too large to plan: say how large, what makes it so, and the limit.
+fn too_large(grid: &grid::Grid, seeds: usize, count: u128, max_runs: u64, head: &Header) -> Issue {
+    let origin = head
+        .max_runs
+        .as_ref()
+        .map(|n| n.origin.clone())
+        .unwrap_or(Origin::Implied);
+    Issue::new(
+        "grid",
+        format!("{count} runs"),
+        format!(
+            "too many runs to plan: {seeds} seeds × {} grid points ({}) is more than max_runs = {max_runs}",
+            grid.count(),
+            grid.describe().join("; ")
+        ),
+        format!("fewer candidates, blocks or seeds; or raise the limit with `max_runs: {count}` at the top of the file (or `-o max_runs={count}`) if you mean it"),
+    )
+    .at(origin)
+}
+
+/// The top-level keys of an experiment file other than the grid, seeds and exclude.
+struct Header {
+    name: String,
+    description: Option<String>,
+    device: Option<types::DeviceChoice>,
+    base: Node,
+    zip: Vec<Vec<String>>,
+    report: ReportSpec,
+    evaluate: evaluate::EvalSettings,
+    seeds: Option<Node>,
+    max_runs: Option<Node>,
+}
+
+impl Header {
+    /// Takes `-o seeds=…` and `-o max_runs=…` into the header; returns the overrides of run keys.
+    fn apply<'o>(
+        &mut self,
+        overrides: &'o [Override],
+        issues: &mut Vec<Issue>,
+    ) -> Vec<&'o Override> {
+        let mut run_overrides = Vec::new();
+        for o in overrides {
+            match o.path.as_slice() {
+                [Step::Key(k)] if k == "seeds" => self.seeds = Some(o.value.clone()),
+                [Step::Key(k)] if k == "max_runs" => self.max_runs = Some(o.value.clone()),
+                [Step::Key(k), ..] if k == "seed" => issues.push(
+                    Issue::new(
+                        "seed",
+                        o.value.show(),
+                        "set seeds, not seed",
+                        "-o seeds=[0,1,2]",
+                    )
+                    .at(o.value.origin.clone()),
+                ),
+                [Step::Key(k), ..] if TOP_LEVEL_KEYS.contains(&k.as_str()) => issues.push(
+                    Issue::new(
+                        path_to_string(&o.path),
+                        o.value.show(),
+                        "only run keys, `seeds` and `max_runs` can be overridden",
+                        "-o train.epochs=5, -o alpha=2, -o seeds=[0,1]",
+                    )
+                    .at(o.value.origin.clone()),
+                ),
+                _ => run_overrides.push(o),
+            }
+        }
+        run_overrides
+    }
+}
+
+/// Reads the header; `None` when the file is not even a mapping.
+fn header(root: &Node, issues: &mut Vec<Issue>) -> Option<Header> {
     let Value::Map(entries) = &root.value else {
-        return Err(invalid(vec![
+        issues.push(
             Issue::new(
                 "(top level)",
                 root.show(),
@@ -194,9 +323,9 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
                 "keys name, base, seeds, grid, zip, exclude, report",
             )
             .at(root.origin.clone()),
-        ]));
+        );
+        return None;
     };
-    let mut issues = Vec::new();
     for (key, _) in entries {
         if !TOP_LEVEL_KEYS.contains(&key.name.as_str()) {
             issues.push(
@@ -258,7 +387,8 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
             }
         },
     };
-    let mut seeds_node = get("seeds").cloned();
+    let seeds = get("seeds").cloned();
+    let max_runs = get("max_runs").cloned();
     let base = get("base")
         .cloned()
         .unwrap_or_else(|| Node::new(Value::Map(Vec::new()), Origin::Implied));
@@ -273,147 +403,46 @@ pub fn parse(text: &str, path: &Path, overrides: &[Override]) -> Result<Experime
             .at(base.origin.clone()),
         );
     }
-    let zip: Vec<Vec<String>> = typed(get("zip"), "zip", &root, &mut issues).unwrap_or_default();
-    let report: ReportSpec = typed(get("report"), "report", &root, &mut issues).unwrap_or_default();
+    let zip: Vec<Vec<String>> = typed(get("zip"), "zip", root, issues).unwrap_or_default();
+    let report: ReportSpec = typed(get("report"), "report", root, issues).unwrap_or_default();
     let evaluate: evaluate::EvalSettings =
-        typed(get("evaluate"), "evaluate", &root, &mut issues).unwrap_or_default();
+        typed(get("evaluate"), "evaluate", root, issues).unwrap_or_default();
     for issue in evaluate.check() {
         let origin = root.locate(&parse_path(&issue.key));
         issues.push(issue.at(origin));
     }
-    let mut run_overrides = Vec::new();
-    for o in overrides {
-        match o.path.as_slice() {
-            [Step::Key(k)] if k == "seeds" => seeds_node = Some(o.value.clone()),
-            [Step::Key(k), ..] if k == "seed" => issues.push(
-                Issue::new(
-                    "seed",
-                    o.value.show(),
-                    "set seeds, not seed",
-                    "-o seeds=[0,1,2]",
-                )
-                .at(o.value.origin.clone()),
-            ),
-            [Step::Key(k), ..] if TOP_LEVEL_KEYS.contains(&k.as_str()) => issues.push(
-                Issue::new(
-                    path_to_string(&o.path),
-                    o.value.show(),
-                    "only run keys and `seeds` can be overridden",
-                    "-o train.epochs=5, -o alpha=2, -o seeds=[0,1]",
-                )
-                .at(o.value.origin.clone()),
-            ),
-            _ => run_overrides.push(o),
-        }
-    }
-    let seeds = seeds(seeds_node.as_ref(), &root, &mut issues);
-    let exclude = excludes(get("exclude"), &mut issues);
-    let points = grid::expand(get("grid"), &zip).unwrap_or_else(|mut e| {
-        issues.append(&mut e);
-        Vec::new()
-    });
-    if !issues.is_empty() {
-        return Err(invalid(issues));
-    }
-
-    let mut runs = Vec::new();
-    let mut seen = HashSet::new();
-    let mut duplicates = 0;
-    let mut excluded_hits = vec![0usize; exclude.len()];
-    for &seed in &seeds {
-        for point in &points {
-            let mut tree = base.clone();
-            let context = format!("grid[{}], seed {seed}", point.block);
-            for (path, value) in &point.assignments {
-                if let Err(problem) = tree.set(path, value.clone()) {
-                    issues.push(
-                        Issue::new(
-                            path_to_string(path),
-                            value.show(),
-                            problem,
-                            "a dotted key into a mapping of base",
-                        )
-                        .at(value.origin.clone())
-                        .in_context(&context),
-                    );
-                }
-            }
-            let seed_node = Node::new(Value::Int(seed as i64), Origin::Implied);
-            let _ = tree.set(&[Step::Key("seed".into())], seed_node);
-            for o in &run_overrides {
-                if let Err(problem) = tree.set(&o.path, o.value.clone()) {
-                    issues.push(
-                        Issue::new(
-                            path_to_string(&o.path),
-                            o.value.show(),
-                            problem,
-                            "a dotted key into the run spec",
-                        )
-                        .at(o.value.origin.clone()),
-                    );
-                }
-            }
-            if let Some(i) = exclude.iter().position(|ex| matches_exclude(&tree, ex)) {
-                excluded_hits[i] += 1;
-                continue;
-            }
-            match resolve(&tree) {
-                Ok(spec) => {
-                    for issue in evaluate.check_run(&spec) {
-                        let origin = root.locate(&parse_path(&issue.key));
-                        let issue = issue.at(origin).in_context(&context);
-                        if !issues
-                            .iter()
-                            .any(|i: &Issue| i.key == issue.key && i.problem == issue.problem)
-                        {
-                            issues.push(issue);
-                        }
-                    }
-                    if seen.insert(spec.canonical_json()) {
-                        runs.push(spec);
-                    } else {
-                        duplicates += 1;
-                    }
-                }
-                Err(found) => {
-                    for mut issue in found {
-                        if issue.origin == Origin::Implied || issue.origin == base.origin {
-                            issue.origin = point.origin.clone();
-                        }
-                        let issue = issue.in_context(&context);
-                        if !issues.iter().any(|i: &Issue| {
-                            i.key == issue.key
-                                && i.problem == issue.problem
-                                && i.value == issue.value
-                        }) {
-                            issues.push(issue);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    if !issues.is_empty() {
-        return Err(invalid(issues));
-    }
-    let warnings = exclude
-        .iter()
-        .zip(&excluded_hits)
-        .filter(|(_, hits)| **hits == 0)
-        .map(|(ex, _)| format!("{file}: exclude entry {} matches no run", show_exclude(ex)))
-        .collect();
-    Ok(Experiment {
+    Some(Header {
         name,
-        file: path.to_path_buf(),
         description,
         device,
-        runs,
-        seeds,
-        evaluate,
+        base,
+        zip,
         report,
-        duplicates,
-        warnings,
+        evaluate,
+        seeds,
+        max_runs,
     })
+}
+
+/// `max_runs:` — the most runs a plan may have (default 100,000), so that a typo such as three
+/// axes of 1,000 values is refused at once instead of exhausting the machine's memory.
+fn max_runs(node: Option<&Node>, issues: &mut Vec<Issue>) -> u64 {
+    match node.map(|n| (&n.value, n)) {
+        None => DEFAULT_MAX_RUNS,
+        Some((Value::Int(n), _)) if *n >= 1 => *n as u64,
+        Some((_, n)) => {
+            issues.push(
+                Issue::new(
+                    "max_runs",
+                    n.show(),
+                    "the most runs a plan may have: a whole number ≥ 1",
+                    format!("e.g. max_runs: 200000 (default {DEFAULT_MAX_RUNS})"),
+                )
+                .at(n.origin.clone()),
+            );
+            DEFAULT_MAX_RUNS
+        }
+    }
 }
 
 /// A merged run tree to a validated spec; issues carry the origin of the bad value.
@@ -544,53 +573,6 @@ fn seeds(node: Option<&Node>, root: &Node, issues: &mut Vec<Issue>) -> Vec<u64> 
     out
 }
 
-fn excludes(node: Option<&Node>, issues: &mut Vec<Issue>) -> Vec<Vec<(Vec<Step>, Node)>> {
-    let Some(node) = node else { return Vec::new() };
-    let fix = "a list of partial points, e.g. exclude: [{ method: manifold_mixup, alpha: 4.0 }]";
-    let Value::Seq(items) = &node.value else {
-        issues.push(
-            Issue::new("exclude", node.show(), "exclude must be a list", fix)
-                .at(node.origin.clone()),
-        );
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match &item.value {
-            Value::Map(entries) if !entries.is_empty() => out.push(
-                entries
-                    .iter()
-                    .map(|(k, v)| (parse_path(&k.name), v.clone()))
-                    .collect(),
-            ),
-            _ => issues.push(
-                Issue::new(
-                    format!("exclude[{i}]"),
-                    item.show(),
-                    "each entry is a non-empty mapping of key to value",
-                    fix,
-                )
-                .at(item.origin.clone()),
-            ),
-        }
-    }
-    out
-}
-
-fn matches_exclude(tree: &Node, entry: &[(Vec<Step>, Node)]) -> bool {
-    entry
-        .iter()
-        .all(|(path, value)| tree.get(path).is_some_and(|v| v.same_value(value)))
-}
-
-fn show_exclude(entry: &[(Vec<Step>, Node)]) -> String {
-    let parts: Vec<String> = entry
-        .iter()
-        .map(|(k, v)| format!("{}: {}", path_to_string(k), v.show()))
-        .collect();
-    format!("{{{}}}", parts.join(", "))
-}
-
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
@@ -602,12 +584,10 @@ impl RunSpec {
     /// The canonical text of a spec: JSON with sorted keys and every default filled in, so key
     /// order and formatting in the YAML never change it, and every value that changes results
     /// does.
-    pub fn canonical_json(&self) -> String {
+    pub fn canonical_json(&self) -> Result<String, serde_json::Error> {
         // serde_json's map is ordered by key (no `preserve_order` feature), so going through a
         // `Value` sorts every level.
-        serde_json::to_value(self)
-            .map(|v| v.to_string())
-            .unwrap_or_default()
+        serde_json::to_value(self).map(|v| v.to_string())
     }
 
     /// Reads a resolved spec back (spec.yaml in a run directory) with the same checks.
@@ -619,7 +599,8 @@ impl RunSpec {
         })
     }
 
-    pub fn to_yaml(&self) -> String {
-        serde_saphyr::to_string(self).unwrap_or_default()
+    /// The spec as YAML (spec.yaml of a run directory).
+    pub fn to_yaml(&self) -> Result<String, serde_saphyr::SerializeError> {
+        serde_saphyr::to_string(self)
     }
 }

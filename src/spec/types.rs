@@ -419,6 +419,21 @@ impl DataSpec {
             None => vec![2],
         }
     }
+    /// Training examples the run trains on: the set (or its seeded subset) less the held-out
+    /// validation split.
+    pub fn train_examples(&self) -> usize {
+        match self {
+            DataSpec::Spirals {
+                n_train, val_split, ..
+            } => n_train.saturating_sub(*val_split),
+            _ => match self.image() {
+                Some((_, d)) if d.train_subset > 0 => d.train_subset,
+                Some((set, d)) => set.n_train().saturating_sub(d.val_split),
+                None => 0,
+            },
+        }
+    }
+
     /// Training examples held out for validation (0 = no validation set).
     pub fn val_split(&self) -> usize {
         match self {
@@ -496,24 +511,6 @@ pub struct RunSpec {
     pub data: DataSpec,
     pub train: TrainSpec,
     pub eval: EvalSpec,
-}
-
-impl RunSpec {
-    /// A readable name built from the spec alone: `manifold_mixup-a2-L4-s0`.
-    pub fn slug(&self) -> String {
-        let mut slug = self.method.name().to_string();
-        if let Some(alpha) = self.alpha {
-            slug.push_str(&format!("-a{}", alpha.get()));
-        }
-        if let (Method::ManifoldMixup, Some(layers)) = (self.method, &self.layers) {
-            slug.push_str(&format!("-L{}", layers.compact()));
-        }
-        if let Some(size) = self.cutout {
-            slug.push_str(&format!("-c{size}"));
-        }
-        slug.push_str(&format!("-s{}", self.seed));
-        slug
-    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,22 @@ pub fn validate(raw: &RunRaw) -> Result<RunSpec, Vec<Issue>> {
             0
         }
     };
+    if let (Some(d), Some(t)) = (&data, &train)
+        && t.batch_size > d.train_examples()
+    {
+        // An error, not a silent clamp: a batch larger than the training set would train
+        // full-batch while the spec, the run id and the report said otherwise.
+        issues.push(Issue::new(
+            "train.batch_size",
+            t.batch_size.to_string(),
+            format!(
+                "larger than the {} training examples of data `{}` (after the subset and the validation split)",
+                d.train_examples(),
+                d.name()
+            ),
+            format!("at most {}, or more training examples", d.train_examples()),
+        ));
+    }
     let (alpha, layers) = mixing(raw, model.as_ref(), &mut issues);
     let cutout = cutout(raw, data.as_ref(), &mut issues);
     match (model, data, train, eval) {

@@ -38,3 +38,61 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Resul
     text.push('\n');
     write(path, text.as_bytes())
 }
+
+/// Whether `name` is a temporary of `write` (`.<file>.tmp.<pid>`), and whose.
+fn temporary_of(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let (_, pid) = rest.rsplit_once(".tmp.")?;
+    pid.parse().ok()
+}
+
+/// Removes the temporaries that writers other than this process left in `dir` (a kill between
+/// the write and the rename leaves one behind). Call it only while holding the claim of the
+/// run that owns `dir`: then no other process writes there, and every other temporary is
+/// stale. Returns how many were removed.
+pub fn remove_stale(dir: &Path) -> std::io::Result<usize> {
+    let own = std::process::id();
+    let mut removed = 0;
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if temporary_of(&name).is_some_and(|pid| pid != own) && entry.path().is_file() {
+            fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_temporaries_are_removed_and_others_kept() {
+        let tmp = crate::testing::TempDir::new().unwrap();
+        let dir = tmp.path();
+        // What a kill between write and rename leaves: `.status.json.tmp.<pid>`.
+        fs::write(dir.join(".status.json.tmp.999999"), "{").unwrap();
+        fs::write(dir.join(".result.json.tmp.4242"), "{").unwrap();
+        let own = dir.join(format!(".metrics.jsonl.tmp.{}", std::process::id()));
+        fs::write(&own, "").unwrap();
+        fs::write(dir.join("status.json"), "{}").unwrap();
+        fs::write(dir.join(".hidden"), "").unwrap();
+        assert_eq!(remove_stale(dir).unwrap(), 2);
+        let mut left: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let own_name = own.file_name().unwrap().to_string_lossy().into_owned();
+        let mut want = vec![own_name.as_str(), ".hidden", "status.json"];
+        want.sort();
+        assert_eq!(left, want);
+    }
+}

@@ -7,14 +7,20 @@
 
 pub mod atomic;
 pub mod claim;
+pub mod next;
 pub mod records;
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use crate::spec::{Experiment, RunSpec};
+pub use next::{
+    Next, RunView, SETTINGS_FILE, begin_attempt, end_attempt, evaluated_models,
+    missing_evaluations, needs_evaluation, record_failure, settings_beside, view,
+};
 use records::{Failure, RunResult, State, Status};
 
 /// Errors of the run store.
@@ -33,6 +39,19 @@ pub enum StoreError {
         "{path}: this run directory holds a different spec than its name says; the store has been edited by hand. Delete the directory to re-plan it"
     )]
     Mismatch { path: PathBuf },
+    #[error(
+        "the canonical form of {what} cannot be written ({reason}), so it has no id; this is a bug in mixsweep, please report it"
+    )]
+    Identity { what: &'static str, reason: String },
+}
+
+impl From<crate::spec::evaluate::SettingsIdError> for StoreError {
+    fn from(e: crate::spec::evaluate::SettingsIdError) -> Self {
+        StoreError::Identity {
+            what: "the evaluation settings",
+            reason: e.0,
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -42,15 +61,48 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
-/// A run's identity: SHA-256 of its canonical spec, in hex.
-pub fn run_id(spec: &RunSpec) -> String {
-    let digest = Sha256::digest(spec.canonical_json().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+/// A run's identity: SHA-256 of its canonical spec, in hex. A spec that cannot be written
+/// is an error, never the hash of an empty string.
+pub fn run_id(spec: &RunSpec) -> Result<String, StoreError> {
+    let json = spec.canonical_json().map_err(|e| StoreError::Identity {
+        what: "a run spec",
+        reason: e.to_string(),
+    })?;
+    let digest = Sha256::digest(json.as_bytes());
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// `<slug>-<first 12 hex digits of the id>`.
-pub fn run_dir_name(spec: &RunSpec) -> String {
-    format!("{}-{}", spec.slug(), &run_id(spec)[..12])
+/// The characters of the id that end a run directory's name (`<slug>-<id12>`).
+pub const ID_IN_NAME: usize = 12;
+
+/// The slug part of a run directory's name (`erm-wd1e-4-s0` of `erm-wd1e-4-s0-0123456789ab`).
+pub fn slug_of(run_dir: &Path) -> String {
+    let name = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match name.rsplit_once('-') {
+        Some((slug, id)) if id.len() == ID_IN_NAME => slug.to_string(),
+        _ => name,
+    }
+}
+
+/// The run directories already in an experiment directory, by the id they end with.
+fn existing_runs(dir: &Path) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !entry.path().is_dir() {
+            continue;
+        }
+        if let Some((_, id)) = name.rsplit_once('-')
+            && id.len() == ID_IN_NAME
+            && id.chars().all(|c| c.is_ascii_hexdigit())
+        {
+            out.insert(id.to_string(), name);
+        }
+    }
+    out
 }
 
 /// A run's effective state, derived from its files.
@@ -104,6 +156,8 @@ impl RunFiles {
     pub const METRICS: &'static str = "metrics.jsonl";
     pub const RESULT: &'static str = "result.json";
     pub const CHECKPOINT: &'static str = "checkpoint";
+    /// Inside `CHECKPOINT`: the model of the epoch with the lowest validation error so far.
+    pub const BEST_ON_VALIDATION: &'static str = "best-on-validation.bpk";
 }
 
 /// The root of a store (`runs/` by default).
@@ -121,16 +175,28 @@ impl Store {
         self.root.join(name)
     }
 
-    /// The runs of an experiment with their directories, without touching the disk.
-    pub fn planned(&self, exp: &Experiment) -> Vec<PlannedRun> {
+    /// The runs of an experiment with their directories, reading the disk but writing
+    /// nothing. A run's directory is `<slug>-<id12>`; one made earlier under another slug (the
+    /// experiment's varying keys changed, or an older mixsweep named it) keeps its name.
+    pub fn planned(&self, exp: &Experiment) -> Result<Vec<PlannedRun>, StoreError> {
         let dir = self.experiment_dir(&exp.name);
+        let existing = existing_runs(&dir);
         exp.runs
             .iter()
-            .map(|spec| PlannedRun {
-                id: run_id(spec),
-                slug: spec.slug(),
-                dir: dir.join(run_dir_name(spec)),
-                spec: spec.clone(),
+            .zip(&exp.slugs)
+            .map(|(spec, slug)| {
+                let id = run_id(spec)?;
+                let short = &id[..ID_IN_NAME];
+                let name = existing
+                    .get(short)
+                    .cloned()
+                    .unwrap_or_else(|| format!("{slug}-{short}"));
+                Ok(PlannedRun {
+                    dir: dir.join(name),
+                    id,
+                    slug: slug.clone(),
+                    spec: spec.clone(),
+                })
             })
             .collect()
     }
@@ -140,7 +206,7 @@ impl Store {
     pub fn write_plan(&self, exp: &Experiment) -> Result<Vec<PlannedRun>, StoreError> {
         let dir = self.experiment_dir(&exp.name);
         fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let runs = self.planned(exp);
+        let runs = self.planned(exp)?;
         let mut plan = String::new();
         for run in &runs {
             let line = serde_json::json!({ "id": run.id, "slug": run.slug, "dir": run.dir.file_name().map(|n| n.to_string_lossy()), "spec": run.spec });
@@ -170,9 +236,12 @@ impl Store {
             // so a crash never leaves a run directory without its spec.
             let tmp = dir.join(format!(".new-{}-{}", &run.id[..12], std::process::id()));
             let _ = fs::remove_dir_all(&tmp);
+            let yaml = run.spec.to_yaml().map_err(|e| StoreError::Identity {
+                what: "a run spec (as YAML)",
+                reason: e.to_string(),
+            })?;
             fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-            atomic::write(&tmp.join(RunFiles::SPEC), run.spec.to_yaml().as_bytes())
-                .map_err(io(&tmp))?;
+            atomic::write(&tmp.join(RunFiles::SPEC), yaml.as_bytes()).map_err(io(&tmp))?;
             atomic::write_json(&tmp.join(RunFiles::STATUS), &Status::pending())
                 .map_err(io(&tmp))?;
             if let Err(e) = fs::rename(&tmp, &run.dir) {
@@ -186,7 +255,7 @@ impl Store {
                 }
             }
         }
-        let settings_path = dir.join(crate::eval::SETTINGS_FILE);
+        let settings_path = dir.join(SETTINGS_FILE);
         atomic::write_json(&settings_path, &exp.evaluate).map_err(io(&settings_path))?;
         let plan_path = dir.join("plan.jsonl");
         atomic::write(&plan_path, plan.as_bytes()).map_err(io(&plan_path))?;

@@ -17,7 +17,7 @@ pub enum State {
 }
 
 /// Why a run failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureClass {
     /// The loss became NaN or infinite.
@@ -40,9 +40,23 @@ pub enum FailureClass {
     Interrupted,
 }
 
-impl std::fmt::Display for FailureClass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl FailureClass {
+    /// Every class, in the order the README lists them.
+    pub const ALL: [FailureClass; 9] = [
+        FailureClass::Oom,
+        FailureClass::Crashed,
+        FailureClass::Timeout,
+        FailureClass::Interrupted,
+        FailureClass::Diverged,
+        FailureClass::Evaluation,
+        FailureClass::NoDevice,
+        FailureClass::BadData,
+        FailureClass::BadSpec,
+    ];
+
+    /// The name in status.json and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
             FailureClass::Diverged => "diverged",
             FailureClass::Crashed => "crashed",
             FailureClass::BadSpec => "bad_spec",
@@ -52,7 +66,26 @@ impl std::fmt::Display for FailureClass {
             FailureClass::Oom => "oom",
             FailureClass::Timeout => "timeout",
             FailureClass::Interrupted => "interrupted",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for FailureClass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<FailureClass, String> {
+        FailureClass::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = FailureClass::ALL.iter().map(|c| c.name()).collect();
+                format!("`{s}` is not a failure class; one of {}", names.join(", "))
+            })
     }
 }
 
@@ -293,6 +326,33 @@ pub struct PlaneScore {
     pub entropy_hidden: f64,
     /// Relative to the run directory.
     pub file: String,
+}
+
+/// The maps of a 2-D model's planes, written beside the run (`plane.json`) by evaluation and
+/// read by the report's figures.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PlaneMaps {
+    /// The bottleneck's mix point.
+    pub layer: usize,
+    pub classes: usize,
+    /// Grid points per side; grids are row-major with x varying fastest.
+    pub grid: usize,
+    /// [x_min, x_max, y_min, y_max] of the input plane and of the hidden plane.
+    pub input_box: [f64; 4],
+    pub hidden_box: [f64; 4],
+    /// Class probabilities at each input-grid point, `[grid², classes]` row-major.
+    pub input_probs: Vec<f32>,
+    /// The same over the hidden grid, the network run from the bottleneck on.
+    pub hidden_probs: Vec<f32>,
+    /// Training points `[n, 2]`, their labels, and their bottleneck states `[n, 2]`.
+    pub train_points: Vec<f32>,
+    pub train_labels: Vec<usize>,
+    pub train_hidden: Vec<f32>,
+    /// Points drawn uniformly over the input plane `[m, 2]` and their bottleneck states.
+    pub uniform_points: Vec<f32>,
+    pub uniform_hidden: Vec<f32>,
+    pub entropy_input: f64,
+    pub entropy_hidden: f64,
 }
 
 /// Unix time in seconds.

@@ -6,13 +6,13 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 
+use super::TrainError;
 use super::device::DeviceChoice;
-use super::loss::loss;
 use super::mixing::{MixStreams, Mixer};
-use crate::models::{MixHook, Network, NoMix};
+use super::step::{Batch, StepConfig, one_hot};
+use crate::models::{MixHook, Network};
 use crate::spec::types::{
     Activation, Alpha, LayerSet, LossKind, ModelSpec, OptimizerKind, ScheduleKind, TrainSpec,
 };
@@ -101,7 +101,7 @@ fn random(n: usize, salt: usize) -> Vec<f32> {
 }
 
 /// Measures one case on `device`.
-pub fn measure(case: &Case, device: &Device) -> Measured {
+pub fn measure(case: &Case, device: &Device) -> Result<Measured, TrainError> {
     let ad = device.clone().autodiff();
     let features: usize = case.shape.iter().product();
     let mut net = Network::new(
@@ -127,57 +127,65 @@ pub fn measure(case: &Case, device: &Device) -> Measured {
     };
     let mut optim = super::optim::optimizer(&train);
     let x_host = random(case.batch * features, 1);
-    let mut y_host = vec![0f32; case.batch * case.classes];
-    for i in 0..case.batch {
-        y_host[i * case.classes + i % case.classes] = 1.0;
-    }
+    let y_host = one_hot((0..case.batch).map(|i| i % case.classes), case.classes);
     let alpha = Alpha::new(2.0).unwrap_or_else(|| unreachable!("2.0 is a valid alpha"));
-    let layers = LayerSet::new(case.layers.clone());
+    let erm = StepConfig {
+        seed: 0,
+        loss: train.loss,
+        input_noise: 0.0,
+        dropout: case.model.dropout(),
+        mixing: None,
+    };
+    let mixup = StepConfig {
+        mixing: Some((alpha, LayerSet::new(case.layers.clone()))),
+        ..erm.clone()
+    };
     let mut streams = MixStreams::new(0);
     let mut phases = [0.0; 4];
     let mut phase_steps = 0usize;
-    let mut step = |net: Network, mixing: bool, phases: &mut [f64; 4], record: bool| -> Network {
-        let t0 = Instant::now();
-        let x =
-            Tensor::<2>::from_data(TensorData::new(x_host.clone(), [case.batch, features]), &ad);
-        let y = Tensor::<2>::from_data(
-            TensorData::new(y_host.clone(), [case.batch, case.classes]),
-            &ad,
-        );
-        let t1 = Instant::now();
-        let l = if mixing {
-            let mixer = Mixer::new(&streams.draw(alpha, &layers, case.batch), &ad);
-            loss(LossKind::SoftCe, net.forward(x, &mixer), mixer.targets(y))
-        } else {
-            loss(LossKind::SoftCe, net.forward(x, &NoMix), y)
+    // The training loop's own step (`train::step`), on the same batch each time.
+    let mut step = |net: Network,
+                    mixing: bool,
+                    phases: &mut [f64; 4],
+                    record: bool|
+     -> Result<Network, TrainError> {
+        let batch = Batch {
+            inputs: x_host.clone(),
+            features,
+            targets: y_host.clone(),
+            classes: case.classes,
+            epoch: 0,
+            step: 0,
         };
-        let _ = l.clone().into_scalar::<f32>();
-        let t2 = Instant::now();
-        let grads = GradientsParams::from_grads(l.backward(), &net);
-        let t3 = Instant::now();
-        let net = optim.step(0.01, net, grads);
+        let cfg = if mixing { &mixup } else { &erm };
+        let t = Instant::now();
+        let stepped = super::step::step(net, &mut optim, batch, cfg, &mut streams, 0.01, &ad)?;
         let _ = device.sync();
-        let t4 = Instant::now();
         if record {
-            for (p, (a, b)) in phases
-                .iter_mut()
-                .zip([(t0, t1), (t1, t2), (t2, t3), (t3, t4)])
-            {
-                *p += (b - a).as_secs_f64();
+            let tm = stepped.times;
+            let sync =
+                t.elapsed().as_secs_f64() - (tm.upload + tm.forward + tm.backward + tm.optimiser);
+            for (p, v) in phases.iter_mut().zip([
+                tm.upload,
+                tm.forward,
+                tm.backward,
+                tm.optimiser + sync.max(0.0),
+            ]) {
+                *p += v;
             }
         }
-        net
+        Ok(stepped.model)
     };
     // Warm-up: first allocations and kernel choices.
     for mixing in [false, true] {
-        net = step(net, mixing, &mut phases, false);
+        net = step(net, mixing, &mut phases, false)?;
     }
     let (mut erm_time, mut mix_time) = (0.0, 0.0);
     for _ in 0..case.rounds {
         for mixing in [false, true] {
             let t = Instant::now();
             for _ in 0..case.steps {
-                net = step(net, mixing, &mut phases, !mixing);
+                net = step(net, mixing, &mut phases, !mixing)?;
             }
             let dt = t.elapsed().as_secs_f64();
             if mixing {
@@ -192,17 +200,17 @@ pub fn measure(case: &Case, device: &Device) -> Measured {
     for p in &mut phases {
         *p /= phase_steps.max(1) as f64;
     }
-    Measured {
+    Ok(Measured {
         erm_per_sec: examples / erm_time,
         mixup_per_sec: examples / mix_time,
         phases,
-        mix_ops: mix_op_time(case, &net, device),
-    }
+        mix_ops: mix_op_time(case, &net, device)?,
+    })
 }
 
 /// The mixing operations alone, on the hidden states a step mixes (each mix point of S in
 /// turn) and on the targets: `λ·h + (1−λ)·h[perm]` as the training step does it.
-fn mix_op_time(case: &Case, net: &Network, device: &Device) -> f64 {
+fn mix_op_time(case: &Case, net: &Network, device: &Device) -> Result<f64, TrainError> {
     struct Shapes(std::cell::RefCell<Vec<Vec<usize>>>);
     impl MixHook for Shapes {
         fn at<const D: usize>(&self, _k: usize, h: Tensor<D>) -> Tensor<D> {
@@ -249,11 +257,16 @@ fn mix_op_time(case: &Case, net: &Network, device: &Device) -> f64 {
         }
         total += t.elapsed().as_secs_f64() / reps as f64;
     }
-    total / case.layers.len() as f64
+    Ok(total / case.layers.len() as f64)
 }
 
 /// Runs every case and renders reports/bench.md.
-pub fn run(cases: &[Case], device: &Device, choice: DeviceChoice, threads: usize) -> String {
+pub fn run(
+    cases: &[Case],
+    device: &Device,
+    choice: DeviceChoice,
+    threads: usize,
+) -> Result<String, TrainError> {
     let mut out = String::new();
     let _ = writeln!(out, "# mixsweep benchmark\n");
     let _ = writeln!(
@@ -262,11 +275,11 @@ pub fn run(cases: &[Case], device: &Device, choice: DeviceChoice, threads: usize
         cpu_model(),
         threads,
         env!("CARGO_PKG_VERSION"),
-        crate::exec::BURN_VERSION
+        super::BURN_VERSION
     );
     let _ = writeln!(
         out,
-        "Training step = upload a batch of random inputs, forward, soft-target cross-entropy, backward, SGD (momentum 0.9, Nesterov, weight decay) — the training loop's own step. ERM and Manifold Mixup (α = 2, one layer of S drawn per step) run in interleaved rounds in one process; throughput is training examples per second.\n"
+        "Training step = upload a batch of random inputs, forward, soft-target cross-entropy, backward, SGD (momentum 0.9, Nesterov, weight decay) — the training loop's own step (`train::step`). ERM and Manifold Mixup (α = 2, one layer of S drawn per step) run in interleaved rounds in one process; throughput is training examples per second.\n"
     );
     let _ = writeln!(
         out,
@@ -276,7 +289,7 @@ pub fn run(cases: &[Case], device: &Device, choice: DeviceChoice, threads: usize
     let mut breakdown = String::new();
     for case in cases {
         eprintln!("bench: {} ...", case.name);
-        let m = measure(case, device);
+        let m = measure(case, device)?;
         let step = case.batch as f64 / m.erm_per_sec;
         let _ = writeln!(
             out,
@@ -316,7 +329,7 @@ pub fn run(cases: &[Case], device: &Device, choice: DeviceChoice, threads: usize
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     out.push_str(&breakdown);
-    out
+    Ok(out)
 }
 
 fn cpu_model() -> String {
@@ -355,11 +368,11 @@ mod tests {
             steps: 2,
             rounds: 1,
         };
-        let m = measure(&case, &Device::flex());
+        let m = measure(&case, &Device::flex()).unwrap();
         assert!(m.erm_per_sec > 0.0 && m.mixup_per_sec > 0.0);
         assert!(m.mix_ops > 0.0);
         assert!(m.phases.iter().all(|&p| p >= 0.0) && m.phases[1] > 0.0 && m.phases[2] > 0.0);
-        let text = run(&[case], &Device::flex(), DeviceChoice::Cpu, 1);
+        let text = run(&[case], &Device::flex(), DeviceChoice::Cpu, 1).unwrap();
         assert!(text.contains("| tiny | 4 | {0, 2} |"), "{text}");
     }
 }

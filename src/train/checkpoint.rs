@@ -15,7 +15,7 @@ use crate::store::atomic;
 use crate::store::records::EpochMetrics;
 
 /// The training loop's own state at a minibatch boundary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoopState {
     /// The epoch in progress (0-based).
     pub epoch: usize,
@@ -92,13 +92,10 @@ pub fn save(dir: &Path, state: &LoopState, model: &[u8], optim: &[u8]) -> std::i
     Ok(())
 }
 
-/// The file that keeps the model of the epoch with the lowest validation error so far.
-pub const BEST_ON_VALIDATION: &str = "best-on-validation.bpk";
-
 /// Keeps `model` as the best on validation so far.
 pub fn save_best_on_validation(dir: &Path, model: &[u8]) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
-    atomic::write(&dir.join(BEST_ON_VALIDATION), model)
+    atomic::write(&dir.join(crate::store::RunFiles::BEST_ON_VALIDATION), model)
 }
 
 /// The model parameters of the checkpoint in `dir` and the loop state they go with, without

@@ -4,27 +4,34 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod device;
+pub mod host;
 pub mod loss;
 pub mod mixing;
 pub mod optim;
 pub mod regularise;
+pub mod step;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use burn::tensor::Bytes;
 use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 
 use crate::data::{self, Dataset, prefetch};
-use crate::models::Network;
-use crate::models::NoMix;
+use crate::models::{Network, NoMix};
 use crate::spec::types::RunSpec;
 use crate::store::records::EpochMetrics;
 use checkpoint::LoopState;
-use mixing::{MixStreams, Mixer};
+use host::{DeviceRead, floats};
+use mixing::MixStreams;
+use step::{Batch, StepConfig, one_hot, step};
+
+/// The version of burn we build against (pinned exactly in Cargo.toml).
+pub const BURN_VERSION: &str = "0.22.1";
 
 /// Why training failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +48,8 @@ pub enum TrainError {
     Checkpoint(String),
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    DeviceRead(#[from] DeviceRead),
 }
 
 /// What a finished training run measured.
@@ -83,6 +92,27 @@ pub struct Control<'a> {
     pub on_epoch: &'a dyn Fn(usize),
 }
 
+/// What an epoch needs that does not change during the run.
+struct Setup<'a> {
+    spec: &'a RunSpec,
+    control: &'a Control<'a>,
+    splits: &'a data::Splits,
+    transform: data::TrainTransform,
+    step: StepConfig,
+    /// The autodiff device.
+    ad: Device,
+}
+
+/// What changes from step to step: the network, the optimiser, the random streams and the
+/// loop's counters (all of which a checkpoint saves).
+struct Progress {
+    model: Network,
+    optimizer: ModuleOptimizer,
+    order_rng: ChaCha8Rng,
+    mix_rng: MixStreams,
+    st: LoopState,
+}
+
 /// Trains `spec`, continuing from the checkpoint in `control.checkpoint_dir` if there is one,
 /// and calls `on_eval` with the whole metric history after each evaluation.
 pub fn train(
@@ -90,266 +120,238 @@ pub fn train(
     control: &Control,
     on_eval: &mut dyn FnMut(&[EpochMetrics]) -> std::io::Result<()>,
 ) -> Result<Ended, TrainError> {
-    let device = control.device.clone();
-    let ad = device.clone().autodiff();
     let splits = data::load(&spec.data)?;
-    let (train_set, test_set) = (&splits.train, &splits.test);
-    let transform = data::TrainTransform {
-        augment: splits.augment.clone(),
-        cutout: spec.cutout,
+    let setup = Setup {
+        spec,
+        control,
+        splits: &splits,
+        transform: data::TrainTransform {
+            augment: splits.augment.clone(),
+            cutout: spec.cutout,
+        },
+        step: StepConfig::of(spec),
+        ad: control.device.clone().autodiff(),
     };
-    let mut model = Network::new(
-        &spec.model,
-        &train_set.shape,
-        train_set.classes,
-        &mut crate::rng::stream(spec.seed, "init"),
-        &ad,
-    );
-    let mut optimizer = optim::optimizer(&spec.train);
-    let mut order_rng = crate::rng::stream(spec.seed, "order");
-    let mut mix_rng = MixStreams::new(spec.seed);
-    let mixing = spec.alpha.zip(spec.layers.clone());
-
-    let mut st = LoopState {
-        epoch: 0,
-        step: 0,
-        order_pos: 0,
-        layer_pos: 0,
-        lambda_pos: 0,
-        partner_pos: 0,
-        augment_pos: 0,
-        data_wait: 0.0,
-        loss_sum: 0.0,
-        batches: 0,
-        examples: 0,
-        train_time: 0.0,
-        elapsed: 0.0,
-        history: Vec::new(),
-    };
-    if let Some(saved) = control
-        .checkpoint_dir
-        .map(checkpoint::load)
-        .transpose()?
-        .flatten()
-    {
-        let bad = |e: burn::store::RecordError| TrainError::Checkpoint(e.to_string());
-        let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(saved.model))
-            .map_err(bad)?;
-        model = model.try_load_record(record).map_err(bad)?;
-        let record = burn::optim::OptimizerRecord::from_bytes(Bytes::from_bytes_vec(saved.optim))
-            .map_err(bad)?;
-        optimizer = optimizer.load_record(record);
-        st = saved.state;
-        mix_rng.layer.set_word_pos(st.layer_pos);
-        mix_rng.lambda.set_word_pos(st.lambda_pos);
-        mix_rng.partner.set_word_pos(st.partner_pos);
-        eprintln!(
-            "resuming from the checkpoint at epoch {}, minibatch {}",
-            st.epoch + 1,
-            st.step
-        );
-    }
-    let resumed_from_epoch = st.epoch;
-    let elapsed_before = st.elapsed;
+    let mut p = start(&setup)?;
+    let resumed_from_epoch = p.st.epoch;
+    let elapsed_before = p.st.elapsed;
     let started = Instant::now();
-    let save = |st: &mut LoopState,
-                model: &Network,
-                optimizer: &ModuleOptimizer,
-                mix_rng: &MixStreams|
-     -> Result<(), TrainError> {
-        let Some(dir) = control.checkpoint_dir else {
-            return Ok(());
-        };
-        st.layer_pos = mix_rng.layer.get_word_pos();
-        st.lambda_pos = mix_rng.lambda.get_word_pos();
-        st.partner_pos = mix_rng.partner.get_word_pos();
-        st.elapsed = elapsed_before + started.elapsed().as_secs_f64();
-        let bad = |e: burn::store::RecordError| TrainError::Checkpoint(e.to_string());
-        let model_bytes = model.clone().into_record().into_bytes().map_err(bad)?;
-        let optim_bytes = optimizer.to_record().into_bytes().map_err(bad)?;
-        checkpoint::save(dir, st, &model_bytes, &optim_bytes)?;
-        Ok(())
-    };
-
-    while st.epoch < spec.train.epochs {
-        let epoch = st.epoch;
+    let elapsed = || elapsed_before + started.elapsed().as_secs_f64();
+    while p.st.epoch < spec.train.epochs {
         let epoch_start = Instant::now();
-        let lr = spec.train.lr_at(epoch);
-        // A fresh permutation each epoch, as PyTorch's RandomSampler, drawn from the stream
-        // position recorded at the epoch's start (so a resumed epoch draws the same one).
-        order_rng.set_word_pos(st.order_pos);
-        let mut order: Vec<usize> = (0..train_set.len()).collect();
-        order.shuffle(&mut order_rng);
-        // No drop_last, as PyTorch's DataLoader in the official code: the last batch may be short.
-        let batches: Vec<(usize, Vec<usize>)> = order
-            .chunks(spec.train.batch_size)
-            .enumerate()
-            .skip(st.step)
-            .map(|(s, rows)| (s, rows.to_vec()))
-            .collect();
-        let mut augment_rng = crate::rng::stream(spec.seed, "augment");
-        augment_rng.set_word_pos(st.augment_pos);
-        // The model and optimiser move into the consumer and come back with the epoch's outcome.
-        let (outcome, waited) = prefetch::run(
-            train_set,
-            batches,
-            &transform,
-            augment_rng,
-            |batches| -> Result<(Network, ModuleOptimizer, bool), TrainError> {
-                let (mut model, mut optimizer) = (model, optimizer);
-                for batch in batches {
-                    let idx = &batch.rows;
-                    let mut inputs = batch.inputs;
-                    if spec.train.input_noise > 0.0 {
-                        regularise::add_input_noise(
-                            &mut inputs,
-                            spec.train.input_noise,
-                            &mut regularise::stream(spec.seed, "input_noise", epoch, batch.step),
-                        );
-                    }
-                    let x = Tensor::<2>::from_data(
-                        TensorData::new(inputs, [idx.len(), train_set.features()]),
-                        &ad,
-                    );
-                    let y = one_hot(train_set, idx, &ad);
-                    let (logits, targets) = match &mixing {
-                        Some((alpha, layers)) => {
-                            let mixer = Mixer::new(&mix_rng.draw(*alpha, layers, idx.len()), &ad);
-                            (
-                                forward_train(&model, x, &mixer, spec, epoch, batch.step),
-                                mixer.targets(y),
-                            )
-                        }
-                        None => (forward_train(&model, x, &NoMix, spec, epoch, batch.step), y),
-                    };
-                    let loss = loss::loss(spec.train.loss, logits, targets);
-                    let value = f64::from(loss.clone().into_scalar::<f32>());
-                    if !value.is_finite() {
-                        return Err(TrainError::Diverged {
-                            epoch: epoch + 1,
-                            step: batch.step + 1,
-                            loss: value,
-                        });
-                    }
-                    let grads = GradientsParams::from_grads(loss.backward(), &model);
-                    model = optimizer.step(lr, model, grads);
-                    st.loss_sum += value;
-                    st.batches += 1;
-                    st.examples += idx.len();
-                    st.step = batch.step + 1;
-                    st.augment_pos = batch.augment_pos;
-                    if control.stop.load(Ordering::Relaxed) {
-                        return Ok((model, optimizer, true));
-                    }
-                }
-                Ok((model, optimizer, false))
-            },
-        );
-        st.data_wait += waited;
-        st.train_time += epoch_start.elapsed().as_secs_f64();
-        let stopped;
-        (model, optimizer, stopped) = outcome?;
+        let (stopped, waited);
+        (p, stopped, waited) = train_epoch(&setup, p)?;
+        p.st.data_wait += waited;
+        p.st.train_time += epoch_start.elapsed().as_secs_f64();
         if stopped {
-            save(&mut st, &model, &optimizer, &mix_rng)?;
+            save(&setup, &mut p, elapsed())?;
             return Ok(Ended::Stopped {
-                epoch: epoch + 1,
-                step: st.step,
+                epoch: p.st.epoch + 1,
+                step: p.st.step,
             });
         }
-        let done = epoch + 1;
+        let done = p.st.epoch + 1;
         if done.is_multiple_of(spec.eval.every) || done == spec.train.epochs {
-            let frozen = model.valid();
-            let (test_error, test_nll) = evaluate(&frozen, test_set, &device);
-            let val = splits.val.as_ref().map(|v| evaluate(&frozen, v, &device));
-            // The model the validation rule selects (the first epoch with the lowest error) is
-            // kept for evaluation.
-            if let (Some(dir), Some((v, _))) = (control.checkpoint_dir, val)
-                && st
-                    .history
-                    .iter()
-                    .all(|m| m.val_error.is_none_or(|best| v < best))
-            {
-                let bytes = model
-                    .clone()
-                    .into_record()
-                    .into_bytes()
-                    .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-                checkpoint::save_best_on_validation(dir, &bytes)?;
-            }
-            st.history.push(EpochMetrics {
-                epoch: done,
-                lr,
-                train_loss: st.loss_sum / st.batches.max(1) as f64,
-                test_error,
-                test_nll,
-                val_error: val.map(|v| v.0),
-                val_nll: val.map(|v| v.1),
-                elapsed: elapsed_before + started.elapsed().as_secs_f64(),
-            });
-            on_eval(&st.history)?;
+            evaluate_epoch(&setup, &mut p, done, elapsed())?;
+            on_eval(&p.st.history)?;
         }
         (control.on_epoch)(done);
-        st.epoch = done;
-        st.step = 0;
-        st.order_pos = order_rng.get_word_pos();
-        st.loss_sum = 0.0;
-        st.batches = 0;
+        p.st.epoch = done;
+        p.st.step = 0;
+        p.st.order_pos = p.order_rng.get_word_pos();
+        p.st.loss_sum = 0.0;
+        p.st.batches = 0;
         let periodic =
             control.checkpoint_every > 0 && done.is_multiple_of(control.checkpoint_every);
         if periodic || done == spec.train.epochs {
-            save(&mut st, &model, &optimizer, &mix_rng)?;
+            save(&setup, &mut p, elapsed())?;
         }
     }
     Ok(Ended::Finished(Outcome {
-        history: st.history,
+        history: p.st.history,
         device: control.device_name.clone(),
-        wall_time: elapsed_before + started.elapsed().as_secs_f64(),
-        train_examples_per_sec: st.examples as f64 / st.train_time.max(1e-9),
-        data_wait_fraction: st.data_wait / st.train_time.max(1e-9),
+        wall_time: elapsed(),
+        train_examples_per_sec: p.st.examples as f64 / p.st.train_time.max(1e-9),
+        data_wait_fraction: p.st.data_wait / p.st.train_time.max(1e-9),
         resumed_from_epoch,
     }))
 }
 
-/// The training forward pass: `hook` (the mixing) at the mix points, behind dropout when the
-/// model has it.
-fn forward_train<H: crate::models::MixHook>(
-    model: &Network,
-    x: Tensor<2>,
-    hook: &H,
-    spec: &RunSpec,
-    epoch: usize,
-    step: usize,
-) -> Tensor<2> {
-    match spec.model.dropout() {
-        Some((p, spare)) => {
-            let rng =
-                std::cell::RefCell::new(regularise::stream(spec.seed, "dropout", epoch, step));
-            model.forward(
-                x,
-                &regularise::Dropout {
-                    inner: hook,
-                    p,
-                    spare,
-                    rng,
-                },
-            )
-        }
-        None => model.forward(x, hook),
-    }
+/// A fresh network, optimiser and streams — or, when the run has a checkpoint, the ones it
+/// saved.
+fn start(setup: &Setup) -> Result<Progress, TrainError> {
+    let spec = setup.spec;
+    let train_set = &setup.splits.train;
+    let model = Network::new(
+        &spec.model,
+        &train_set.shape,
+        train_set.classes,
+        &mut crate::rng::stream(spec.seed, "init"),
+        &setup.ad,
+    );
+    let mut p = Progress {
+        model,
+        optimizer: optim::optimizer(&spec.train),
+        order_rng: crate::rng::stream(spec.seed, "order"),
+        mix_rng: MixStreams::new(spec.seed),
+        st: LoopState::default(),
+    };
+    let Some(saved) = setup
+        .control
+        .checkpoint_dir
+        .map(checkpoint::load)
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(p);
+    };
+    let bad = |e: burn::store::RecordError| TrainError::Checkpoint(e.to_string());
+    let record =
+        burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(saved.model)).map_err(bad)?;
+    p.model = p.model.try_load_record(record).map_err(bad)?;
+    let record = burn::optim::OptimizerRecord::from_bytes(Bytes::from_bytes_vec(saved.optim))
+        .map_err(bad)?;
+    p.optimizer = p.optimizer.load_record(record);
+    p.st = saved.state;
+    p.mix_rng.layer.set_word_pos(p.st.layer_pos);
+    p.mix_rng.lambda.set_word_pos(p.st.lambda_pos);
+    p.mix_rng.partner.set_word_pos(p.st.partner_pos);
+    eprintln!(
+        "resuming from the checkpoint at epoch {}, minibatch {}",
+        p.st.epoch + 1,
+        p.st.step
+    );
+    Ok(p)
 }
 
-/// One-hot targets `[batch, classes]` for rows `idx`.
-fn one_hot(set: &Dataset, idx: &[usize], device: &Device) -> Tensor<2> {
-    let mut y = vec![0f32; idx.len() * set.classes];
-    for (row, &i) in idx.iter().enumerate() {
-        y[row * set.classes + set.labels[i]] = 1.0;
+/// Writes a checkpoint of `p` (when the run keeps checkpoints).
+fn save(setup: &Setup, p: &mut Progress, elapsed: f64) -> Result<(), TrainError> {
+    let Some(dir) = setup.control.checkpoint_dir else {
+        return Ok(());
+    };
+    p.st.layer_pos = p.mix_rng.layer.get_word_pos();
+    p.st.lambda_pos = p.mix_rng.lambda.get_word_pos();
+    p.st.partner_pos = p.mix_rng.partner.get_word_pos();
+    p.st.elapsed = elapsed;
+    let bad = |e: burn::store::RecordError| TrainError::Checkpoint(e.to_string());
+    let model_bytes = p.model.clone().into_record().into_bytes().map_err(bad)?;
+    let optim_bytes = p.optimizer.to_record().into_bytes().map_err(bad)?;
+    checkpoint::save(dir, &p.st, &model_bytes, &optim_bytes)?;
+    Ok(())
+}
+
+/// Trains the rest of epoch `p.st.epoch` from minibatch `p.st.step`; returns the progress,
+/// whether a stop was requested, and the seconds spent waiting for batches.
+fn train_epoch(setup: &Setup, mut p: Progress) -> Result<(Progress, bool, f64), TrainError> {
+    let (spec, train_set) = (setup.spec, &setup.splits.train);
+    let epoch = p.st.epoch;
+    let lr = spec.train.lr_at(epoch);
+    // A fresh permutation each epoch, as PyTorch's RandomSampler, drawn from the stream
+    // position recorded at the epoch's start (so a resumed epoch draws the same one).
+    p.order_rng.set_word_pos(p.st.order_pos);
+    let mut order: Vec<usize> = (0..train_set.len()).collect();
+    order.shuffle(&mut p.order_rng);
+    // No drop_last, as PyTorch's DataLoader in the official code: the last batch may be short.
+    let batches: Vec<(usize, Vec<usize>)> = order
+        .chunks(spec.train.batch_size)
+        .enumerate()
+        .skip(p.st.step)
+        .map(|(s, rows)| (s, rows.to_vec()))
+        .collect();
+    let mut augment_rng = crate::rng::stream(spec.seed, "augment");
+    augment_rng.set_word_pos(p.st.augment_pos);
+    // The progress moves into the consumer and comes back with the epoch's outcome.
+    let (outcome, waited) = prefetch::run(
+        train_set,
+        batches,
+        &setup.transform,
+        augment_rng,
+        |batches| -> Result<(Progress, bool), TrainError> {
+            for batch in batches {
+                let rows = batch.rows.len();
+                let stepped = step(
+                    p.model,
+                    &mut p.optimizer,
+                    Batch {
+                        inputs: batch.inputs,
+                        features: train_set.features(),
+                        targets: one_hot(
+                            batch.rows.iter().map(|&i| train_set.labels[i]),
+                            train_set.classes,
+                        ),
+                        classes: train_set.classes,
+                        epoch,
+                        step: batch.step,
+                    },
+                    &setup.step,
+                    &mut p.mix_rng,
+                    lr,
+                    &setup.ad,
+                )?;
+                p.model = stepped.model;
+                p.st.loss_sum += stepped.loss;
+                p.st.batches += 1;
+                p.st.examples += rows;
+                p.st.step = batch.step + 1;
+                p.st.augment_pos = batch.augment_pos;
+                if setup.control.stop.load(Ordering::Relaxed) {
+                    return Ok((p, true));
+                }
+            }
+            Ok((p, false))
+        },
+    );
+    let (p, stopped) = outcome?;
+    Ok((p, stopped, waited))
+}
+
+/// Evaluates the network after `done` epochs on the test set (and the validation split),
+/// keeps the model the validation rule selects, and records the epoch's metrics.
+fn evaluate_epoch(
+    setup: &Setup,
+    p: &mut Progress,
+    done: usize,
+    elapsed: f64,
+) -> Result<(), TrainError> {
+    let device = setup.control.device;
+    let frozen = p.model.valid();
+    let (test_error, test_nll) = evaluate(&frozen, &setup.splits.test, device)?;
+    let val = match &setup.splits.val {
+        Some(v) => Some(evaluate(&frozen, v, device)?),
+        None => None,
+    };
+    // The model the validation rule selects (the first epoch with the lowest error) is kept
+    // for evaluation.
+    if let (Some(dir), Some((v, _))) = (setup.control.checkpoint_dir, val)
+        && p.st
+            .history
+            .iter()
+            .all(|m| m.val_error.is_none_or(|best| v < best))
+    {
+        let bytes = p
+            .model
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        checkpoint::save_best_on_validation(dir, &bytes)?;
     }
-    Tensor::<2>::from_data(TensorData::new(y, [idx.len(), set.classes]), device)
+    p.st.history.push(EpochMetrics {
+        epoch: done,
+        lr: setup.spec.train.lr_at(done - 1),
+        train_loss: p.st.loss_sum / p.st.batches.max(1) as f64,
+        test_error,
+        test_nll,
+        val_error: val.map(|v| v.0),
+        val_nll: val.map(|v| v.1),
+        elapsed,
+    });
+    Ok(())
 }
 
 /// Test error (fraction) and NLL (mean cross-entropy, nats) of `model` on `set`, computed in
 /// f64 from the logits, in batches of 1,000.
-pub fn evaluate(model: &Network, set: &Dataset, device: &Device) -> (f64, f64) {
+pub fn evaluate(model: &Network, set: &Dataset, device: &Device) -> Result<(f64, f64), DeviceRead> {
     let mut wrong = 0usize;
     let mut nll = 0.0;
     let all: Vec<usize> = (0..set.len()).collect();
@@ -358,11 +360,7 @@ pub fn evaluate(model: &Network, set: &Dataset, device: &Device) -> (f64, f64) {
             TensorData::new(set.gather(idx), [idx.len(), set.features()]),
             device,
         );
-        let logits: Vec<f32> = model
-            .forward(x, &NoMix)
-            .into_data()
-            .try_to_vec()
-            .unwrap_or_default();
+        let logits = floats(model.forward(x, &NoMix))?;
         for (row, &i) in idx.iter().enumerate() {
             let z = &logits[row * set.classes..(row + 1) * set.classes];
             let (e, n) = error_and_nll(z, set.labels[i]);
@@ -370,7 +368,7 @@ pub fn evaluate(model: &Network, set: &Dataset, device: &Device) -> (f64, f64) {
             nll += n;
         }
     }
-    (wrong as f64 / set.len() as f64, nll / set.len() as f64)
+    Ok((wrong as f64 / set.len() as f64, nll / set.len() as f64))
 }
 
 /// Whether the arg-max of `logits` misses `label` (ties count as a miss), and −log softmax.

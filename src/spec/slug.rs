@@ -1,0 +1,193 @@
+//! Readable run names. A run's slug names its method, the values of the keys that vary across
+//! its experiment, and its seed — `erm-wd1e-4-s0`, `manifold_mixup-a2-L012-s1` — so that runs
+//! can be told apart in progress lines, `plan` and `status` without opening spec.yaml. The slug
+//! is only a name: a run's identity is the hash of its spec (`store::run_id`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::types::RunSpec;
+
+/// Short names of common keys (the last part of the dotted key otherwise).
+const SHORT: [(&str, &str); 14] = [
+    ("alpha", "a"),
+    ("layers", "L"),
+    ("cutout", "c"),
+    ("train.weight_decay", "wd"),
+    ("train.lr", "lr"),
+    ("train.epochs", "e"),
+    ("train.batch_size", "bs"),
+    ("train.input_noise", "noise"),
+    ("model.dropout", "drop"),
+    ("model.batch_norm", "bn"),
+    ("model.width", "w"),
+    ("model.depth", "d"),
+    ("data.train_subset", "n"),
+    ("data.val_split", "val"),
+];
+
+/// Keys whose value alone names them (`preact_resnet`, `adam`).
+const BY_VALUE: [&str; 6] = [
+    "model.name",
+    "data.name",
+    "train.optimizer",
+    "train.loss",
+    "train.schedule",
+    "model.activation",
+];
+
+/// The longest slug, in characters (a directory name must stay well under 255 bytes).
+const MAX_LEN: usize = 96;
+
+/// One slug per run, in order: the method, then `key value` tokens for every key (other than
+/// the method and the seed) whose value differs between runs, in key order, then the seed.
+pub fn slugs(runs: &[RunSpec]) -> Vec<String> {
+    let flat: Vec<BTreeMap<String, String>> = runs.iter().map(flatten).collect();
+    let mut seen: BTreeMap<&str, BTreeSet<Option<&str>>> = BTreeMap::new();
+    let all_keys: BTreeSet<&str> = flat
+        .iter()
+        .flat_map(|m| m.keys().map(String::as_str))
+        .collect();
+    for key in &all_keys {
+        let values = flat.iter().map(|m| m.get(*key).map(String::as_str));
+        seen.entry(key).or_default().extend(values);
+    }
+    let varying: Vec<&str> = ordered(
+        seen.into_iter()
+            .filter(|(k, v)| v.len() > 1 && !matches!(*k, "method" | "seed"))
+            .map(|(k, _)| k)
+            .collect(),
+    );
+    runs.iter()
+        .zip(&flat)
+        .map(|(run, values)| {
+            let mut slug = run.method.name().to_string();
+            for key in &varying {
+                if let Some(value) = values.get(*key) {
+                    slug.push('-');
+                    slug.push_str(&token(key, value));
+                }
+            }
+            let seed = format!("-s{}", run.seed);
+            let mut slug = sanitise(&slug);
+            if slug.len() + seed.len() > MAX_LEN {
+                slug.truncate(MAX_LEN - seed.len());
+            }
+            slug + &seed
+        })
+        .collect()
+}
+
+/// α, S and Cutout first (the paper's own knobs), then every other key alphabetically.
+fn ordered(mut keys: Vec<&str>) -> Vec<&str> {
+    let rank = |k: &str| ["alpha", "layers", "cutout"].iter().position(|&f| f == k);
+    keys.sort_by_key(|k| (rank(k).unwrap_or(usize::MAX), k.to_string()));
+    keys
+}
+
+/// One key's token: `a2`, `L012`, `wd1e-4`, `preact_resnet`, `bn` / `nobn`.
+fn token(key: &str, value: &str) -> String {
+    if BY_VALUE.contains(&key) {
+        return value.to_string();
+    }
+    let short = SHORT
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, s)| s.to_string())
+        .unwrap_or_else(|| key.rsplit('.').next().unwrap_or(key).replace('_', ""));
+    match value {
+        "true" => short,
+        "false" => format!("no{short}"),
+        _ => format!("{short}{value}"),
+    }
+}
+
+/// Every value of a spec under its dotted key, numbers written short (`1e-4`, `0.1`), layer
+/// sets compact (`012`).
+fn flatten(spec: &RunSpec) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Ok(json) = serde_json::to_value(spec) {
+        walk("", &json, &mut out);
+    }
+    if let Some(layers) = &spec.layers {
+        out.insert("layers".into(), layers.compact());
+    }
+    out
+}
+
+fn walk(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    use serde_json::Value;
+    let text = match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                walk(&key, v, out);
+            }
+            return;
+        }
+        Value::Number(n) => match n.as_f64() {
+            Some(x) if n.is_f64() => number(x),
+            _ => n.to_string(),
+        },
+        Value::Array(items) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("_"),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "none".into(),
+    };
+    out.insert(prefix.to_string(), text);
+}
+
+/// `0.0001` → `1e-4`, `2.0` → `2`, `0.1` → `0.1`.
+fn number(x: f64) -> String {
+    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e5) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// Letters, digits, `.`, `_` and `-` only: a slug is part of a directory name.
+fn sanitise(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_written_short() {
+        assert_eq!(number(1e-4), "1e-4");
+        assert_eq!(number(2.0), "2");
+        assert_eq!(number(0.1), "0.1");
+        assert_eq!(number(0.0), "0");
+    }
+
+    #[test]
+    fn tokens_name_their_key() {
+        assert_eq!(token("train.weight_decay", "1e-4"), "wd1e-4");
+        assert_eq!(token("model.batch_norm", "true"), "bn");
+        assert_eq!(token("model.batch_norm", "false"), "nobn");
+        assert_eq!(token("model.name", "preact_resnet"), "preact_resnet");
+        assert_eq!(token("data.noise", "0.02"), "noise0.02");
+        assert_eq!(token("train.momentum", "0.9"), "momentum0.9");
+    }
+}
