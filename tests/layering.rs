@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 /// Every .rs file under `path` (or `path` itself).
 fn sources(path: &Path) -> Vec<PathBuf> {
+    if !path.exists() {
+        return Vec::new();
+    }
     if path.is_file() {
         return vec![path.to_path_buf()];
     }

@@ -164,3 +164,111 @@ fn forward<H: MixHook>(
         None => model.forward(x, hook),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::types::{Activation, ModelSpec, TrainSpec};
+
+    fn net(ad: &Device, dropout: f64) -> Network {
+        let spec = ModelSpec::SpiralMlp {
+            width: 8,
+            depth: 1,
+            bottleneck: 2,
+            activation: Activation::LeakyRelu,
+            dropout,
+            batch_norm: false,
+        };
+        Network::new(&spec, &[2], 3, &mut crate::rng::stream(0, "init"), ad)
+    }
+
+    fn batch(inputs: Vec<f32>) -> Batch {
+        Batch {
+            inputs,
+            features: 2,
+            // Three classes: with two, BCE on softmax equals cross-entropy.
+            targets: one_hot([0, 1, 2, 1].into_iter(), 3),
+            classes: 3,
+            epoch: 0,
+            step: 0,
+        }
+    }
+
+    fn loss_of(dropout: f64, cfg: &StepConfig, inputs: Vec<f32>) -> Result<f64, TrainError> {
+        let ad = Device::flex().autodiff();
+        let train = TrainSpec {
+            epochs: 1,
+            batch_size: 4,
+            optimizer: Default::default(),
+            lr: 0.1,
+            momentum: Some(0.9),
+            nesterov: Some(true),
+            weight_decay: 0.0,
+            schedule: Default::default(),
+            milestones: vec![],
+            gamma: 0.1,
+            loss: cfg.loss,
+            input_noise: cfg.input_noise,
+        };
+        let mut optim = super::super::optim::optimizer(&train);
+        let mut mix = MixStreams::new(0);
+        step(
+            net(&ad, dropout),
+            &mut optim,
+            batch(inputs),
+            cfg,
+            &mut mix,
+            0.1,
+            &ad,
+        )
+        .map(|s| s.loss)
+    }
+
+    #[test]
+    fn the_step_applies_every_setting_and_stops_on_divergence() {
+        // The bench's old copy of the step had no dropout, no input noise, always soft CE and
+        // no divergence check. The one step must honour each.
+        let x = vec![0.1, 0.2, -0.3, 0.4, 0.5, -0.6, 0.7, 0.8];
+        let plain = StepConfig {
+            seed: 0,
+            loss: LossKind::SoftCe,
+            input_noise: 0.0,
+            dropout: None,
+            mixing: None,
+        };
+        let base = loss_of(0.0, &plain, x.clone()).unwrap();
+        let dropout = StepConfig {
+            dropout: Some((0.5, 2)),
+            ..plain.clone()
+        };
+        let noise = StepConfig {
+            input_noise: 0.5,
+            ..plain.clone()
+        };
+        let bce = StepConfig {
+            loss: LossKind::BceSoftmax,
+            ..plain.clone()
+        };
+        let mixed = StepConfig {
+            mixing: Some((Alpha::new(1.0).unwrap(), LayerSet::new(vec![1]))),
+            ..plain.clone()
+        };
+        for (what, cfg, dropout_p) in [
+            ("dropout", &dropout, 0.5),
+            ("input noise", &noise, 0.0),
+            ("BCE on softmax", &bce, 0.0),
+            ("mixing", &mixed, 0.0),
+        ] {
+            let l = loss_of(dropout_p, cfg, x.clone()).unwrap();
+            assert!(l.is_finite() && l != base, "{what}: {l} vs {base}");
+        }
+        let mut nan = x.clone();
+        nan[3] = f32::NAN;
+        match loss_of(0.0, &plain, nan) {
+            Err(TrainError::Diverged {
+                epoch: 1, step: 1, ..
+            }) => {}
+            other => panic!("a NaN loss must be Diverged at epoch 1, step 1: {other:?}"),
+        }
+    }
+}
