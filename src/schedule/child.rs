@@ -309,15 +309,22 @@ mod tests {
     use super::*;
     use std::os::unix::process::ExitStatusExt;
 
+    /// A run directory whose status says `running` (`attempts` of them).
+    fn running(dir: &Path, attempts: u32) -> store::records::Status {
+        let status = store::records::Status {
+            state: store::records::State::Running,
+            attempts,
+            ..store::records::Status::pending()
+        };
+        store::write_status(dir, &status).unwrap();
+        status
+    }
+
     #[test]
     fn a_crash_whose_log_says_out_of_memory_is_an_oom_and_sigkill_is_explained() {
         let tmp = crate::testing::TempDir::new().unwrap();
         let dir = tmp.path();
-        let running = store::records::Status {
-            state: store::records::State::Running,
-            ..store::records::Status::pending()
-        };
-        store::write_status(dir, &running).unwrap();
+        running(dir, 0);
         std::fs::write(
             dir.join("attempt-1.log"),
             "epoch 3\nthread 'main' panicked: CUDA_ERROR_OUT_OF_MEMORY while allocating\n",
@@ -329,7 +336,7 @@ mod tests {
             matches!(&ended, Ended::Failed(f) if f.class == FailureClass::Oom),
             "{ended:?}"
         );
-        store::write_status(dir, &running).unwrap();
+        running(dir, 0);
         std::fs::write(dir.join("attempt-2.log"), "epoch 3\n").unwrap();
         let ended = settle(dir, ExitStatus::from_raw(9), None).unwrap();
         assert!(
@@ -349,11 +356,7 @@ mod tests {
         // resumable, not become `failed: crashed` (which the next sweep would skip).
         let tmp = crate::testing::TempDir::new().unwrap();
         let dir = tmp.path();
-        let running = store::records::Status {
-            state: store::records::State::Running,
-            ..store::records::Status::pending()
-        };
-        store::write_status(dir, &running).unwrap();
+        running(dir, 1);
         for signal in [libc::SIGINT, libc::SIGTERM] {
             let ended = settle(dir, ExitStatus::from_raw(signal), Some(Terminated::Stop)).unwrap();
             assert_eq!(ended, Ended::Stopped);
@@ -374,12 +377,7 @@ mod tests {
         // scheduler settling its own dead child must leave that process's status alone.
         let tmp = crate::testing::TempDir::new().unwrap();
         let dir = tmp.path();
-        let running = store::records::Status {
-            state: store::records::State::Running,
-            attempts: 2,
-            ..store::records::Status::pending()
-        };
-        store::write_status(dir, &running).unwrap();
+        let running = running(dir, 2);
         let held = claim::acquire(dir).unwrap().expect("claim");
         let ended = settle(dir, ExitStatus::from_raw(9), None).unwrap();
         assert_eq!(ended, Ended::ClaimedElsewhere);

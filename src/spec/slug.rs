@@ -106,7 +106,7 @@ fn token(key: &str, value: &str) -> String {
 fn flatten(spec: &RunSpec) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     if let Ok(json) = serde_json::to_value(spec) {
-        walk("", &json, &mut out);
+        super::flatten_json("", &json, &render, &mut out);
     }
     if let Some(layers) = &spec.layers {
         out.insert("layers".into(), layers.compact());
@@ -114,37 +114,20 @@ fn flatten(spec: &RunSpec) -> BTreeMap<String, String> {
     out
 }
 
-fn walk(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+/// A value as a run name writes it.
+fn render(value: &serde_json::Value) -> String {
     use serde_json::Value;
-    let text = match value {
-        Value::Object(map) => {
-            for (k, v) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                walk(&key, v, out);
-            }
-            return;
-        }
+    match value {
         Value::Number(n) => match n.as_f64() {
             Some(x) if n.is_f64() => number(x),
             _ => n.to_string(),
         },
-        Value::Array(items) => items
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join("_"),
+        Value::Array(items) => items.iter().map(render).collect::<Vec<_>>().join("_"),
         Value::String(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
         Value::Null => "none".into(),
-    };
-    out.insert(prefix.to_string(), text);
+        Value::Object(_) => value.to_string(),
+    }
 }
 
 /// `0.0001` → `1e-4`, `2.0` → `2`, `0.1` → `0.1`.
