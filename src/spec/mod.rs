@@ -340,53 +340,12 @@ fn header(root: &Node, issues: &mut Vec<Issue>) -> Option<Header> {
         }
     }
     let get = |k: &str| root.get(&[Step::Key(k.to_string())]);
-    let name = match get("name").map(|n| &n.value) {
-        Some(Value::Str(s)) if valid_name(s) => s.clone(),
-        _ => {
-            let shown = get("name").map(Node::show).unwrap_or_default();
-            issues.push(
-                Issue::new(
-                    "name",
-                    shown,
-                    "every experiment needs a name that can be a directory name",
-                    "letters, digits, '-', '_' and '.', e.g. name: spirals",
-                )
-                .at(root.locate(&parse_path("name"))),
-            );
-            String::new()
-        }
-    };
+    let name = name(root, issues);
     let description = match get("description").map(|n| &n.value) {
         Some(Value::Str(s)) => Some(s.clone()),
         _ => None,
     };
-    let device = match get("device") {
-        None => None,
-        Some(node) => match &node.value {
-            Value::Str(s) => match s.parse::<types::DeviceChoice>() {
-                Ok(d) => Some(d),
-                Err(problem) => {
-                    issues.push(
-                        Issue::new("device", s.clone(), problem, "cpu, cuda:N or vulkan:N")
-                            .at(node.origin.clone()),
-                    );
-                    None
-                }
-            },
-            _ => {
-                issues.push(
-                    Issue::new(
-                        "device",
-                        node.show(),
-                        "a device is a name",
-                        "device: cuda:0",
-                    )
-                    .at(node.origin.clone()),
-                );
-                None
-            }
-        },
-    };
+    let device = device(get("device"), issues);
     let seeds = get("seeds").cloned();
     let max_runs = get("max_runs").cloned();
     let base = get("base")
@@ -422,6 +381,45 @@ fn header(root: &Node, issues: &mut Vec<Issue>) -> Option<Header> {
         seeds,
         max_runs,
     })
+}
+
+/// `name:`, which names the run store's and the report's directories.
+fn name(root: &Node, issues: &mut Vec<Issue>) -> String {
+    let node = root.get(&parse_path("name"));
+    match node.map(|n| &n.value) {
+        Some(Value::Str(s)) if valid_name(s) => s.clone(),
+        _ => {
+            issues.push(
+                Issue::new(
+                    "name",
+                    node.map(Node::show).unwrap_or_default(),
+                    "every experiment needs a name that can be a directory name",
+                    "letters, digits, '-', '_' and '.', e.g. name: spirals",
+                )
+                .at(root.locate(&parse_path("name"))),
+            );
+            String::new()
+        }
+    }
+}
+
+/// `device:`, where runs compute unless the command line says otherwise.
+fn device(node: Option<&Node>, issues: &mut Vec<Issue>) -> Option<types::DeviceChoice> {
+    let node = node?;
+    let problem = match &node.value {
+        Value::Str(s) => match s.parse::<types::DeviceChoice>() {
+            Ok(d) => return Some(d),
+            Err(problem) => Issue::new("device", s.clone(), problem, "cpu, cuda:N or vulkan:N"),
+        },
+        _ => Issue::new(
+            "device",
+            node.show(),
+            "a device is a name",
+            "device: cuda:0",
+        ),
+    };
+    issues.push(problem.at(node.origin.clone()));
+    None
 }
 
 /// `max_runs:` — the most runs a plan may have (default 100,000), so that a typo such as three

@@ -3,6 +3,8 @@
 //! machine hits both alike), the cost of mixing itself, and where a training step's time goes.
 //! Inputs are random tensors of the right shape: throughput does not depend on pixel values.
 
+pub mod ops;
+
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -329,6 +331,98 @@ pub fn run(
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     out.push_str(&breakdown);
+    for case in cases {
+        if let ModelSpec::PreactResnet {
+            depth: 18, width, ..
+        } = case.model
+            && case.shape == [3, 32, 32]
+        {
+            out.push_str(&operations(case, width, device, threads)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The per-operation section for PreActResNet18 at `width`: at one thread and at `threads`,
+/// the ERM step measured whole and each kind of operation summed over the network's shapes
+/// (`ops`), with what the operations leave of the step as "the rest".
+fn operations(
+    case: &Case,
+    width: usize,
+    device: &Device,
+    threads: usize,
+) -> Result<String, TrainError> {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n## {}: where an ERM step's time goes, operation by operation\n",
+        case.name
+    );
+    let _ = writeln!(
+        out,
+        "Each conv shape, batch norm (training mode) and ReLU of the network timed alone at batch {} (median of a few repetitions), times how often one step does it; \"the rest\" is the whole ERM step less these (optimiser, loss, additions, reshapes, autodiff's bookkeeping). Input gradient = autodiff with only the input tracked, less the forward; weight gradient = `conv2d_weight_backward` alone. Operations timed alone pay allocations and cold caches that a step amortises, so their sum can exceed the step: a negative rest says so rather than hiding it.\n",
+        case.batch
+    );
+    let _ = writeln!(
+        out,
+        "| threads | step | conv forward | conv input grad | conv weight grad | BN forward | BN backward | ReLU fwd + bwd | the rest |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let mut counts = vec![1];
+    if threads > 1 {
+        counts.push(threads);
+    }
+    let reps = if width >= 64 { 3 } else { 5 };
+    let mut shapes = String::new();
+    for &n in &counts {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| TrainError::Io(std::io::Error::other(e)))?;
+        let (step, (b, per_shape)) = pool.install(|| -> Result<_, TrainError> {
+            let m = measure(case, device)?;
+            Ok((
+                case.batch as f64 / m.erm_per_sec,
+                ops::preact18(width, case.batch, reps, device),
+            ))
+        })?;
+        let ms = |t: f64| format!("{:.1} ms ({:.0}%)", 1000.0 * t, 100.0 * t / step);
+        let _ = writeln!(
+            out,
+            "| {n} | {:.1} ms | {} | {} | {} | {} | {} | {} | {} |",
+            1000.0 * step,
+            ms(b.conv_forward),
+            ms(b.conv_input_grad),
+            ms(b.conv_weight_grad),
+            ms(b.norm_forward),
+            ms(b.norm_backward),
+            ms(b.relu_forward + b.relu_backward),
+            ms(step - b.total())
+        );
+        for (c, t) in per_shape {
+            let _ = writeln!(
+                shapes,
+                "| {n} | {}→{}, {}×{}, stride {}, {}×{} in | ×{} | {:.2} | {:.2} | {:.2} |",
+                c.c_in,
+                c.c_out,
+                c.kernel,
+                c.kernel,
+                c.stride,
+                c.side,
+                c.side,
+                c.count,
+                1000.0 * t[0],
+                1000.0 * t[1],
+                1000.0 * t[2]
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nPer conv shape (ms for one call at batch {}):\n\n| threads | conv | per step | forward | input grad | weight grad |\n|---|---|---|---|---|---|",
+        case.batch
+    );
+    out.push_str(&shapes);
     Ok(out)
 }
 
