@@ -14,7 +14,7 @@ use crate::store::Store;
 fn experiment(n: usize) -> String {
     let seeds: Vec<String> = (0..n).map(|s| s.to_string()).collect();
     format!(
-        "name: nothing\nbase:\n  data: {{ name: spirals, n_train: 8, n_test: 8 }}\n  model: {{ name: spiral_mlp, width: 2, depth: 1 }}\n  train: {{ epochs: 1 }}\nseeds: [{}]\ngrid:\n  - {{ method: [erm] }}\n",
+        "name: nothing\nbase:\n  data: {{ name: spirals, n_train: 8, n_test: 8 }}\n  model: {{ name: spiral_mlp, width: 2, depth: 1 }}\n  train: {{ epochs: 1, batch_size: 8 }}\nseeds: [{}]\ngrid:\n  - {{ method: [erm] }}\n",
         seeds.join(", ")
     )
 }
@@ -195,4 +195,17 @@ pub fn section(dir: &Path, runs: usize, points: usize) -> String {
         "\nA run that does nothing still starts a child process (`mixsweep exec`), takes its claim, writes status.json (at the start, after its one epoch, at the end) and result.json (each written to a temporary file, synced and renamed), and is checked and logged by the scheduler: this is the overhead every real run pays once."
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_benchmark_experiments_are_valid() {
+        // The do-nothing sweep once planned a batch larger than its 8 training points; the
+        // bench then reported "failed" instead of a figure. Check its experiment here.
+        let exp = crate::spec::parse(&experiment(3), Path::new("nothing.yaml"), &[]).unwrap();
+        assert_eq!(exp.runs.len(), 3);
+    }
 }

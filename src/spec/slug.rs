@@ -3,7 +3,9 @@
 //! can be told apart in progress lines, `plan` and `status` without opening spec.yaml. The slug
 //! is only a name: a run's identity is the hash of its spec (`store::run_id`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::HashSet;
+
+use serde_json::Value;
 
 use super::types::RunSpec;
 
@@ -40,41 +42,96 @@ const MAX_LEN: usize = 96;
 
 /// One slug per run, in order: the method, then `key value` tokens for every key (other than
 /// the method and the seed) whose value differs between runs, in key order, then the seed.
+/// Each spec is compared with the first without being kept, so naming 100,000 runs holds one
+/// spec's JSON at a time.
 pub fn slugs(runs: &[RunSpec]) -> Vec<String> {
-    let flat: Vec<BTreeMap<String, String>> = runs.iter().map(flatten).collect();
-    let mut seen: BTreeMap<&str, BTreeSet<Option<&str>>> = BTreeMap::new();
-    let all_keys: BTreeSet<&str> = flat
-        .iter()
-        .flat_map(|m| m.keys().map(String::as_str))
-        .collect();
-    for key in &all_keys {
-        let values = flat.iter().map(|m| m.get(*key).map(String::as_str));
-        seen.entry(key).or_default().extend(values);
+    let Some(first) = runs.first().and_then(|r| serde_json::to_value(r).ok()) else {
+        return runs.iter().map(|r| name(r, &Value::Null, &[])).collect();
+    };
+    let mut varies = HashSet::new();
+    for run in &runs[1..] {
+        // A spec that cannot be written as JSON has already failed planning (its run id);
+        // here it simply names nothing.
+        if let Ok(v) = serde_json::to_value(run) {
+            differences("", &first, &v, &mut varies);
+        }
     }
-    let varying: Vec<&str> = ordered(
-        seen.into_iter()
-            .filter(|(k, v)| v.len() > 1 && !matches!(*k, "method" | "seed"))
-            .map(|(k, _)| k)
+    let varying = ordered(
+        varies
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !matches!(*k, "method" | "seed"))
             .collect(),
     );
     runs.iter()
-        .zip(&flat)
-        .map(|(run, values)| {
-            let mut slug = run.method.name().to_string();
-            for key in &varying {
-                if let Some(value) = values.get(*key) {
-                    slug.push('-');
-                    slug.push_str(&token(key, value));
-                }
-            }
-            let seed = format!("-s{}", run.seed);
-            let mut slug = sanitise(&slug);
-            if slug.len() + seed.len() > MAX_LEN {
-                slug.truncate(MAX_LEN - seed.len());
-            }
-            slug + &seed
+        .map(|run| {
+            let v = serde_json::to_value(run).unwrap_or(Value::Null);
+            name(run, &v, &varying)
         })
         .collect()
+}
+
+/// `method-<tokens>-s<seed>` for one run, `spec` its JSON.
+fn name(run: &RunSpec, spec: &Value, varying: &[&str]) -> String {
+    let mut slug = run.method.name().to_string();
+    for key in varying {
+        let value = match (*key, &run.layers) {
+            ("layers", Some(layers)) => Some(layers.compact()),
+            _ => key.split('.').try_fold(spec, |v, k| v.get(k)).map(render),
+        };
+        if let Some(value) = value {
+            slug.push('-');
+            slug.push_str(&token(key, &value));
+        }
+    }
+    let seed = format!("-s{}", run.seed);
+    let mut slug = sanitise(&slug);
+    if slug.len() + seed.len() > MAX_LEN {
+        slug.truncate(MAX_LEN - seed.len());
+    }
+    slug + &seed
+}
+
+/// Adds to `out` the dotted key of every leaf where `a` and `b` differ or that only one has.
+fn differences(prefix: &str, a: &Value, b: &Value, out: &mut HashSet<String>) {
+    let key = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, va) in x {
+                match y.get(k) {
+                    Some(vb) => differences(&key(k), va, vb, out),
+                    None => leaves(&key(k), va, out),
+                }
+            }
+            for (k, vb) in y.iter().filter(|(k, _)| !x.contains_key(*k)) {
+                leaves(&key(k), vb, out);
+            }
+        }
+        _ if a != b => {
+            out.insert(prefix.to_string());
+        }
+        _ => {}
+    }
+}
+
+/// Adds the dotted key of every leaf of `v`.
+fn leaves(prefix: &str, v: &Value, out: &mut HashSet<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                leaves(&format!("{prefix}.{k}"), v, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_string());
+        }
+    }
 }
 
 /// α, S and Cutout first (the paper's own knobs), then every other key alphabetically.
@@ -101,22 +158,8 @@ fn token(key: &str, value: &str) -> String {
     }
 }
 
-/// Every value of a spec under its dotted key, numbers written short (`1e-4`, `0.1`), layer
-/// sets compact (`012`).
-fn flatten(spec: &RunSpec) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    if let Ok(json) = serde_json::to_value(spec) {
-        super::flatten_json("", &json, &render, &mut out);
-    }
-    if let Some(layers) = &spec.layers {
-        out.insert("layers".into(), layers.compact());
-    }
-    out
-}
-
 /// A value as a run name writes it.
-fn render(value: &serde_json::Value) -> String {
-    use serde_json::Value;
+fn render(value: &Value) -> String {
     match value {
         Value::Number(n) => match n.as_f64() {
             Some(x) if n.is_f64() => number(x),
