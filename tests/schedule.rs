@@ -117,6 +117,25 @@ fn fake_devices_keep_their_slot_limits_and_are_all_used() {
     }
 }
 
+/// `sweep timed.yaml --simulate 0.1` on `devices`, in a process group of its own, as a
+/// terminal runs it (Ctrl-C reaches the whole group).
+fn sweep_in_own_group(sb: &Sandbox, devices: &str) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    sb.cmd(&[
+        "sweep",
+        "timed.yaml",
+        "--devices",
+        devices,
+        "--simulate",
+        "0.1",
+    ])
+    .process_group(0)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap()
+}
+
 fn spawn_sweep(sb: &Sandbox, args: &[&str]) -> std::process::Child {
     sb.cmd(args)
         .stdout(Stdio::null())
@@ -305,23 +324,9 @@ fn bad_device_lists_and_retry_policies_exit_2_saying_what_is_allowed() {
 fn ctrl_c_stops_every_child_at_a_checkpoint_and_the_next_sweep_resumes_them() {
     // Ctrl-C on a terminal sends SIGINT to the whole process group: the scheduler and all its
     // children. Every run in progress must end `interrupted` (resumable), none `failed`.
-    use std::os::unix::process::CommandExt;
     let sb = Sandbox::new();
     sb.write("timed.yaml", TIMED);
-    let mut sweep = sb
-        .cmd(&[
-            "sweep",
-            "timed.yaml",
-            "--devices",
-            "cpu:3",
-            "--simulate",
-            "0.1",
-        ])
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sweep = sweep_in_own_group(&sb, "cpu:3");
     wait_for("three runs to start", || {
         sb.store().join("timed").exists()
             && sb
@@ -372,24 +377,10 @@ fn ctrl_c_at_any_moment_of_a_runs_start_leaves_it_resumable() {
     // Before, the child had already written `running`, and the scheduler then recorded the
     // death as `failed: crashed`, which the next sweep skipped. Now the handlers come first,
     // and a death by the stop's own signal is a stop. Ctrl-C at many moments of the start.
-    use std::os::unix::process::CommandExt;
     for delay_ms in [0u64, 2, 5, 10, 20, 40, 80] {
         let sb = Sandbox::new();
         sb.write("timed.yaml", TIMED);
-        let sweep = sb
-            .cmd(&[
-                "sweep",
-                "timed.yaml",
-                "--devices",
-                "cpu:4",
-                "--simulate",
-                "0.1",
-            ])
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let sweep = sweep_in_own_group(&sb, "cpu:4");
         // Once the plan is written the children are being started.
         wait_for("the plan", || {
             sb.store().join("timed").join("plan.jsonl").exists()
