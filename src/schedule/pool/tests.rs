@@ -49,6 +49,8 @@ struct Interval {
 struct Fake {
     scripts: HashMap<String, VecDeque<Script>>,
     log: Rc<RefCell<Vec<Interval>>>,
+    /// Raise this stop flag once this many attempts have started (a Ctrl-C mid-sweep).
+    stop_after: Option<(usize, Arc<AtomicBool>)>,
 }
 
 struct FakeAttempt {
@@ -79,6 +81,11 @@ impl Launcher for Fake {
             end: None,
             outcome: None,
         });
+        if let Some((n, stop)) = &self.stop_after
+            && log.len() == *n
+        {
+            stop.store(true, Ordering::Relaxed);
+        }
         Ok(Box::new(FakeAttempt {
             script,
             started: Instant::now(),
@@ -261,14 +268,9 @@ fn a_stop_terminates_every_attempt_and_starts_nothing_more() {
         fake.scripts
             .insert(r.slug.clone(), VecDeque::from([done(10_000)]));
     }
+    // The stop comes once every slot has an attempt (at any moment of the machine's load).
     let stop = Arc::new(AtomicBool::new(false));
-    let setter = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(30));
-            stop.store(true, Ordering::Relaxed);
-        })
-    };
+    fake.stop_after = Some((4, Arc::clone(&stop)));
     let t = Instant::now();
     let report = pool(
         tmp.path(),
@@ -278,7 +280,6 @@ fn a_stop_terminates_every_attempt_and_starts_nothing_more() {
         fast(),
         &stop,
     );
-    setter.join().unwrap();
     assert!(
         t.elapsed() < Duration::from_secs(5),
         "the pool waited for its attempts"
