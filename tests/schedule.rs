@@ -13,16 +13,8 @@ use std::time::{Duration, Instant};
 mod common;
 use common::*;
 
-/// Runs of 0.1 s per epoch: 16 runs from 0.5 to 3 s, 25 s in all.
-const TIMED: &str = r#"name: timed
-base:
-  data: { name: spirals, n_train: 64, n_test: 64 }
-  model: { name: spiral_mlp, width: 8 }
-  train: { optimizer: adam, lr: 1.0e-2, weight_decay: 0.0, epochs: 10, batch_size: 32 }
-seeds: [0, 1]
-grid:
-  - { method: [erm], train.epochs: [30, 25, 20, 15, 12, 10, 6, 5] }
-"#;
+// Runs of 0.1 s per epoch: 16 runs from 0.5 to 3 s, 25 s in all (shared with `make bench`).
+use mixsweep::schedule::bench::TIMED_EXPERIMENT as TIMED;
 
 #[derive(Debug, Clone)]
 struct Event {

@@ -151,11 +151,24 @@ fn read_history(path: &Path) -> Vec<EpochMetrics> {
 
 /// `{"train": {"lr": 0.1}}` → `train.lr = 0.1`; lists render as `[0, 1]`.
 fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
-    let render = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string().replace(',', ", "),
-    };
-    crate::spec::flatten_json(prefix, value, &render, out);
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        serde_json::Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string().replace(',', ", "));
+        }
+    }
 }
 
 /// Spec keys whose value differs between runs (the seed excluded), in a reading order:

@@ -46,15 +46,24 @@ pub fn seconds_per_run(dir: &Path, n: usize, devices: &str) -> std::io::Result<f
     Ok(seconds / n as f64)
 }
 
+/// Runs of 0.1 s per epoch under `--simulate 0.1`: 16 runs from 0.5 to 3 s, 25 s in all (the
+/// makespan measured here, and the scheduler's tests in tests/schedule.rs).
+pub const TIMED_EXPERIMENT: &str = r#"name: timed
+base:
+  data: { name: spirals, n_train: 64, n_test: 64 }
+  model: { name: spiral_mlp, width: 8 }
+  train: { optimizer: adam, lr: 1.0e-2, weight_decay: 0.0, epochs: 10, batch_size: 32 }
+seeds: [0, 1]
+grid:
+  - { method: [erm], train.epochs: [30, 25, 20, 15, 12, 10, 6, 5] }
+"#;
+
 /// Sixteen simulated runs of 0.1 s per epoch, 0.5 to 3 s each (25 s in all), on two pretend
 /// GPUs with two slots each: the makespan against its lower bound max(longest run, total /
 /// slots), both from the start and end times in schedule.jsonl (child start-up included).
 pub fn makespan_ratio(dir: &Path) -> std::io::Result<(f64, f64)> {
     let file = dir.join("timed.yaml");
-    std::fs::write(
-        &file,
-        "name: timed\nbase:\n  data: { name: spirals, n_train: 64, n_test: 64 }\n  model: { name: spiral_mlp, width: 8 }\n  train: { epochs: 10, batch_size: 32 }\nseeds: [0, 1]\ngrid:\n  - { method: [erm], train.epochs: [30, 25, 20, 15, 12, 10, 6, 5] }\n",
-    )?;
+    std::fs::write(&file, TIMED_EXPERIMENT)?;
     let store = dir.join("runs-timed");
     let out = Command::new(std::env::current_exe()?)
         .arg("--store")

@@ -571,28 +571,6 @@ fn seeds(node: Option<&Node>, root: &Node, issues: &mut Vec<Issue>) -> Vec<u64> 
     out
 }
 
-/// Every leaf of a spec's JSON under its dotted key (`train.lr`), written by `render`; the
-/// report's columns and the run names both read a spec this way.
-pub fn flatten_json(
-    prefix: &str,
-    value: &serde_json::Value,
-    render: &dyn Fn(&serde_json::Value) -> String,
-    out: &mut std::collections::BTreeMap<String, String>,
-) {
-    if let serde_json::Value::Object(map) = value {
-        for (k, v) in map {
-            let key = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            flatten_json(&key, v, render, out);
-        }
-    } else {
-        out.insert(prefix.to_string(), render(value));
-    }
-}
-
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
