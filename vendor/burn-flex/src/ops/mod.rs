@@ -90,6 +90,8 @@ pub(crate) fn float_storage_as_f32(tensor: &FlexTensor) -> Cow<'_, [f32]> {
 
 pub mod activation;
 pub mod attention;
+// mixsweep patch: training kernels (see PATCH.md).
+pub mod batch_norm_train;
 pub mod binary;
 mod bool;
 pub mod cat;
@@ -97,6 +99,8 @@ pub mod comparison;
 #[macro_use]
 mod conv_common;
 pub mod conv;
+// mixsweep patch: training kernels (see PATCH.md).
+pub mod conv2d_train;
 pub mod conv_transpose;
 pub mod cumulative;
 pub mod deform_conv;
@@ -118,6 +122,7 @@ pub mod reduce;
 pub mod repeat_dim;
 pub mod slice;
 pub mod sort;
+mod train_ops;
 mod transaction;
 pub mod unary;
 pub mod unfold;

@@ -2,12 +2,12 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{conv, conv_transpose, deform_conv, interpolate, pool, train_ops};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
     ops::{
-        AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
+        AttentionModuleOptions, BatchNormTrain, BatchNormTrainBackward, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
         DeformConvOptions, FloatTensorOps, IntTensorOps, InterpolateMode, InterpolateOptions,
         MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps, conv::pad_asymmetric_conv_input,
     },
@@ -59,20 +59,64 @@ impl ModuleOps<Flex> for Flex {
         }
     }
 
+    // mixsweep patch (PATCH.md): conv2d, its two gradients and batch norm
+    // run on the training kernels of `train_ops`.
     fn conv2d(
         x: FloatTensor<Flex>,
         weight: FloatTensor<Flex>,
         bias: Option<FloatTensor<Flex>>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        let (x, options) = pad_asymmetric_conv_input::<Flex, 2>(x, options);
-        match x.dtype() {
-            DType::F32 => conv::conv2d_f32(x, weight, bias, &options),
-            DType::F64 => conv::conv2d_f64(x, weight, bias, &options),
-            DType::F16 => conv::conv2d_f16(x, weight, bias, &options),
-            DType::BF16 => conv::conv2d_bf16(x, weight, bias, &options),
-            dtype => panic!("conv2d: unsupported dtype {:?}", dtype),
-        }
+        train_ops::conv2d(x, weight, bias, &options)
+    }
+
+    fn conv2d_x_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        train_ops::conv2d_x_backward(x, weight, output_grad, &options)
+    }
+
+    fn conv2d_weight_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        train_ops::conv2d_weight_backward(x, weight, output_grad, &options)
+    }
+
+    fn batch_norm(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        beta: FloatTensor<Flex>,
+        mean: FloatTensor<Flex>,
+        variance: FloatTensor<Flex>,
+        epsilon: f64,
+    ) -> FloatTensor<Flex> {
+        train_ops::batch_norm(x, gamma, beta, mean, variance, epsilon)
+    }
+
+    fn batch_norm_train(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        beta: FloatTensor<Flex>,
+        epsilon: f64,
+    ) -> BatchNormTrain<Flex> {
+        train_ops::batch_norm_train(x, gamma, beta, epsilon)
+    }
+
+    fn batch_norm_train_backward(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        mean: FloatTensor<Flex>,
+        variance: FloatTensor<Flex>,
+        epsilon: f64,
+        output_grad: FloatTensor<Flex>,
+    ) -> BatchNormTrainBackward<Flex> {
+        train_ops::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad)
     }
 
     fn deform_conv2d(

@@ -1,0 +1,443 @@
+//! The CPU training kernels of our patched burn-flex (vendor/burn-flex, PATCH.md): conv2d
+//! forward, its input and weight gradients, and batch norm in training mode, checked against
+//! computations that do not go through them.
+//!
+//! - Conv forward against Flex's own, unpatched conv3d with a depth of 1.
+//! - Input gradient against burn-backend's generic formula (a transposed convolution of the
+//!   output gradient, which Flex's unpatched conv_transpose2d computes).
+//! - Weight gradient against burn-backend's generic formula (a convolution of the input by the
+//!   output gradient with batch and channels swapped and stride and dilation exchanged), run
+//!   through the unpatched conv3d.
+//! - Batch norm against its textbook formula written with tensor ops, differentiated by
+//!   autodiff op by op (what burn-backend's defaults do).
+//! - Finite differences in f64 on small shapes, for both.
+//! - The same bits whatever the number of threads.
+//!
+//! Tolerance: f32 results must agree to 2e-5 of the largest magnitude of the reference. Both
+//! sides sum the same products (at most a few hundred here) in different orders; the
+//! difference is a few ulps of the partial sums, about 1e-6 relative, so 2e-5 has margin
+//! while any wrong index (a missed or doubled term) shows up as an error of order 1e-2 or more.
+
+use burn::prelude::*;
+use burn::tensor::module::{batch_norm_train, conv_transpose2d, conv2d, conv3d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+
+/// One convolution to check.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    batch: usize,
+    c_in: usize,
+    c_out: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+}
+
+const fn case(
+    batch: usize,
+    c_in: usize,
+    c_out: usize,
+    hw: [usize; 2],
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> Case {
+    Case {
+        batch,
+        c_in,
+        c_out,
+        h: hw[0],
+        w: hw[1],
+        k,
+        stride,
+        pad,
+    }
+}
+
+/// Stride 1 and 2, 1×1 shortcuts, with and without padding, odd and non-square sizes, batch
+/// 1, 1 and 3 input channels, and batches large enough that several images share one GEMM
+/// (4×4 outputs: 16 images per chunk).
+const CASES: [Case; 9] = [
+    case(2, 3, 4, [7, 5], 3, 1, 1),
+    case(1, 1, 2, [6, 6], 3, 2, 1),
+    case(3, 4, 3, [5, 5], 1, 1, 0),
+    case(5, 4, 6, [8, 8], 1, 2, 0),
+    case(2, 3, 2, [9, 8], 3, 2, 0),
+    case(1, 3, 5, [11, 9], 3, 2, 1),
+    case(40, 2, 3, [4, 4], 3, 1, 1),
+    case(37, 8, 16, [8, 8], 3, 2, 1),
+    case(3, 16, 8, [32, 32], 3, 1, 1),
+];
+
+impl Case {
+    fn out(&self) -> [usize; 2] {
+        [self.h, self.w].map(|i| (i + 2 * self.pad - self.k) / self.stride + 1)
+    }
+    fn options(&self) -> ConvOptions<2> {
+        ConvOptions::new([self.stride; 2], [self.pad; 2], [1, 1], 1)
+    }
+    fn x_dims(&self) -> [usize; 4] {
+        [self.batch, self.c_in, self.h, self.w]
+    }
+    fn w_dims(&self) -> [usize; 4] {
+        [self.c_out, self.c_in, self.k, self.k]
+    }
+    fn y_dims(&self) -> [usize; 4] {
+        let [oh, ow] = self.out();
+        [self.batch, self.c_out, oh, ow]
+    }
+}
+
+/// Values in [-1, 1) from a seeded generator (splitmix64).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn tensor<const D: usize>(dims: [usize; D], seed: u64, device: &Device) -> Tensor<D> {
+    Tensor::from_data(
+        TensorData::new(values(dims.iter().product(), seed), dims),
+        device,
+    )
+}
+
+fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec()
+        .expect("f32 data")
+}
+
+/// Fails unless `got` is within `tolerance` × (largest |want|) of `want`, element by element.
+fn assert_close(got: &[f32], want: &[f32], tolerance: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: sizes differ");
+    let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= tolerance * scale,
+        "{what}: largest difference {worst:e} against a scale of {scale:e}"
+    );
+}
+
+/// Flex's own conv3d on a depth-1 volume: the convolution computed by code we did not touch.
+fn reference_conv(
+    x: Tensor<4>,
+    w: Tensor<4>,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+) -> Tensor<4> {
+    let options = ConvOptions::new(
+        [1, stride, stride],
+        [0, pad, pad],
+        [1, dilation, dilation],
+        1,
+    );
+    conv3d(x.unsqueeze_dim(2), w.unsqueeze_dim(2), None, options).squeeze_dim(2)
+}
+
+/// The forward pass and both gradients (autodiff of Σ conv(x, w) ⊙ dy) for one case.
+fn ours(c: &Case, device: &Device) -> [Vec<f32>; 3] {
+    let ad = device.clone().autodiff();
+    let x = tensor(c.x_dims(), 1, &ad).require_grad();
+    let w = tensor(c.w_dims(), 2, &ad).require_grad();
+    let dy = tensor(c.y_dims(), 3, &ad);
+    let y = conv2d(x.clone(), w.clone(), None, c.options());
+    let grads = (y.clone() * dy).sum().backward();
+    [
+        floats(y),
+        floats(x.grad(&grads).expect("input gradient")),
+        floats(w.grad(&grads).expect("weight gradient")),
+    ]
+}
+
+#[test]
+fn conv2d_and_its_gradients_match_the_unpatched_ops() {
+    let device = Device::flex();
+    for c in &CASES {
+        let [y, dx, dw] = ours(c, &device);
+        let (x, w, dy) = (
+            tensor(c.x_dims(), 1, &device),
+            tensor(c.w_dims(), 2, &device),
+            tensor(c.y_dims(), 3, &device),
+        );
+        let want_y = reference_conv(x.clone(), w.clone(), c.stride, c.pad, 1);
+        assert_close(&y, &floats(want_y), 2e-5, &format!("{c:?} forward"));
+
+        // burn-backend's conv2d_x_backward: a transposed convolution whose output padding
+        // restores the input size.
+        let [oh, ow] = c.out();
+        let padding_out =
+            [(c.h, oh), (c.w, ow)].map(|(i, o)| i + 2 * c.pad - ((o - 1) * c.stride + c.k));
+        let options = ConvTransposeOptions::new([c.stride; 2], [c.pad; 2], padding_out, [1, 1], 1);
+        let want_dx = conv_transpose2d(dy.clone(), w.clone(), None, options);
+        assert_close(
+            &dx,
+            &floats(want_dx),
+            2e-5,
+            &format!("{c:?} input gradient"),
+        );
+
+        // burn-backend's conv2d_weight_backward: x with batch and channels swapped,
+        // convolved by the swapped output gradient, stride and dilation exchanged.
+        let swapped = reference_conv(x.swap_dims(0, 1), dy.swap_dims(0, 1), 1, c.pad, c.stride);
+        let want_dw = swapped
+            .swap_dims(0, 1)
+            .slice([0..c.c_out, 0..c.c_in, 0..c.k, 0..c.k]);
+        assert_close(
+            &dw,
+            &floats(want_dw),
+            2e-5,
+            &format!("{c:?} weight gradient"),
+        );
+    }
+}
+
+/// f64 tensors of `values`.
+fn tensor64<const D: usize>(dims: [usize; D], values: &[f64], device: &Device) -> Tensor<D> {
+    Tensor::from_data(
+        TensorData::new(values.to_vec(), dims),
+        (device, burn::tensor::DType::F64),
+    )
+}
+
+fn values64(n: usize, seed: u64) -> Vec<f64> {
+    values(n, seed).into_iter().map(f64::from).collect()
+}
+
+fn to_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    let data = t.into_data();
+    assert_eq!(
+        data.dtype(),
+        burn::tensor::DType::F64,
+        "the kernels must run in f64 here"
+    );
+    data.try_to_vec().expect("f64 data")
+}
+
+/// Central differences of a scalar function of one input, at a few coordinates.
+fn finite_differences(
+    base: &[f64],
+    probes: &[usize],
+    step: f64,
+    loss: impl Fn(&[f64]) -> f64,
+) -> Vec<f64> {
+    probes
+        .iter()
+        .map(|&i| {
+            let (mut up, mut down) = (base.to_vec(), base.to_vec());
+            up[i] += step;
+            down[i] -= step;
+            (loss(&up) - loss(&down)) / (2.0 * step)
+        })
+        .collect()
+}
+
+#[test]
+fn conv2d_gradients_match_finite_differences_in_f64() {
+    let device = Device::flex();
+    let ad = device.clone().autodiff();
+    for c in &[
+        case(2, 3, 4, [5, 6], 3, 2, 1),
+        case(3, 2, 3, [4, 4], 1, 1, 0),
+    ] {
+        let n = |d: [usize; 4]| d.iter().product::<usize>();
+        let (x0, w0, r) = (
+            values64(n(c.x_dims()), 11),
+            values64(n(c.w_dims()), 12),
+            values64(n(c.y_dims()), 13),
+        );
+        // L(x, w) = Σ conv(x, w) ⊙ r
+        let loss = |x: &[f64], w: &[f64]| -> f64 {
+            let y = conv2d(
+                tensor64(c.x_dims(), x, &device),
+                tensor64(c.w_dims(), w, &device),
+                None,
+                c.options(),
+            );
+            to_f64(y).iter().zip(&r).map(|(a, b)| a * b).sum()
+        };
+        let x = tensor64(c.x_dims(), &x0, &ad).require_grad();
+        let w = tensor64(c.w_dims(), &w0, &ad).require_grad();
+        let y = conv2d(x.clone(), w.clone(), None, c.options());
+        let grads = (y * tensor64(c.y_dims(), &r, &ad)).sum().backward();
+        let dx = to_f64(x.grad(&grads).expect("dx"));
+        let dw = to_f64(w.grad(&grads).expect("dw"));
+        let probes: Vec<usize> = (0..8).map(|i| i * 37 % x0.len()).collect();
+        let fd = finite_differences(&x0, &probes, 1e-3, |x| loss(x, &w0));
+        for (&i, want) in probes.iter().zip(fd) {
+            assert!(
+                (dx[i] - want).abs() < 1e-8,
+                "{c:?} dx[{i}]: {} vs {want}",
+                dx[i]
+            );
+        }
+        let probes: Vec<usize> = (0..8).map(|i| i * 13 % w0.len()).collect();
+        let fd = finite_differences(&w0, &probes, 1e-3, |w| loss(&x0, w));
+        for (&i, want) in probes.iter().zip(fd) {
+            assert!(
+                (dw[i] - want).abs() < 1e-8,
+                "{c:?} dw[{i}]: {} vs {want}",
+                dw[i]
+            );
+        }
+    }
+}
+
+/// Batch norm (training mode) written with tensor ops: batch mean, biased variance,
+/// normalise, scale and shift.
+fn textbook_norm(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, eps: f64) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let per_channel = |t: Tensor<4>| t.swap_dims(0, 1).reshape([c, n * h * w]).mean_dim(1);
+    let mean = per_channel(x.clone()).reshape([1, c, 1, 1]);
+    let centred = x - mean;
+    let var = per_channel(centred.clone().powi_scalar(2)).reshape([1, c, 1, 1]);
+    centred / (var + eps).sqrt() * gamma.reshape([1, c, 1, 1]) + beta.reshape([1, c, 1, 1])
+}
+
+#[test]
+fn batch_norm_matches_the_textbook_formula_and_its_autodiff() {
+    let device = Device::flex().autodiff();
+    for dims in [[4, 3, 5, 5], [1, 2, 3, 1], [100, 16, 8, 8]] {
+        let c = dims[1];
+        let x = tensor(dims, 21, &device).require_grad();
+        let gamma = tensor([c], 22, &device).require_grad();
+        let beta = tensor([c], 23, &device).require_grad();
+        let r = tensor(dims, 24, &device);
+        let ours = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+        let grads = (ours.output.clone() * r.clone()).sum().backward();
+        let got = [
+            floats(ours.output),
+            floats(x.grad(&grads).expect("dx")),
+            floats(gamma.grad(&grads).expect("dgamma")),
+            floats(beta.grad(&grads).expect("dbeta")),
+        ];
+        let want_y = textbook_norm(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+        let grads = (want_y.clone() * r).sum().backward();
+        let want = [
+            floats(want_y),
+            floats(x.grad(&grads).expect("dx")),
+            floats(gamma.grad(&grads).expect("dgamma")),
+            floats(beta.grad(&grads).expect("dbeta")),
+        ];
+        // The normalised values go through 1/σ, and the gradients through sums over the
+        // batch of up to 6,400 terms: 1e-4 of the largest magnitude.
+        for (i, what) in ["output", "dx", "dgamma", "dbeta"].iter().enumerate() {
+            assert_close(&got[i], &want[i], 1e-4, &format!("{dims:?} {what}"));
+        }
+    }
+}
+
+#[test]
+fn batch_norm_gradients_match_finite_differences_in_f64() {
+    let device = Device::flex();
+    let ad = device.clone().autodiff();
+    let dims = [3, 2, 2, 3];
+    let (x0, g0, b0, r) = (
+        values64(36, 31),
+        values64(2, 32),
+        values64(2, 33),
+        values64(36, 34),
+    );
+    let loss = |x: &[f64], g: &[f64], b: &[f64]| -> f64 {
+        let y = batch_norm_train(
+            tensor64(dims, x, &device),
+            tensor64([2], g, &device),
+            tensor64([2], b, &device),
+            1e-5,
+        )
+        .output;
+        to_f64(y).iter().zip(&r).map(|(a, b)| a * b).sum()
+    };
+    let x = tensor64(dims, &x0, &ad).require_grad();
+    let g = tensor64([2], &g0, &ad).require_grad();
+    let b = tensor64([2], &b0, &ad).require_grad();
+    let y = batch_norm_train(x.clone(), g.clone(), b.clone(), 1e-5).output;
+    let grads = (y * tensor64(dims, &r, &ad)).sum().backward();
+    let dx = to_f64(x.grad(&grads).expect("dx"));
+    let dg = to_f64(g.grad(&grads).expect("dgamma"));
+    let db = to_f64(b.grad(&grads).expect("dbeta"));
+    let all: Vec<usize> = (0..36).collect();
+    for (i, want) in finite_differences(&x0, &all, 1e-6, |x| loss(x, &g0, &b0))
+        .into_iter()
+        .enumerate()
+    {
+        assert!((dx[i] - want).abs() < 1e-6, "dx[{i}]: {} vs {want}", dx[i]);
+    }
+    for (i, want) in finite_differences(&g0, &[0, 1], 1e-6, |g| loss(&x0, g, &b0))
+        .into_iter()
+        .enumerate()
+    {
+        assert!(
+            (dg[i] - want).abs() < 1e-6,
+            "dgamma[{i}]: {} vs {want}",
+            dg[i]
+        );
+    }
+    for (i, want) in finite_differences(&b0, &[0, 1], 1e-6, |b| loss(&x0, &g0, b))
+        .into_iter()
+        .enumerate()
+    {
+        assert!(
+            (db[i] - want).abs() < 1e-6,
+            "dbeta[{i}]: {} vs {want}",
+            db[i]
+        );
+    }
+}
+
+/// Conv and batch norm, forward and backward, on `threads` threads.
+fn all_kernels_on(threads: usize) -> Vec<Vec<f32>> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool");
+    pool.install(|| {
+        let device = Device::flex();
+        let mut out = Vec::new();
+        for c in [
+            case(100, 16, 32, [16, 16], 3, 2, 1),
+            case(100, 64, 64, [4, 4], 3, 1, 1),
+        ] {
+            out.extend(ours(&c, &device));
+        }
+        let ad = device.autodiff();
+        let x = tensor([100, 16, 8, 8], 41, &ad).require_grad();
+        let g = tensor([16], 42, &ad).require_grad();
+        let b = tensor([16], 43, &ad).require_grad();
+        let y = batch_norm_train(x.clone(), g.clone(), b.clone(), 1e-5).output;
+        let grads = (y.clone() * tensor([100, 16, 8, 8], 44, &ad))
+            .sum()
+            .backward();
+        out.push(floats(y));
+        out.push(floats(x.grad(&grads).expect("dx")));
+        out.push(floats(g.grad(&grads).expect("dgamma")));
+        out
+    })
+}
+
+#[test]
+fn the_kernels_give_the_same_bits_on_any_number_of_threads() {
+    let one = all_kernels_on(1);
+    for threads in [2, 3] {
+        let many = all_kernels_on(threads);
+        for (i, (a, b)) in one.iter().zip(&many).enumerate() {
+            let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "result {i} differs between 1 and {threads} threads");
+        }
+    }
+}

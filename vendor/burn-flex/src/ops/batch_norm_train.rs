@@ -1,0 +1,334 @@
+//! Batch normalisation over `[batch, channels, ...]` tensors in a few passes:
+//! training forward (statistics + output), its backward, and inference with
+//! given statistics.
+//!
+//! Added to burn-flex by mixsweep (see PATCH.md). burn-backend's defaults
+//! build these out of about twenty full-tensor element-wise ops and
+//! reductions; here the forward reads the input three times (mean, variance,
+//! output) and the backward three times (two sums, the input gradient).
+//!
+//! Sums are accumulated in f64 over eight fixed lanes, channel by channel,
+//! each channel on one thread: the result does not depend on the number of
+//! threads. The variance is the biased one, computed from the centred values
+//! (two passes), as burn-backend's default does.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+#[cfg(feature = "rayon")]
+use rayon::prelude::*;
+
+/// The float types the kernels run on.
+pub trait NormFloat: Copy + Send + Sync + 'static {
+    /// Widens to f64.
+    fn to_f64(self) -> f64;
+    /// Narrows from f64.
+    fn from_f64(value: f64) -> Self;
+}
+
+impl NormFloat for f32 {
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(value: f64) -> Self {
+        value as f32
+    }
+}
+
+impl NormFloat for f64 {
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(value: f64) -> Self {
+        value
+    }
+}
+
+/// The layout of a `[batch, channels, plane...]` tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NormShape {
+    /// Size of dimension 0.
+    pub batch: usize,
+    /// Size of dimension 1.
+    pub channels: usize,
+    /// Product of the remaining dimensions.
+    pub plane: usize,
+}
+
+impl NormShape {
+    fn len(&self) -> usize {
+        self.batch * self.channels * self.plane
+    }
+
+    /// Values per channel.
+    fn count(&self) -> f64 {
+        (self.batch * self.plane) as f64
+    }
+}
+
+/// Batch statistics and the normalised output.
+pub struct NormForward<T> {
+    /// The output, laid out as the input.
+    pub output: Vec<T>,
+    /// Mean per channel.
+    pub mean: Vec<T>,
+    /// Biased variance per channel.
+    pub variance: Vec<T>,
+}
+
+/// Gradients of the training forward pass.
+pub struct NormBackward<T> {
+    /// Gradient of the input.
+    pub x_grad: Vec<T>,
+    /// Gradient of the scale γ.
+    pub gamma_grad: Vec<T>,
+    /// Gradient of the shift β.
+    pub beta_grad: Vec<T>,
+}
+
+/// `Σ f(i)` over a channel's values, in f64 over eight lanes in a fixed order.
+fn channel_sum<T: NormFloat>(
+    s: &NormShape,
+    c: usize,
+    data: &[T],
+    f: impl Fn(T, usize) -> f64,
+) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    for b in 0..s.batch {
+        let start = (b * s.channels + c) * s.plane;
+        let block = &data[start..start + s.plane];
+        let mut chunks = block.chunks_exact(8);
+        let mut offset = start;
+        for chunk in &mut chunks {
+            for (lane, (i, v)) in lanes.iter_mut().zip(chunk.iter().enumerate()) {
+                *lane += f(*v, offset + i);
+            }
+            offset += 8;
+        }
+        for (lane, (i, v)) in lanes.iter_mut().zip(chunks.remainder().iter().enumerate()) {
+            *lane += f(*v, offset + i);
+        }
+    }
+    lanes.iter().sum()
+}
+
+/// Computes `per_channel(c)` for every channel, in parallel when rayon is on.
+fn per_channel<R: Send>(channels: usize, f: impl Fn(usize) -> R + Send + Sync) -> Vec<R> {
+    #[cfg(feature = "rayon")]
+    return (0..channels).into_par_iter().map(f).collect();
+    #[cfg(not(feature = "rayon"))]
+    return (0..channels).map(f).collect();
+}
+
+/// `out[i] = f(c, i)` for every element, `c` being its channel; planes in
+/// parallel when rayon is on.
+fn map_planes<T: NormFloat>(s: &NormShape, f: impl Fn(usize, usize) -> T + Send + Sync) -> Vec<T> {
+    let mut out = vec![T::from_f64(0.0); s.len()];
+    if s.plane == 0 {
+        return out;
+    }
+    let fill = |(p, plane): (usize, &mut [T])| {
+        let c = p % s.channels;
+        for (j, v) in plane.iter_mut().enumerate() {
+            *v = f(c, p * s.plane + j);
+        }
+    };
+    #[cfg(feature = "rayon")]
+    out.par_chunks_mut(s.plane).enumerate().for_each(fill);
+    #[cfg(not(feature = "rayon"))]
+    out.chunks_mut(s.plane).enumerate().for_each(fill);
+    out
+}
+
+/// `y = x · scale[c] + shift[c]`.
+fn scale_shift<T: NormFloat>(s: &NormShape, x: &[T], scale: &[f64], shift: &[f64]) -> Vec<T> {
+    let scale: Vec<T> = scale.iter().map(|v| T::from_f64(*v)).collect();
+    let shift: Vec<T> = shift.iter().map(|v| T::from_f64(*v)).collect();
+    map_planes(s, |c, i| {
+        T::from_f64(x[i].to_f64() * scale[c].to_f64() + shift[c].to_f64())
+    })
+}
+
+/// Training forward: normalises each channel with the batch's mean and biased
+/// variance, then applies `gamma` and `beta`.
+pub fn batch_norm_train<T: NormFloat>(
+    s: &NormShape,
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    epsilon: f64,
+) -> NormForward<T> {
+    assert_eq!(x.len(), s.len(), "batch_norm_train: input size");
+    assert_eq!(gamma.len(), s.channels, "batch_norm_train: gamma size");
+    assert_eq!(beta.len(), s.channels, "batch_norm_train: beta size");
+    let stats = per_channel(s.channels, |c| {
+        let mean = channel_sum(s, c, x, |v, _| v.to_f64()) / s.count();
+        let variance = channel_sum(s, c, x, |v, _| (v.to_f64() - mean).powi(2)) / s.count();
+        (mean, variance)
+    });
+    let scale: Vec<f64> = stats
+        .iter()
+        .zip(gamma)
+        .map(|((_, var), g)| g.to_f64() / (var + epsilon).sqrt())
+        .collect();
+    let shift: Vec<f64> = stats
+        .iter()
+        .zip(&scale)
+        .zip(beta)
+        .map(|(((mean, _), scale), b)| b.to_f64() - mean * scale)
+        .collect();
+    NormForward {
+        output: scale_shift(s, x, &scale, &shift),
+        mean: stats.iter().map(|(m, _)| T::from_f64(*m)).collect(),
+        variance: stats.iter().map(|(_, v)| T::from_f64(*v)).collect(),
+    }
+}
+
+/// Backward of [batch_norm_train], given the statistics it returned:
+/// with `x̂ = (x − mean)·σ⁻¹`, `dβ = Σ dy`, `dγ = Σ dy·x̂` and
+/// `dx = γσ⁻¹ (dy − dβ/m − x̂·dγ/m)`, `m` values per channel.
+pub fn batch_norm_train_backward<T: NormFloat>(
+    s: &NormShape,
+    x: &[T],
+    gamma: &[T],
+    mean: &[T],
+    variance: &[T],
+    epsilon: f64,
+    output_grad: &[T],
+) -> NormBackward<T> {
+    assert_eq!(x.len(), s.len(), "batch_norm_train_backward: input size");
+    assert_eq!(
+        output_grad.len(),
+        s.len(),
+        "batch_norm_train_backward: gradient size"
+    );
+    let sums = per_channel(s.channels, |c| {
+        let mean = mean[c].to_f64();
+        let sum_dy = channel_sum(s, c, output_grad, |g, _| g.to_f64());
+        let sum_dy_centred = channel_sum(s, c, output_grad, |g, i| {
+            g.to_f64() * (x[i].to_f64() - mean)
+        });
+        (sum_dy, sum_dy_centred)
+    });
+    let m = s.count();
+    // dx = a·dy + b·x + c per channel.
+    let coefficients: Vec<[f64; 3]> = (0..s.channels)
+        .map(|c| {
+            let inv_std = 1.0 / (variance[c].to_f64() + epsilon).sqrt();
+            let (sum_dy, sum_dy_centred) = sums[c];
+            let a = gamma[c].to_f64() * inv_std;
+            let b = -a * inv_std * inv_std * sum_dy_centred / m;
+            [a, b, -a * sum_dy / m - b * mean[c].to_f64()]
+        })
+        .collect();
+    let coefficients_t: Vec<[T; 3]> = coefficients.iter().map(|k| k.map(T::from_f64)).collect();
+    let x_grad = map_planes(s, |c, i| {
+        let [a, b, k] = coefficients_t[c];
+        T::from_f64(a.to_f64() * output_grad[i].to_f64() + b.to_f64() * x[i].to_f64() + k.to_f64())
+    });
+    NormBackward {
+        x_grad,
+        gamma_grad: (0..s.channels)
+            .map(|c| T::from_f64(sums[c].1 / (variance[c].to_f64() + epsilon).sqrt()))
+            .collect(),
+        beta_grad: sums.iter().map(|(d, _)| T::from_f64(*d)).collect(),
+    }
+}
+
+/// Inference: normalises with the given statistics.
+pub fn batch_norm<T: NormFloat>(
+    s: &NormShape,
+    x: &[T],
+    gamma: &[T],
+    beta: &[T],
+    mean: &[T],
+    variance: &[T],
+    epsilon: f64,
+) -> Vec<T> {
+    assert_eq!(x.len(), s.len(), "batch_norm: input size");
+    let scale: Vec<f64> = (0..s.channels)
+        .map(|c| gamma[c].to_f64() / (variance[c].to_f64() + epsilon).sqrt())
+        .collect();
+    let shift: Vec<f64> = (0..s.channels)
+        .map(|c| beta[c].to_f64() - mean[c].to_f64() * scale[c])
+        .collect();
+    scale_shift(s, x, &scale, &shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 11) as f64 / (1u64 << 53) as f64) * 4.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The loss `L = Σ output · w` as a function of x, γ, β.
+    fn loss(s: &NormShape, x: &[f64], gamma: &[f64], beta: &[f64], w: &[f64]) -> f64 {
+        let y = batch_norm_train(s, x, gamma, beta, 1e-5).output;
+        y.iter().zip(w).map(|(a, b)| a * b).sum()
+    }
+
+    /// The gradients against central finite differences of the forward pass
+    /// (f64, step 1e-6), and the forward against the textbook formula.
+    #[test]
+    fn gradients_match_finite_differences() {
+        let s = NormShape {
+            batch: 3,
+            channels: 2,
+            plane: 5,
+        };
+        let x = values(30, 1);
+        let gamma = vec![0.7, -1.3];
+        let beta = vec![0.2, 0.5];
+        let w = values(30, 2);
+        let forward = batch_norm_train(&s, &x, &gamma, &beta, 1e-5);
+        // Channel 1 by hand.
+        let ch: Vec<f64> = (0..3)
+            .flat_map(|b| x[(b * 2 + 1) * 5..(b * 2 + 2) * 5].to_vec())
+            .collect();
+        let mean = ch.iter().sum::<f64>() / 15.0;
+        let var = ch.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 15.0;
+        assert!(
+            (forward.mean[1] - mean).abs() < 1e-12 && (forward.variance[1] - var).abs() < 1e-12
+        );
+        let want = (x[5] - mean) / (var + 1e-5).sqrt() * -1.3 + 0.5;
+        assert!((forward.output[5] - want).abs() < 1e-12);
+
+        let back =
+            batch_norm_train_backward(&s, &x, &gamma, &forward.mean, &forward.variance, 1e-5, &w);
+        let h = 1e-6;
+        for i in 0..30 {
+            let (mut up, mut down) = (x.clone(), x.clone());
+            up[i] += h;
+            down[i] -= h;
+            let fd =
+                (loss(&s, &up, &gamma, &beta, &w) - loss(&s, &down, &gamma, &beta, &w)) / (2.0 * h);
+            assert!(
+                (back.x_grad[i] - fd).abs() < 1e-6,
+                "dx[{i}]: {} vs {fd}",
+                back.x_grad[i]
+            );
+        }
+        for c in 0..2 {
+            let (mut up, mut down) = (gamma.clone(), gamma.clone());
+            up[c] += h;
+            down[c] -= h;
+            let fd = (loss(&s, &x, &up, &beta, &w) - loss(&s, &x, &down, &beta, &w)) / (2.0 * h);
+            assert!((back.gamma_grad[c] - fd).abs() < 1e-6, "dgamma[{c}]");
+            let (mut up, mut down) = (beta.clone(), beta.clone());
+            up[c] += h;
+            down[c] -= h;
+            let fd = (loss(&s, &x, &gamma, &up, &w) - loss(&s, &x, &gamma, &down, &w)) / (2.0 * h);
+            assert!((back.beta_grad[c] - fd).abs() < 1e-6, "dbeta[{c}]");
+        }
+    }
+}
