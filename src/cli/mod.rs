@@ -4,6 +4,7 @@
 //! Exit codes: 0 ok, 1 some run failed (or an I/O error), 2 bad input (experiment file,
 //! override, store path, device, data).
 
+mod cost;
 mod run;
 mod show;
 
@@ -167,7 +168,7 @@ fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Slurm(args) => run::slurm(args, &store),
         Command::Exec(args) => run::exec(args),
         Command::Eval(args) => run::eval(args, &store),
-        Command::Bench(args) => run::bench(args),
+        Command::Bench(args) => run::bench(args, &store),
     }
 }
 

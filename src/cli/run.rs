@@ -160,7 +160,7 @@ pub struct BenchArgs {
 /// `sweep`: resolve the experiment and the pool, check the data, then run.
 pub fn sweep(args: SweepArgs, store: &Store) -> Result<u8, CliError> {
     let exp = load(&args.experiment, &args.overrides)?;
-    let slots = sweep_slots(&args, &exp)?;
+    let slots = sweep_slots(&args, &exp, store)?;
     if args.simulate.is_none() {
         check_data(&exp)?;
     }
@@ -214,14 +214,36 @@ pub fn sweep(args: SweepArgs, store: &Store) -> Result<u8, CliError> {
 }
 
 /// The pool's slots: `--devices`, else `--device` or the file's `device:`, else the CPU; a
-/// backend that is not built in fails every run, so it is refused before any run.
-fn sweep_slots(args: &SweepArgs, exp: &Experiment) -> Result<Vec<Slot>, CliError> {
+/// backend that is not built in fails every run, so it is refused before any run. When no
+/// device is named, the CPU is split into the slots × threads that finish the remaining runs
+/// soonest by the measured throughput (cli/cost.rs), or one slot with every core when nothing
+/// was measured yet; `--devices cpu:N` or `--threads` choose by hand.
+fn sweep_slots(args: &SweepArgs, exp: &Experiment, store: &Store) -> Result<Vec<Slot>, CliError> {
+    let cpu = || -> Result<PoolDevice, CliError> {
+        if args.threads.is_some() {
+            return Ok(PoolDevice::Cpu(1));
+        }
+        let views = super::show::views(exp, store)?;
+        let records = super::cost::records(store, &views)?;
+        Ok(
+            match super::cost::cpu_split(&records, &views, super::cores()) {
+                Some((slots, threads, span)) => {
+                    eprintln!(
+                        "cpu: {slots} slot(s) × {threads} thread(s), the fastest split by the measured throughput (expected makespan {}; `--devices cpu:N` to choose)",
+                        schedule::cost::human_duration(span)
+                    );
+                    PoolDevice::Cpu(slots)
+                }
+                None => PoolDevice::Cpu(1),
+            },
+        )
+    };
     let pool = match (&args.devices, args.device.or(exp.device)) {
         (Some(Devices::Auto), _) => schedule::devices::auto(),
         (Some(Devices::List(list)), _) => list.clone(),
         (None, Some(DeviceChoice::Cuda(i))) => vec![PoolDevice::Cuda(i)],
         (None, Some(DeviceChoice::Vulkan(i))) => vec![PoolDevice::Vulkan(i)],
-        (None, _) => vec![PoolDevice::Cpu(1)],
+        (None, _) => vec![cpu()?],
     };
     for d in &pool {
         match *d {
@@ -408,7 +430,7 @@ fn eval_one(
 }
 
 /// `bench`: the training step's throughput, then the scheduler's own cost.
-pub fn bench(args: BenchArgs) -> Result<u8, CliError> {
+pub fn bench(args: BenchArgs, store: &Store) -> Result<u8, CliError> {
     let threads = init_threads(args.threads)?;
     let dev = device::open(args.device)?;
     let only = args.only.as_deref();
@@ -417,7 +439,10 @@ pub fn bench(args: BenchArgs) -> Result<u8, CliError> {
         .into_iter()
         .filter(|c| !scheduler_only && only.is_none_or(|o| c.name.contains(o)))
         .collect();
-    let mut text = crate::train::bench::run(&cases, &dev, args.device, threads)?;
+    let (mut text, measured) =
+        crate::train::bench::run(&cases, &dev, args.device, threads, args.quick)?;
+    // What `plan` and the CPU pool estimate durations from.
+    store::throughput::update(store, &measured)?;
     if only.is_none() || scheduler_only {
         eprintln!("bench: the scheduler's own cost ...");
         let tmp = crate::testing::TempDir::new()
@@ -437,7 +462,11 @@ pub fn bench(args: BenchArgs) -> Result<u8, CliError> {
     store::atomic::write(out, text.as_bytes())
         .map_err(|e| CliError::Other(format!("{}: {e}", out.display())))?;
     print!("{text}");
-    println!("wrote {}", out.display());
+    println!(
+        "wrote {} and the measured throughput to {}",
+        out.display(),
+        store::throughput::path(store).display()
+    );
     Ok(0)
 }
 

@@ -11,7 +11,10 @@ use crate::spec::types::DataSpec;
 use crate::store::{self, Next, PlannedRun, RunState, RunView, Store};
 
 /// Each planned run with its view, reading the store without writing to it.
-fn views(exp: &Experiment, store: &Store) -> Result<Vec<(PlannedRun, RunView)>, CliError> {
+pub(super) fn views(
+    exp: &Experiment,
+    store: &Store,
+) -> Result<Vec<(PlannedRun, RunView)>, CliError> {
     store
         .planned(exp)?
         .into_iter()
@@ -44,8 +47,9 @@ pub fn distinct_image_data(exp: &Experiment) -> Vec<&DataSpec> {
         .collect()
 }
 
-/// `plan`: every run with its id and state, the totals, and a warning for each data set that
-/// is missing or damaged here (`sweep` would refuse to start). Writes nothing.
+/// `plan`: every run with its id, training FLOPs, expected CPU time and state; the totals and
+/// the expected makespan (cli/cost.rs); and a warning for each data set that is missing or
+/// damaged here (`sweep` would refuse to start). Writes nothing.
 pub fn plan(exp: &Experiment, store: &Store, json: bool) -> Result<(), CliError> {
     let views = views(exp, store)?;
     if json {
@@ -54,12 +58,24 @@ pub fn plan(exp: &Experiment, store: &Store, json: bool) -> Result<(), CliError>
             println!("{line}");
         }
     } else {
-        println!("{:<14} {:<40} status", "id", "run");
+        let records = super::cost::records(store, &views)?;
+        let cores = super::cores();
+        let threads = super::cost::cpu_split(&records, &views, cores).map_or(cores, |s| s.1);
+        println!(
+            "{:<14} {:<40} {:>12} {:>10}  status",
+            "id", "run", "training", "CPU time"
+        );
         for (run, view) in &views {
+            let time = super::cost::seconds(&records, &run.spec, "cpu", threads)
+                .map_or("?".to_string(), |t| {
+                    crate::schedule::cost::human_duration(t.0)
+                });
             println!(
-                "{:<14} {:<40} {}",
+                "{:<14} {:<40} {:>12} {:>10}  {}",
                 &run.id[..12],
                 run.slug,
+                crate::spec::cost::human_flops(crate::spec::cost::training_flops(&run.spec)),
+                time,
                 view.state.label()
             );
         }
@@ -74,6 +90,9 @@ pub fn plan(exp: &Experiment, store: &Store, json: bool) -> Result<(), CliError>
             totals(&views),
             store.experiment_dir(&exp.name).display()
         );
+        for line in super::cost::summary(&records, &views, cores) {
+            println!("  {line}");
+        }
     }
     for data in distinct_image_data(exp) {
         if let Err(e) = crate::data::check(data) {

@@ -15,17 +15,9 @@ use rand_chacha::ChaCha8Rng;
 use super::MixHook;
 use super::layers::{ConvShape, batch_norm, conv, global_avg_pool, linear};
 
-/// Blocks per stage and whether they are bottlenecks, for a depth.
-pub fn stages(depth: usize) -> Option<([usize; 4], bool)> {
-    match depth {
-        18 => Some(([2, 2, 2, 2], false)),
-        34 => Some(([3, 4, 6, 3], false)),
-        50 => Some(([3, 4, 6, 3], true)),
-        101 => Some(([3, 4, 23, 3], true)),
-        152 => Some(([3, 8, 36, 3], true)),
-        _ => None,
-    }
-}
+/// Blocks per stage and whether they are bottlenecks, for a depth (one table, shared with
+/// the cost model).
+pub use crate::spec::cost::preact_stages as stages;
 
 /// One pre-activation block, basic (two 3×3 convs) or bottleneck (1×1, 3×3, 1×1 ×4).
 #[derive(Module, Debug)]

@@ -1,13 +1,13 @@
 //! Expected run durations, for taking the longest runs first (which keeps the tail of a sweep
-//! short) and for the ETA. A run's cost is a proxy — epochs × training examples × the
-//! network's multiply-adds per example — turned into seconds by the runs already done: a run
-//! whose spec differs from done runs only in the seed is expected to take their mean time;
-//! any other, its cost × the median seconds per unit of cost of the done runs.
+//! short) and for the ETA. A run's cost is its training FLOPs (spec::cost), turned into
+//! seconds by the runs already done: a run whose spec differs from done runs only in the seed
+//! is expected to take their mean time; any other, its cost × the median seconds per unit of
+//! cost of the done runs. (Before any run is done, `cost::rate` estimates from measured
+//! throughput instead.)
 
 use std::collections::HashMap;
 
 use crate::spec::RunSpec;
-use crate::spec::types::{DataSpec, ModelSpec};
 
 /// The spec without its seed: runs that differ only in the seed take about as long.
 pub fn shape_key(spec: &RunSpec) -> String {
@@ -18,55 +18,9 @@ pub fn shape_key(spec: &RunSpec) -> String {
     v.to_string()
 }
 
-/// Training examples per epoch.
-fn examples(data: &DataSpec) -> f64 {
-    match data {
-        DataSpec::Spirals {
-            n_train, val_split, ..
-        } => n_train.saturating_sub(*val_split) as f64,
-        _ => match data.image() {
-            Some((_, opts)) if opts.train_subset > 0 => opts.train_subset as f64,
-            Some((set, opts)) => set.n_train().saturating_sub(opts.val_split) as f64,
-            None => 1.0,
-        },
-    }
-}
-
-/// Multiply-adds per example, roughly.
-fn per_example(model: &ModelSpec, data: &DataSpec) -> f64 {
-    let shape = data.input_shape();
-    let pixels = if shape.len() == 3 {
-        (shape[1] * shape[2]) as f64
-    } else {
-        1.0
-    };
-    match *model {
-        ModelSpec::SpiralMlp { width, depth, .. } => {
-            2.0 * depth as f64 * (width * width) as f64
-                + shape.iter().product::<usize>() as f64 * width as f64
-        }
-        ModelSpec::PreactResnet {
-            depth,
-            width,
-            stem_stride,
-        } => {
-            depth as f64 * (width * width) as f64 * 9.0 * pixels
-                / (stem_stride * stem_stride) as f64
-        }
-        ModelSpec::WideResnet {
-            depth,
-            widen,
-            stem_stride,
-        } => {
-            depth as f64 * ((16 * widen) * (16 * widen)) as f64 * 9.0 * pixels
-                / (stem_stride * stem_stride) as f64
-        }
-    }
-}
-
-/// The proxy cost of a run.
+/// The cost of a run: its training FLOPs (spec::cost).
 pub fn cost(spec: &RunSpec) -> f64 {
-    spec.train.epochs as f64 * examples(&spec.data) * per_example(&spec.model, &spec.data)
+    crate::spec::cost::training_flops(spec)
 }
 
 /// What the runs done so far say about durations.

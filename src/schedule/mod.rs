@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod child;
+pub mod cost;
 pub mod devices;
 pub mod estimate;
 pub mod pool;

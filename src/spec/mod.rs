@@ -1,6 +1,7 @@
 //! Experiment files: YAML → located tree → grid points → merged run trees → raw structs
 //! (unknown keys rejected) → validated `RunSpec`s. Nothing here runs or writes anything.
 
+pub mod cost;
 pub mod error;
 pub mod evaluate;
 pub mod exclude;

@@ -9,6 +9,7 @@ pub mod atomic;
 pub mod claim;
 pub mod next;
 pub mod records;
+pub mod throughput;
 
 use std::collections::HashMap;
 use std::fs;

@@ -4,6 +4,7 @@
 //! Inputs are random tensors of the right shape: throughput does not depend on pixel values.
 
 pub mod ops;
+pub mod torch;
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -18,6 +19,7 @@ use crate::models::{MixHook, Network};
 use crate::spec::types::{
     Activation, Alpha, LayerSet, LossKind, ModelSpec, OptimizerKind, ScheduleKind, TrainSpec,
 };
+use crate::store::throughput::Throughput;
 
 /// One network to measure.
 pub struct Case {
@@ -268,8 +270,10 @@ pub fn run(
     device: &Device,
     choice: DeviceChoice,
     threads: usize,
-) -> Result<String, TrainError> {
+    quick: bool,
+) -> Result<(String, Vec<Throughput>), TrainError> {
     let mut out = String::new();
+    let mut measured = Vec::new();
     let _ = writeln!(out, "# mixsweep benchmark\n");
     let _ = writeln!(
         out,
@@ -292,6 +296,7 @@ pub fn run(
     for case in cases {
         eprintln!("bench: {} ...", case.name);
         let m = measure(case, device)?;
+        measured.push(throughput(case, choice, threads, m.erm_per_sec));
         let step = case.batch as f64 / m.erm_per_sec;
         let _ = writeln!(
             out,
@@ -331,6 +336,12 @@ pub fn run(
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     out.push_str(&breakdown);
+    if choice == DeviceChoice::Cpu {
+        let (text, rates) = against_pytorch(cases, device, threads, quick)?;
+        out.push_str(&text);
+        // The 1-thread rates (the all-thread ones were measured above).
+        measured.extend(rates.into_iter().filter(|r| r.threads == 1 && threads > 1));
+    }
     for case in cases {
         if let ModelSpec::PreactResnet {
             depth: 18, width, ..
@@ -340,7 +351,93 @@ pub fn run(
             out.push_str(&operations(case, width, device, threads)?);
         }
     }
-    Ok(out)
+    Ok((out, measured))
+}
+
+/// The record of `case` trained at `examples_per_sec` for the cost model (store::throughput).
+fn throughput(
+    case: &Case,
+    choice: DeviceChoice,
+    threads: usize,
+    examples_per_sec: f64,
+) -> Throughput {
+    let flops = 3.0 * crate::spec::cost::forward_flops(&case.model, &case.shape, case.classes);
+    let device = choice.to_string();
+    Throughput {
+        device: device.split(':').next().unwrap_or("cpu").to_string(),
+        threads,
+        model: case.model.name().to_string(),
+        flops_per_sec: flops * examples_per_sec,
+        source: "bench".to_string(),
+    }
+}
+
+/// ERM training examples per second of `case` on a pool of `threads` threads.
+fn erm_rate(case: &Case, device: &Device, threads: usize) -> Result<f64, TrainError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| TrainError::Io(std::io::Error::other(e)))?;
+    pool.install(|| measure(case, device))
+        .map(|m| m.erm_per_sec)
+}
+
+/// The "against PyTorch" section: each case at one thread and at `threads`, ours then
+/// PyTorch's (scripts/torch_bench.py) back to back, and their ratio.
+fn against_pytorch(
+    cases: &[Case],
+    device: &Device,
+    threads: usize,
+    quick: bool,
+) -> Result<(String, Vec<Throughput>), TrainError> {
+    let mut out = String::from("\n## Against PyTorch\n\n");
+    let mut counts = vec![1];
+    if threads > 1 {
+        counts.push(threads);
+    }
+    let mut measured = Vec::new();
+    let torch = match torch::Torch::find() {
+        Ok(t) => t,
+        Err(why) => {
+            let _ = writeln!(
+                out,
+                "Not measured: {why}. Install PyTorch in a virtual environment and name its Python in `MIXSWEEP_PYTHON` (README, \"Benchmark\")."
+            );
+            for case in cases {
+                for &n in &counts {
+                    let rate = erm_rate(case, device, n)?;
+                    measured.push(throughput(case, DeviceChoice::Cpu, n, rate));
+                }
+            }
+            return Ok((out, measured));
+        }
+    };
+    let _ = writeln!(
+        out,
+        "The same network and step in PyTorch {} (scripts/torch_bench.py), timed right after ours at the same thread count (best of its rounds; ours: the ERM rate above, measured again here). Ratio = mixsweep / PyTorch; above 1 we are faster.\n",
+        torch.version
+    );
+    let _ = writeln!(
+        out,
+        "| network | threads | mixsweep examples/s | PyTorch examples/s | ratio |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for case in cases {
+        for &n in &counts {
+            eprintln!(
+                "bench: {} on {n} thread(s), ours then PyTorch ...",
+                case.name
+            );
+            let ours = erm_rate(case, device, n)?;
+            measured.push(throughput(case, DeviceChoice::Cpu, n, ours));
+            let cell = match torch.examples_per_sec(case.name, n, quick) {
+                Ok(theirs) => format!("{theirs:.0} | {:.2}", ours / theirs),
+                Err(why) => format!("failed: {why} | –"),
+            };
+            let _ = writeln!(out, "| {} | {n} | {ours:.0} | {cell} |", case.name);
+        }
+    }
+    Ok((out, measured))
 }
 
 /// The per-operation section for PreActResNet18 at `width`: at one thread and at `threads`,
@@ -466,7 +563,7 @@ mod tests {
         assert!(m.erm_per_sec > 0.0 && m.mixup_per_sec > 0.0);
         assert!(m.mix_ops > 0.0);
         assert!(m.phases.iter().all(|&p| p >= 0.0) && m.phases[1] > 0.0 && m.phases[2] > 0.0);
-        let text = run(&[case], &Device::flex(), DeviceChoice::Cpu, 1).unwrap();
+        let (text, _) = run(&[case], &Device::flex(), DeviceChoice::Cpu, 1, true).unwrap();
         assert!(text.contains("| tiny | 4 | {0, 2} |"), "{text}");
     }
 }
