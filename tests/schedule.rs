@@ -393,3 +393,85 @@ fn ctrl_c_at_any_moment_of_a_runs_start_leaves_it_resumable() {
         assert!(failed.is_empty(), "Ctrl-C after {delay_ms} ms: {failed:?}");
     }
 }
+
+/// `runs/throughput.json` with spiral-MLP rates at 1 thread and at every core, the latter
+/// `gain` times the former.
+fn measured_throughput(sb: &Sandbox, cores: usize, gain: f64) {
+    let record = |threads: usize, rate: f64| {
+        serde_json::json!({"device": "cpu", "threads": threads, "model": "spiral_mlp",
+                           "flops_per_sec": rate, "source": "bench"})
+    };
+    let mut records = vec![record(1, 1e9)];
+    if cores > 1 {
+        records.push(record(cores, 1e9 * gain));
+    }
+    fs::create_dir_all(sb.store()).unwrap();
+    fs::write(
+        sb.store().join("throughput.json"),
+        serde_json::to_string(&records).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_default_cpu_pool_splits_the_cores_by_the_measured_throughput() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    // One ERM run per core.
+    let seeds: Vec<String> = (0..cores).map(|s| s.to_string()).collect();
+    let tiny = TINY
+        .replace("seeds: [0, 1]", &format!("seeds: [{}]", seeds.join(", ")))
+        .replace(
+            "  - { method: [input_mixup], alpha: [1.0] }\n  - { method: [manifold_mixup], alpha: [2.0], layers: [[4], [0, 4]] }\n",
+            "",
+        );
+    let sb = Sandbox::new();
+    sb.write("tiny.yaml", &tiny);
+
+    // Nothing measured: plan says so, and the sweep would use one slot with every core.
+    let out = sb.run(&["plan", "tiny.yaml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("no throughput measured yet"),
+        "{}",
+        text(&out)
+    );
+
+    // More threads buy nothing: one slot per core finishes the runs in one round.
+    measured_throughput(&sb, cores, 1.0);
+    let want = format!("{cores} slot(s) × 1 thread(s)");
+    let out = sb.run(&["plan", "tiny.yaml"]);
+    assert!(text(&out).contains(&want), "plan: {}", text(&out));
+    let out = sb.run(&["sweep", "tiny.yaml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("cpu: {want}")),
+        "sweep: {}",
+        text(&out)
+    );
+    let slots: std::collections::HashSet<String> =
+        fs::read_to_string(sb.store().join("tiny/schedule.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["slot"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+    assert_eq!(slots.len(), cores, "every slot ran a run: {slots:?}");
+
+    // Perfect scaling and a single run left to do: one slot with every core.
+    let sb = Sandbox::new();
+    sb.write("tiny.yaml", &TINY.replace("seeds: [0, 1]", "seeds: [0]").replace(
+        "  - { method: [input_mixup], alpha: [1.0] }\n  - { method: [manifold_mixup], alpha: [2.0], layers: [[4], [0, 4]] }\n",
+        "",
+    ));
+    measured_throughput(&sb, cores, cores as f64);
+    let out = sb.run(&["plan", "tiny.yaml"]);
+    assert!(
+        text(&out).contains(&format!("1 slot(s) × {cores} thread(s)")),
+        "{}",
+        text(&out)
+    );
+}

@@ -54,7 +54,8 @@ pub fn plan(exp: &Experiment, store: &Store, json: bool) -> Result<(), CliError>
     let views = views(exp, store)?;
     if json {
         for (run, view) in &views {
-            let line = serde_json::json!({ "id": run.id, "slug": run.slug, "dir": run.dir, "status": view.state.kind(), "spec": run.spec });
+            let flops = crate::spec::cost::training_flops(&run.spec);
+            let line = serde_json::json!({ "id": run.id, "slug": run.slug, "dir": run.dir, "status": view.state.kind(), "training_flops": flops, "spec": run.spec });
             println!("{line}");
         }
     } else {

@@ -391,10 +391,7 @@ fn against_pytorch(
     quick: bool,
 ) -> Result<(String, Vec<Throughput>), TrainError> {
     let mut out = String::from("\n## Against PyTorch\n\n");
-    let mut counts = vec![1];
-    if threads > 1 {
-        counts.push(threads);
-    }
+    let counts = thread_counts(threads);
     let mut measured = Vec::new();
     let torch = match torch::Torch::find() {
         Ok(t) => t,
@@ -440,6 +437,15 @@ fn against_pytorch(
     Ok((out, measured))
 }
 
+/// One thread, and `threads` when that is more.
+fn thread_counts(threads: usize) -> Vec<usize> {
+    if threads > 1 {
+        vec![1, threads]
+    } else {
+        vec![1]
+    }
+}
+
 /// The per-operation section for PreActResNet18 at `width`: at one thread and at `threads`,
 /// the ERM step measured whole and each kind of operation summed over the network's shapes
 /// (`ops`), with what the operations leave of the step as "the rest".
@@ -465,10 +471,7 @@ fn operations(
         "| threads | step | conv forward | conv input grad | conv weight grad | BN forward | BN backward | ReLU fwd + bwd | the rest |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
-    let mut counts = vec![1];
-    if threads > 1 {
-        counts.push(threads);
-    }
+    let counts = thread_counts(threads);
     let reps = if width >= 64 { 3 } else { 5 };
     let mut shapes = String::new();
     for &n in &counts {

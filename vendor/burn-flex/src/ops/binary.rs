@@ -58,6 +58,33 @@ where
     }
 }
 
+/// `dst = dst OP src` (`src OP dst` when `reversed`) with the SIMD kernels.
+///
+/// mixsweep patch (PATCH.md): tensors of `PARALLEL_THRESHOLD` elements or more are split into
+/// chunks on the rayon pool (each element is computed alone: the same result on any number of
+/// threads).
+#[cfg(feature = "simd")]
+fn simd_inplace(op: BinaryOp, dst: &mut [f32], src: &[f32], reversed: bool) {
+    let kernel = |d: &mut [f32], s: &[f32]| match (op, reversed) {
+        (BinaryOp::Add, _) => simd::add_inplace_f32(d, s),
+        (BinaryOp::Sub, false) => simd::sub_inplace_f32(d, s),
+        (BinaryOp::Sub, true) => simd::rsub_inplace_f32(d, s),
+        (BinaryOp::Mul, _) => simd::mul_inplace_f32(d, s),
+        (BinaryOp::Div, false) => simd::div_inplace_f32(d, s),
+        (BinaryOp::Div, true) => simd::rdiv_inplace_f32(d, s),
+    };
+    #[cfg(feature = "rayon")]
+    if dst.len() >= crate::ops::PARALLEL_THRESHOLD && dst.len() == src.len() {
+        use rayon::prelude::*;
+        const CHUNK: usize = 64 * 1024;
+        dst.par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(|(d, s)| kernel(d, s));
+        return;
+    }
+    kernel(dst, src)
+}
+
 /// Specialized binary operation for f32 with SIMD fast path.
 #[cfg(feature = "simd")]
 fn binary_op_f32<Op>(
@@ -82,12 +109,7 @@ where
         let lhs_storage: &mut [f32] = lhs.storage_mut();
         let l_slice = &mut lhs_storage[..l_end];
 
-        match simd_op {
-            BinaryOp::Add => simd::add_inplace_f32(l_slice, r_slice),
-            BinaryOp::Sub => simd::sub_inplace_f32(l_slice, r_slice),
-            BinaryOp::Mul => simd::mul_inplace_f32(l_slice, r_slice),
-            BinaryOp::Div => simd::div_inplace_f32(l_slice, r_slice),
-        }
+        simd_inplace(simd_op, l_slice, r_slice, false);
         return lhs;
     }
 
@@ -107,12 +129,7 @@ where
         let rhs_storage: &mut [f32] = rhs.storage_mut();
         let r_slice = &mut rhs_storage[..r_end];
 
-        match simd_op {
-            BinaryOp::Add => simd::add_inplace_f32(r_slice, l_slice),
-            BinaryOp::Sub => simd::rsub_inplace_f32(r_slice, l_slice),
-            BinaryOp::Mul => simd::mul_inplace_f32(r_slice, l_slice),
-            BinaryOp::Div => simd::rdiv_inplace_f32(r_slice, l_slice),
-        }
+        simd_inplace(simd_op, r_slice, l_slice, true);
         return rhs;
     }
 

@@ -334,3 +334,72 @@ pub(crate) fn batch_norm(
         ),
     }
 }
+
+/// Elements per rayon task of the element-wise maps below.
+#[cfg(feature = "rayon")]
+const MAP_CHUNK: usize = 64 * 1024;
+
+/// `f` of every element of a large f32 tensor, on the rayon pool; `None` (the caller's
+/// serial path) for other dtypes and tensors under `PARALLEL_THRESHOLD` elements. Each element
+/// is computed alone, so the result does not depend on the threads.
+pub(crate) fn map_f32(
+    tensor: &FlexTensor,
+    f: impl Fn(f32) -> f32 + Send + Sync,
+) -> Option<FlexTensor> {
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        if tensor.dtype() != DType::F32
+            || tensor.layout().num_elements() < super::PARALLEL_THRESHOLD
+        {
+            return None;
+        }
+        let tensor = tensor.to_contiguous();
+        let mut out = alloc::vec![0.0f32; tensor.layout().num_elements()];
+        out.par_chunks_mut(MAP_CHUNK)
+            .zip(tensor.storage::<f32>().par_chunks(MAP_CHUNK))
+            .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, x)| *o = f(*x)));
+        Some(self::tensor(out, tensor.layout().shape().clone()))
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let _ = (tensor, f);
+        None
+    }
+}
+
+/// `f(a, b)` element by element for two large f32 tensors of one shape, on the rayon pool;
+/// `None` otherwise (as [map_f32]).
+pub(crate) fn zip_f32(
+    a: &FlexTensor,
+    b: &FlexTensor,
+    f: impl Fn(f32, f32) -> f32 + Send + Sync,
+) -> Option<FlexTensor> {
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        if a.dtype() != DType::F32
+            || b.dtype() != DType::F32
+            || a.layout().shape() != b.layout().shape()
+            || a.layout().num_elements() < super::PARALLEL_THRESHOLD
+        {
+            return None;
+        }
+        let (a, b) = (a.to_contiguous(), b.to_contiguous());
+        let mut out = alloc::vec![0.0f32; a.layout().num_elements()];
+        out.par_chunks_mut(MAP_CHUNK)
+            .zip(a.storage::<f32>().par_chunks(MAP_CHUNK))
+            .zip(b.storage::<f32>().par_chunks(MAP_CHUNK))
+            .for_each(|((o, x), y)| {
+                for ((o, x), y) in o.iter_mut().zip(x).zip(y) {
+                    *o = f(*x, *y);
+                }
+            });
+        Some(self::tensor(out, a.layout().shape().clone()))
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let _ = (a, b, f);
+        None
+    }
+}
