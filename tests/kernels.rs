@@ -372,31 +372,31 @@ fn batch_norm_gradients_match_finite_differences_in_f64() {
     let dg = to_f64(g.grad(&grads).expect("dgamma"));
     let db = to_f64(b.grad(&grads).expect("dbeta"));
     let all: Vec<usize> = (0..36).collect();
-    for (i, want) in finite_differences(&x0, &all, 1e-6, |x| loss(x, &g0, &b0))
-        .into_iter()
-        .enumerate()
-    {
-        assert!((dx[i] - want).abs() < 1e-6, "dx[{i}]: {} vs {want}", dx[i]);
-    }
-    for (i, want) in finite_differences(&g0, &[0, 1], 1e-6, |g| loss(&x0, g, &b0))
-        .into_iter()
-        .enumerate()
-    {
-        assert!(
-            (dg[i] - want).abs() < 1e-6,
-            "dgamma[{i}]: {} vs {want}",
-            dg[i]
-        );
-    }
-    for (i, want) in finite_differences(&b0, &[0, 1], 1e-6, |b| loss(&x0, &g0, b))
-        .into_iter()
-        .enumerate()
-    {
-        assert!(
-            (db[i] - want).abs() < 1e-6,
-            "dbeta[{i}]: {} vs {want}",
-            db[i]
-        );
+    let checks: [(&str, &[f64], Vec<f64>); 3] = [
+        (
+            "dx",
+            &dx,
+            finite_differences(&x0, &all, 1e-6, |x| loss(x, &g0, &b0)),
+        ),
+        (
+            "dgamma",
+            &dg,
+            finite_differences(&g0, &[0, 1], 1e-6, |g| loss(&x0, g, &b0)),
+        ),
+        (
+            "dbeta",
+            &db,
+            finite_differences(&b0, &[0, 1], 1e-6, |b| loss(&x0, &g0, b)),
+        ),
+    ];
+    for (name, got, want) in checks {
+        for (i, want) in want.into_iter().enumerate() {
+            assert!(
+                (got[i] - want).abs() < 1e-6,
+                "{name}[{i}]: {} vs {want}",
+                got[i]
+            );
+        }
     }
 }
 

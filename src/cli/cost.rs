@@ -72,11 +72,12 @@ pub fn seconds(
         .map(|(rate, basis)| (training_flops(spec) / rate, basis))
 }
 
-/// The lines `plan` prints under its table.
+/// The lines `plan` prints under its table; `split` is [cpu_split]'s answer.
 pub fn summary(
     records: &[Throughput],
     views: &[(PlannedRun, RunView)],
     cores: usize,
+    split: Option<(usize, usize, f64)>,
 ) -> Vec<String> {
     let all = jobs(views.iter().map(|(r, _)| &r.spec));
     let total: f64 = all.iter().map(|(_, f)| f).sum();
@@ -95,15 +96,14 @@ pub fn summary(
     if remaining.is_empty() {
         return lines;
     }
-    match cpu_split(records, views, cores) {
+    match split {
         Some((slots, threads, span)) => {
-            let serial: f64 = remaining
+            let estimates: Vec<(f64, Basis)> = remaining
                 .iter()
-                .filter_map(|s| seconds(records, s, "cpu", threads).map(|t| t.0))
-                .sum();
-            let borrowed = remaining.iter().any(|s| {
-                seconds(records, s, "cpu", threads).is_some_and(|t| t.1 == Basis::OtherModel)
-            });
+                .filter_map(|s| seconds(records, s, "cpu", threads))
+                .collect();
+            let serial: f64 = estimates.iter().map(|t| t.0).sum();
+            let borrowed = estimates.iter().any(|t| t.1 == Basis::OtherModel);
             lines.push(format!(
                 "this CPU ({cores} cores): {} of compute; makespan {} on {slots} slot(s) × {threads} thread(s), the split `sweep` uses by default{}",
                 cost::human_duration(serial),

@@ -61,7 +61,8 @@ pub fn plan(exp: &Experiment, store: &Store, json: bool) -> Result<(), CliError>
     } else {
         let records = super::cost::records(store, &views)?;
         let cores = super::cores();
-        let threads = super::cost::cpu_split(&records, &views, cores).map_or(cores, |s| s.1);
+        let split = super::cost::cpu_split(&records, &views, cores);
+        let threads = split.map_or(cores, |s| s.1);
         println!(
             "{:<14} {:<40} {:>12} {:>10}  status",
             "id", "run", "training", "CPU time"
@@ -91,7 +92,7 @@ pub fn plan(exp: &Experiment, store: &Store, json: bool) -> Result<(), CliError>
             totals(&views),
             store.experiment_dir(&exp.name).display()
         );
-        for line in super::cost::summary(&records, &views, cores) {
+        for line in super::cost::summary(&records, &views, cores, split) {
             println!("  {line}");
         }
     }

@@ -57,35 +57,27 @@ pub fn default_cases(quick: bool) -> Vec<Case> {
             steps: scale(50),
             rounds: 12,
         },
-        Case {
-            name: "PreActResNet18, width 16, 3×32×32",
-            model: ModelSpec::PreactResnet {
-                depth: 18,
-                width: 16,
-                stem_stride: 1,
-            },
-            shape: vec![3, 32, 32],
-            classes: 10,
-            batch: 100,
-            layers: vec![0, 1, 2],
-            steps: scale(8),
-            rounds: 3,
-        },
-        Case {
-            name: "PreActResNet18, width 64, 3×32×32",
-            model: ModelSpec::PreactResnet {
-                depth: 18,
-                width: 64,
-                stem_stride: 1,
-            },
-            shape: vec![3, 32, 32],
-            classes: 10,
-            batch: 100,
-            layers: vec![0, 1, 2],
-            steps: scale(2),
-            rounds: 2,
-        },
+        preact18("PreActResNet18, width 16, 3×32×32", 16, scale(8), 3),
+        preact18("PreActResNet18, width 64, 3×32×32", 64, scale(2), 2),
     ]
+}
+
+/// PreActResNet18 at `width` on CIFAR-shaped inputs, batch 100, S = {0, 1, 2}.
+fn preact18(name: &'static str, width: usize, steps: usize, rounds: usize) -> Case {
+    Case {
+        name,
+        model: ModelSpec::PreactResnet {
+            depth: 18,
+            width,
+            stem_stride: 1,
+        },
+        shape: vec![3, 32, 32],
+        classes: 10,
+        batch: 100,
+        layers: vec![0, 1, 2],
+        steps,
+        rounds,
+    }
 }
 
 /// What one case measured.
@@ -400,10 +392,11 @@ fn against_pytorch(
                 out,
                 "Not measured: {why}. Install PyTorch in a virtual environment and name its Python in `MIXSWEEP_PYTHON` (README, \"Benchmark\")."
             );
-            for case in cases {
-                for &n in &counts {
-                    let rate = erm_rate(case, device, n)?;
-                    measured.push(throughput(case, DeviceChoice::Cpu, n, rate));
+            // Only the 1-thread rates: the caller measured the all-thread ones.
+            if threads > 1 {
+                for case in cases {
+                    let rate = erm_rate(case, device, 1)?;
+                    measured.push(throughput(case, DeviceChoice::Cpu, 1, rate));
                 }
             }
             return Ok((out, measured));
