@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR
 MIXSWEEP := $(CARGO_TARGET_DIR)/release/mixsweep
 EXPERIMENT ?= experiments/spirals.yaml
 
-.PHONY: build sweep plan status report test test-slurm bench data clean-runs
+.PHONY: build sweep plan status report test test-slurm test-gpu bench data clean-runs
 
 build:
 	cargo build --release --locked
@@ -32,6 +32,12 @@ test: data
 test-slurm:
 	bash scripts/ci-slurm.sh up
 	cargo test --release --locked --test slurm -- --ignored; rc=$$?; bash scripts/ci-slurm.sh down; exit $$rc
+
+# The GPU path (tests/gpu.rs) built with burn's wgpu backend, on the first graphics adapter:
+# a real GPU, or Mesa's lavapipe (Vulkan on the CPU; Debian: mesa-vulkan-drivers) where
+# there is none. scripts/ci-gpu.sh installs lavapipe and runs this.
+test-gpu: data
+	cargo test --release --locked --features wgpu --test gpu
 
 # Training throughput, ERM vs Manifold Mixup, and the cost of mixing: reports/bench.md.
 bench: build

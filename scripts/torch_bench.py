@@ -11,8 +11,10 @@ forward, soft-target cross-entropy, backward, SGD with momentum 0.9, Nesterov an
   1x1 stride-2 shortcuts, global average pooling, linear head (src/models/preact_resnet.rs).
 
 Prints one JSON object per (network, threads) on stdout:
-  {"network": ..., "threads": N, "examples_per_sec": X, "torch": version}
-Needs only torch. Not used by CI.
+  {"network": ..., "threads": N, "batch": B, "device": "cpu", "examples_per_sec": X, "torch": version}
+`--device cuda` times the step on the GPU (synchronised before each clock reading), as
+scripts/device-check.sh does beside `mixsweep bench --device wgpu:0`. Needs only torch. Not
+used by CI.
 """
 
 import argparse
@@ -79,17 +81,21 @@ NETWORKS = {
 }
 
 
-def examples_per_sec(name, threads, batch, rounds, quick):
+def examples_per_sec(name, threads, batch, rounds, quick, device="cpu"):
     make, shape, classes, steps = NETWORKS[name]
     if quick:
         steps = max(1, steps // 4)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = make()
+    net = make().to(device)
     net.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4)
-    x = torch.rand((batch,) + shape) - 0.5
-    target = F.one_hot(torch.randint(0, classes, (batch,)), classes).float()
+    x = (torch.rand((batch,) + shape) - 0.5).to(device)
+    target = F.one_hot(torch.randint(0, classes, (batch,)), classes).float().to(device)
+
+    def sync():
+        if device != "cpu":
+            torch.cuda.synchronize()
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -98,11 +104,13 @@ def examples_per_sec(name, threads, batch, rounds, quick):
         opt.step()
 
     step()  # warm-up
+    sync()
     best = 0.0
     for _ in range(rounds):
         start = time.perf_counter()
         for _ in range(steps):
             step()
+        sync()
         best = max(best, batch * steps / (time.perf_counter() - start))
     return best
 
@@ -114,6 +122,7 @@ def main():
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     args = p.parse_args()
     names = args.network or list(NETWORKS)
     for name in names:
@@ -121,12 +130,16 @@ def main():
             print(f"unknown network {name!r}; known: {list(NETWORKS)}", file=sys.stderr)
             return 2
         for threads in [int(t) for t in args.threads.split(",")]:
-            rate = examples_per_sec(name, threads, args.batch, args.rounds, args.quick)
+            rate = examples_per_sec(
+                name, threads, args.batch, args.rounds, args.quick, args.device
+            )
             print(
                 json.dumps(
                     {
                         "network": name,
                         "threads": threads,
+                        "batch": args.batch,
+                        "device": args.device,
                         "examples_per_sec": rate,
                         "torch": torch.__version__,
                     }

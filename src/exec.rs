@@ -137,7 +137,7 @@ fn evaluate(run_dir: &Path, opts: &ExecOptions) -> ExecOutcome {
 pub fn device_name(device: DeviceChoice, threads: usize) -> String {
     match device {
         DeviceChoice::Cpu => format!("cpu (burn flex, {threads} threads)"),
-        other => other.to_string(),
+        other => crate::train::device::describe(other),
     }
 }
 
@@ -336,6 +336,13 @@ fn run_claimed(
         TrainError::Data(_) => Failure {
             class: FailureClass::BadData,
             reason: e.to_string(),
+        },
+        TrainError::DeviceRead(ref read) if read.out_of_memory().is_some() => Failure {
+            class: FailureClass::Oom,
+            reason: format!(
+                "the device ran out of memory: {}",
+                read.out_of_memory().unwrap_or_default()
+            ),
         },
         TrainError::Io(_) | TrainError::Checkpoint(_) | TrainError::DeviceRead(_) => Failure {
             class: FailureClass::Crashed,

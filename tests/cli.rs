@@ -217,7 +217,11 @@ fn bad_input_is_reported_precisely_and_writes_nothing() {
         (
             "bad device",
             format!("device: tpu:1\n{TINY}"),
-            vec!["e.yaml:1:", "`device` = tpu:1", "cpu, cuda:N or vulkan:N"],
+            vec![
+                "e.yaml:1:",
+                "`device` = tpu:1",
+                "cpu, cuda:N, vulkan:N or wgpu:N",
+            ],
         ),
         (
             "negative seed",

@@ -2,10 +2,7 @@
 //! checkpoint and ends with exactly the numbers of a run that was never interrupted (CPU,
 //! same thread count): same metrics at every evaluated epoch, same final result.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 mod common;
 use common::*;
@@ -19,25 +16,6 @@ seeds: [3]
 grid:
   - { method: [manifold_mixup], alpha: [2.0], layers: [[0, 2, 4]] }
 "#;
-
-/// metrics.jsonl without the wall-clock field.
-fn metrics(dir: &Path) -> Vec<serde_json::Value> {
-    fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("elapsed");
-            v
-        })
-        .collect()
-}
-
-fn final_metrics(dir: &Path) -> serde_json::Value {
-    let mut m = result(dir)["final_metrics"].clone();
-    m.as_object_mut().unwrap().remove("elapsed");
-    m
-}
 
 fn only_run(sb: &Sandbox) -> PathBuf {
     let dirs = sb.run_dirs("one");
@@ -61,53 +39,12 @@ fn uninterrupted() -> (Vec<serde_json::Value>, serde_json::Value) {
     (metrics(&dir), m)
 }
 
-/// Starts a sweep that checkpoints every epoch and waits until its run has evaluated `epochs`.
-/// The caller waits for the returned child.
-#[allow(clippy::zombie_processes)]
-fn start_and_wait(sb: &Sandbox, epochs: usize) -> Child {
-    let child = sb
-        .cmd(&[
-            "sweep",
-            "e.yaml",
-            "--threads",
-            "1",
-            "--checkpoint-every",
-            "1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let lines = sb
-            .store()
-            .join("one")
-            .exists()
-            .then(|| sb.run_dirs("one"))
-            .and_then(|d| d.first().cloned())
-            .and_then(|d| fs::read_to_string(d.join("metrics.jsonl")).ok())
-            .map(|t| t.lines().count())
-            .unwrap_or(0);
-        if lines >= epochs {
-            return child;
-        }
-        if Instant::now() >= deadline {
-            let mut child = child;
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the run did not reach epoch {epochs} in time");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn a_killed_run_resumes_from_its_checkpoint_bit_for_bit() {
     let (want_metrics, want_final) = uninterrupted();
     let sb = Sandbox::new();
     sb.write("e.yaml", ONE_RUN);
-    let mut child = start_and_wait(&sb, 12);
+    let mut child = start_and_wait(&sb, "one", &["--threads", "1"], 12);
     child.kill().unwrap(); // SIGKILL: no chance to checkpoint; the child dies with it
     child.wait().unwrap();
     wait_until_nothing_runs(&sb, "e.yaml");
@@ -135,10 +72,10 @@ fn sigterm_checkpoints_mid_epoch_and_the_next_sweep_finishes_bit_for_bit() {
     let (want_metrics, want_final) = uninterrupted();
     let sb = Sandbox::new();
     sb.write("e.yaml", ONE_RUN);
-    let child = start_and_wait(&sb, 5);
+    let child = start_and_wait(&sb, "one", &["--threads", "1"], 5);
     // SIGTERM to the scheduler, which forwards it to the run; the run stops at the next
     // minibatch boundary after writing a checkpoint.
-    unsafe_kill(child.id(), 15);
+    kill(child.id(), 15);
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(130), "{stdout}");
@@ -152,13 +89,4 @@ fn sigterm_checkpoints_mid_epoch_and_the_next_sweep_finishes_bit_for_bit() {
     assert!(again.status.success(), "{}", text(&again));
     assert_eq!(final_metrics(&dir), want_final);
     assert_eq!(metrics(&dir), want_metrics);
-}
-
-fn unsafe_kill(pid: u32, signal: i32) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }

@@ -5,6 +5,7 @@
 //! override, store path, device, data).
 
 mod cost;
+mod devices;
 mod run;
 mod show;
 
@@ -69,6 +70,14 @@ pub enum Command {
         experiment: PathBuf,
         #[command(flatten)]
         overrides: Overrides,
+    },
+    /// What this binary can compute on: the CPU, each graphics adapter (name, type, API,
+    /// driver, memory) as `wgpu:N` / `vulkan:N`, the NVIDIA GPUs, and what `--devices auto`
+    /// would pick.
+    Devices {
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Measure training throughput (ERM vs Manifold Mixup) and the cost of mixing; write
     /// reports/bench.md.
@@ -169,6 +178,7 @@ fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Command::Exec(args) => run::exec(args),
         Command::Eval(args) => run::eval(args, &store),
         Command::Bench(args) => run::bench(args, &store),
+        Command::Devices { json } => devices::devices(json).map(|()| 0),
     }
 }
 

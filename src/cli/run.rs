@@ -24,14 +24,14 @@ pub struct SweepArgs {
     #[command(flatten)]
     overrides: Overrides,
     /// Where runs compute: auto (the visible GPUs, else the CPU), cpu, cpu:N (the cores in
-    /// N slots), or a list such as cuda:0,cuda:2 (default: --device, else the experiment
+    /// N slots), wgpu:N, vulkan:N, or a list such as cuda:0,cuda:2 or wgpu:0,cpu (default: --device, else the experiment
     /// file's `device:`, else cpu).
     #[arg(long)]
     devices: Option<Devices>,
     /// Runs packed onto each GPU at once.
     #[arg(long, default_value_t = 1, value_name = "N")]
     slots_per_device: usize,
-    /// One device for every run: cpu, cuda:N or vulkan:N (shorthand for --devices).
+    /// One device for every run: cpu, cuda:N, vulkan:N or wgpu:N (shorthand for --devices).
     #[arg(long)]
     device: Option<DeviceChoice>,
     /// CPU threads per run (default: the cores shared among the slots).
@@ -103,7 +103,7 @@ pub struct ExecArgs {
     /// Write a checkpoint after every N epochs (and when stopped).
     #[arg(long, default_value_t = 10, value_name = "N")]
     checkpoint_every: usize,
-    /// Where to compute: cpu, cuda:N or vulkan:N.
+    /// Where to compute: cpu, cuda:N, vulkan:N or wgpu:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
     /// Scheduler test double: sleep S seconds per epoch instead of training.
@@ -125,7 +125,7 @@ pub struct EvalArgs {
     /// Evaluate again even where an evaluation under these settings exists.
     #[arg(long)]
     again: bool,
-    /// Where to compute: cpu, cuda:N or vulkan:N.
+    /// Where to compute: cpu, cuda:N, vulkan:N or wgpu:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
     #[arg(long)]
@@ -145,6 +145,9 @@ pub struct BenchArgs {
     /// A quarter of the steps: a rough figure in a quarter of the time.
     #[arg(long)]
     quick: bool,
+    /// Minibatch size of every network (default: 100).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    batch: Option<u32>,
     /// Only the networks whose name contains this text (e.g. "MLP", "width 16"), or
     /// "scheduler" for the scheduler's own cost alone.
     #[arg(long)]
@@ -239,18 +242,15 @@ fn sweep_slots(args: &SweepArgs, exp: &Experiment, store: &Store) -> Result<Vec<
         )
     };
     let pool = match (&args.devices, args.device.or(exp.device)) {
-        (Some(Devices::Auto), _) => schedule::devices::auto(),
+        (Some(Devices::Auto), _) => schedule::devices::auto(&device::adapters()),
         (Some(Devices::List(list)), _) => list.clone(),
         (None, Some(DeviceChoice::Cuda(i))) => vec![PoolDevice::Cuda(i)],
         (None, Some(DeviceChoice::Vulkan(i))) => vec![PoolDevice::Vulkan(i)],
+        (None, Some(DeviceChoice::Wgpu(i))) => vec![PoolDevice::Wgpu(i)],
         (None, _) => vec![cpu()?],
     };
     for d in &pool {
-        match *d {
-            PoolDevice::Cuda(i) => device::check_built(DeviceChoice::Cuda(i))?,
-            PoolDevice::Vulkan(i) => device::check_built(DeviceChoice::Vulkan(i))?,
-            PoolDevice::Cpu(_) | PoolDevice::Fake(_) => {}
-        }
+        device::check_built(d.choice())?;
     }
     let mut slots = schedule::devices::slots(&pool, args.slots_per_device, super::cores());
     if let Some(t) = args.threads {
@@ -438,6 +438,10 @@ pub fn bench(args: BenchArgs, store: &Store) -> Result<u8, CliError> {
     let cases: Vec<_> = crate::train::bench::default_cases(args.quick)
         .into_iter()
         .filter(|c| !scheduler_only && only.is_none_or(|o| c.name.contains(o)))
+        .map(|mut c| {
+            c.batch = args.batch.map_or(c.batch, |b| b as usize);
+            c
+        })
         .collect();
     let (mut text, measured) =
         crate::train::bench::run(&cases, &dev, args.device, threads, args.quick)?;

@@ -298,6 +298,9 @@ fn ran_out_of_memory(dir: &Path) -> bool {
         "out of memory",
         "outofmemory",
         "out_of_memory",
+        "out-of-memory",
+        "out of device memory",
+        "can't allocate buffer",
         "memory allocation of",
     ]
     .iter()

@@ -1,5 +1,5 @@
 //! The device pool a sweep fans runs out over: `--devices auto`, `cpu`, `cpu:N` (the cores split
-//! into N slots), `cuda:0,cuda:2`, `vulkan:0`, or `fake:N` (N pretend GPUs for tests: children
+//! into N slots), `cuda:0,cuda:2`, `vulkan:0`, `wgpu:0`, or `fake:N` (N pretend GPUs for tests: children
 //! get a GPU's CUDA_VISIBLE_DEVICES but compute on the CPU), with `--slots-per-device` runs
 //! packed onto each GPU. A slot is where one child runs; the pool hands each child its device,
 //! its environment and its thread count, and nothing else picks devices.
@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::spec::types::DeviceChoice;
+use crate::spec::types::{Adapter, DeviceChoice};
 
 /// One device of the pool, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +16,7 @@ pub enum PoolDevice {
     Cpu(usize),
     Cuda(usize),
     Vulkan(usize),
+    Wgpu(usize),
     /// A pretend GPU with this index (tests): CUDA_VISIBLE_DEVICES is set, the run uses the CPU.
     Fake(usize),
 }
@@ -26,6 +27,7 @@ impl fmt::Display for PoolDevice {
             PoolDevice::Cpu(_) => write!(f, "cpu"),
             PoolDevice::Cuda(i) => write!(f, "cuda:{i}"),
             PoolDevice::Vulkan(i) => write!(f, "vulkan:{i}"),
+            PoolDevice::Wgpu(i) => write!(f, "wgpu:{i}"),
             PoolDevice::Fake(i) => write!(f, "fake:{i}"),
         }
     }
@@ -62,10 +64,11 @@ impl FromStr for Devices {
                 ("cpu", Some(n)) if n >= 1 => out.push(PoolDevice::Cpu(n)),
                 ("cuda", Some(i)) => out.push(PoolDevice::Cuda(i)),
                 ("vulkan", Some(i)) => out.push(PoolDevice::Vulkan(i)),
+                ("wgpu", Some(i)) => out.push(PoolDevice::Wgpu(i)),
                 ("fake", Some(n)) if n >= 1 => out.extend((0..n).map(PoolDevice::Fake)),
                 _ => {
                     return Err(format!(
-                        "`{part}` is not a device; use auto, cpu, cpu:N (N slots), cuda:I, vulkan:I or fake:N, comma-separated (e.g. cuda:0,cuda:2)"
+                        "`{part}` is not a device; use auto, cpu, cpu:N (N slots), cuda:I, vulkan:I, wgpu:I or fake:N, comma-separated (e.g. cuda:0,cuda:2)"
                     ));
                 }
             }
@@ -118,6 +121,7 @@ pub fn slots(devices: &[PoolDevice], slots_per_device: usize, cores: usize) -> V
                 vec![("CUDA_VISIBLE_DEVICES".to_string(), i.to_string())],
             ),
             PoolDevice::Vulkan(i) => (per, DeviceChoice::Vulkan(i), Vec::new()),
+            PoolDevice::Wgpu(i) => (per, DeviceChoice::Wgpu(i), Vec::new()),
             PoolDevice::Fake(i) => (
                 per,
                 DeviceChoice::Cpu,
@@ -140,9 +144,25 @@ pub fn slots(devices: &[PoolDevice], slots_per_device: usize, cores: usize) -> V
     out
 }
 
+impl PoolDevice {
+    /// What a run on this device is told to compute on (before any CUDA_VISIBLE_DEVICES
+    /// renumbering): the backend it needs built in.
+    pub fn choice(self) -> DeviceChoice {
+        match self {
+            PoolDevice::Cpu(_) | PoolDevice::Fake(_) => DeviceChoice::Cpu,
+            PoolDevice::Cuda(i) => DeviceChoice::Cuda(i),
+            PoolDevice::Vulkan(i) => DeviceChoice::Vulkan(i),
+            PoolDevice::Wgpu(i) => DeviceChoice::Wgpu(i),
+        }
+    }
+}
+
 /// The devices `auto` finds: the GPUs named by CUDA_VISIBLE_DEVICES, else those the NVIDIA
-/// driver lists (when this binary has the CUDA backend), else the CPU.
-pub fn auto() -> Vec<PoolDevice> {
+/// driver lists (when this binary has the CUDA backend), else the real GPUs among `adapters`
+/// (what this binary's `vulkan` / `wgpu` backends see: `mixsweep devices`), else the CPU.
+/// A software adapter on the CPU (lavapipe) is never picked here: it is slower than the CPU
+/// backend; name it (`--devices wgpu:0`) to use it.
+pub fn auto(adapters: &[Adapter]) -> Vec<PoolDevice> {
     if let Ok(visible) = std::env::var("CUDA_VISIBLE_DEVICES") {
         let ids: Vec<usize> = visible
             .split(',')
@@ -163,12 +183,43 @@ pub fn auto() -> Vec<PoolDevice> {
             return (0..n).map(PoolDevice::Cuda).collect();
         }
     }
+    let gpus = graphics_gpus(adapters);
+    if !gpus.is_empty() {
+        return gpus;
+    }
     vec![PoolDevice::Cpu(1)]
+}
+
+/// The real GPUs among `adapters`, each once: through `vulkan:N` where the binary has both
+/// backends (SPIR-V is burn's faster path), else through `wgpu:N`.
+fn graphics_gpus(adapters: &[Adapter]) -> Vec<PoolDevice> {
+    let pick = |prefix: &str| -> Vec<PoolDevice> {
+        adapters
+            .iter()
+            .filter(|a| a.kind.is_gpu())
+            .filter_map(|a| {
+                let (kind, index) = a.device.split_once(':')?;
+                let index = index.parse().ok()?;
+                match kind {
+                    "vulkan" if prefix == "vulkan" => Some(PoolDevice::Vulkan(index)),
+                    "wgpu" if prefix == "wgpu" => Some(PoolDevice::Wgpu(index)),
+                    _ => None,
+                }
+            })
+            .collect()
+    };
+    let vulkan = pick("vulkan");
+    if vulkan.is_empty() {
+        pick("wgpu")
+    } else {
+        vulkan
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::types::AdapterType;
 
     #[test]
     fn device_lists_parse_and_bad_ones_say_what_is_allowed() {
@@ -191,6 +242,10 @@ mod tests {
                 PoolDevice::Fake(1)
             ]))
         );
+        assert_eq!(
+            "wgpu:0,cpu".parse::<Devices>(),
+            Ok(Devices::List(vec![PoolDevice::Wgpu(0), PoolDevice::Cpu(1)]))
+        );
         assert!("gpu:0".parse::<Devices>().unwrap_err().contains("cuda:I"));
         assert!("cpu:0".parse::<Devices>().is_err());
     }
@@ -212,5 +267,36 @@ mod tests {
         // cpu:3 on 2 cores: three slots of one thread.
         let c = slots(&[PoolDevice::Cpu(3)], 1, 2);
         assert_eq!(c.iter().map(|x| x.threads).collect::<Vec<_>>(), [1, 1, 1]);
+    }
+
+    fn adapter(device: &str, kind: AdapterType) -> Adapter {
+        Adapter {
+            device: device.into(),
+            name: "test".into(),
+            kind,
+            api: "vulkan".into(),
+            driver: String::new(),
+            memory_bytes: None,
+            max_buffer_bytes: 1 << 30,
+        }
+    }
+
+    #[test]
+    fn auto_takes_real_gpus_never_a_cpu_adapter() {
+        // lavapipe alone: auto stays on the CPU backend.
+        let lavapipe = [adapter("wgpu:0", AdapterType::Cpu)];
+        assert_eq!(graphics_gpus(&lavapipe), []);
+        // A discrete GPU listed after lavapipe keeps its own index.
+        let mixed = [
+            adapter("wgpu:0", AdapterType::Cpu),
+            adapter("wgpu:1", AdapterType::DiscreteGpu),
+        ];
+        assert_eq!(graphics_gpus(&mixed), [PoolDevice::Wgpu(1)]);
+        // Both backends built in: the GPU through vulkan:N, once.
+        let both = [
+            adapter("vulkan:0", AdapterType::DiscreteGpu),
+            adapter("wgpu:0", AdapterType::DiscreteGpu),
+        ];
+        assert_eq!(graphics_gpus(&both), [PoolDevice::Vulkan(0)]);
     }
 }

@@ -410,7 +410,12 @@ fn device(node: Option<&Node>, issues: &mut Vec<Issue>) -> Option<types::DeviceC
     let problem = match &node.value {
         Value::Str(s) => match s.parse::<types::DeviceChoice>() {
             Ok(d) => return Some(d),
-            Err(problem) => Issue::new("device", s.clone(), problem, "cpu, cuda:N or vulkan:N"),
+            Err(problem) => Issue::new(
+                "device",
+                s.clone(),
+                problem,
+                "cpu, cuda:N, vulkan:N or wgpu:N",
+            ),
         },
         _ => Issue::new(
             "device",

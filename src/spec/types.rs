@@ -42,14 +42,83 @@ impl fmt::Display for Method {
     }
 }
 
-/// A compute device: `cpu`, `cuda:N`, `vulkan:N`. Not part of a run's identity: where a run
-/// computes is the scheduler's choice (the experiment file's `device:` or `--device`).
+/// A compute device: `cpu`, `cuda:N`, `vulkan:N` (SPIR-V shaders on the N-th Vulkan adapter)
+/// or `wgpu:N` (WGSL shaders on the N-th adapter of the API wgpu settles on). Adapters count
+/// in the order `mixsweep devices` lists them, whatever their type. Not part of a run's
+/// identity: where a run computes is the scheduler's choice (the experiment file's `device:`
+/// or `--device`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeviceChoice {
     #[default]
     Cpu,
     Cuda(usize),
     Vulkan(usize),
+    Wgpu(usize),
+}
+
+impl DeviceChoice {
+    /// The cargo feature that builds this device's backend in (`None` for the CPU).
+    pub fn feature(self) -> Option<&'static str> {
+        match self {
+            DeviceChoice::Cpu => None,
+            DeviceChoice::Cuda(_) => Some("cuda"),
+            DeviceChoice::Vulkan(_) => Some("vulkan"),
+            DeviceChoice::Wgpu(_) => Some("wgpu"),
+        }
+    }
+}
+
+/// What a graphics adapter is, as its driver reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdapterType {
+    DiscreteGpu,
+    IntegratedGpu,
+    VirtualGpu,
+    /// A software implementation on the CPU (Mesa's lavapipe, SwiftShader).
+    Cpu,
+    Other,
+}
+
+impl AdapterType {
+    /// A real GPU: what `--devices auto` uses.
+    pub fn is_gpu(self) -> bool {
+        matches!(
+            self,
+            AdapterType::DiscreteGpu | AdapterType::IntegratedGpu | AdapterType::VirtualGpu
+        )
+    }
+}
+
+impl fmt::Display for AdapterType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AdapterType::DiscreteGpu => "discrete GPU",
+            AdapterType::IntegratedGpu => "integrated GPU",
+            AdapterType::VirtualGpu => "virtual GPU",
+            AdapterType::Cpu => "CPU (software)",
+            AdapterType::Other => "other",
+        })
+    }
+}
+
+/// One graphics adapter a GPU backend of this binary can use: plain data, so that the
+/// scheduler can pick devices without touching burn.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Adapter {
+    /// The device to name it by: `wgpu:0`, `vulkan:1`.
+    pub device: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: AdapterType,
+    /// The graphics API: `vulkan`, `metal`, `dx12`, `gl`.
+    pub api: String,
+    /// Driver name and version, as the driver reports them.
+    pub driver: String,
+    /// Device-local memory in bytes, where the API reports it.
+    pub memory_bytes: Option<u64>,
+    /// The largest buffer the adapter allows, in bytes (a tensor must fit in one).
+    pub max_buffer_bytes: u64,
 }
 
 impl fmt::Display for DeviceChoice {
@@ -58,6 +127,7 @@ impl fmt::Display for DeviceChoice {
             DeviceChoice::Cpu => f.write_str("cpu"),
             DeviceChoice::Cuda(i) => write!(f, "cuda:{i}"),
             DeviceChoice::Vulkan(i) => write!(f, "vulkan:{i}"),
+            DeviceChoice::Wgpu(i) => write!(f, "wgpu:{i}"),
         }
     }
 }
@@ -65,7 +135,11 @@ impl fmt::Display for DeviceChoice {
 impl FromStr for DeviceChoice {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("unknown device `{s}`: use cpu, cuda:N or vulkan:N (e.g. cuda:0)");
+        let bad = || {
+            format!(
+                "unknown device `{s}`: use cpu, cuda:N, vulkan:N or wgpu:N (e.g. cuda:0; `mixsweep devices` lists them)"
+            )
+        };
         let (kind, index) = match s.split_once(':') {
             Some((k, i)) => (k, i.parse::<usize>().map_err(|_| bad())?),
             None => (s, 0),
@@ -74,6 +148,7 @@ impl FromStr for DeviceChoice {
             "cpu" => Ok(DeviceChoice::Cpu),
             "cuda" => Ok(DeviceChoice::Cuda(index)),
             "vulkan" => Ok(DeviceChoice::Vulkan(index)),
+            "wgpu" => Ok(DeviceChoice::Wgpu(index)),
             _ => Err(bad()),
         }
     }

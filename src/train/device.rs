@@ -1,10 +1,12 @@
 //! Which device a run computes on. burn 0.22 picks the backend from the device at run time, so
-//! one binary serves the CPU (Flex) and, when built with the `cuda` or `vulkan` feature, GPUs.
-//! A device that is not built in, or not present, is a clear error before training starts.
+//! one binary serves the CPU (Flex) and, when built with the `cuda`, `vulkan` or `wgpu`
+//! feature, GPUs. A device that is not built in, or not present, is a clear error before
+//! training starts. The graphics adapters are listed here too (`mixsweep devices`), counted
+//! the way `vulkan:N` and `wgpu:N` count them: the N-th adapter of the API, whatever its type.
 
 use burn::prelude::*;
 
-pub use crate::spec::types::DeviceChoice;
+pub use crate::spec::types::{Adapter, AdapterType, DeviceChoice};
 
 /// Why a device cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -23,16 +25,24 @@ pub enum DeviceError {
     },
 }
 
+/// The cargo features of this binary that build a GPU backend in.
+pub fn built_features() -> Vec<&'static str> {
+    [
+        ("cuda", cfg!(feature = "cuda")),
+        ("vulkan", cfg!(feature = "vulkan")),
+        ("wgpu", cfg!(feature = "wgpu")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect()
+}
+
 /// Whether this binary has the backend for `choice` built in (no device is touched).
 pub fn check_built(choice: DeviceChoice) -> Result<(), DeviceError> {
-    match choice {
-        DeviceChoice::Cuda(_) if !cfg!(feature = "cuda") => Err(DeviceError::NotBuilt {
+    match choice.feature() {
+        Some(feature) if !built_features().contains(&feature) => Err(DeviceError::NotBuilt {
             device: choice,
-            feature: "cuda",
-        }),
-        DeviceChoice::Vulkan(_) if !cfg!(feature = "vulkan") => Err(DeviceError::NotBuilt {
-            device: choice,
-            feature: "vulkan",
+            feature,
         }),
         _ => Ok(()),
     }
@@ -46,25 +56,262 @@ pub fn open(choice: DeviceChoice) -> Result<Device, DeviceError> {
         #[cfg(feature = "cuda")]
         DeviceChoice::Cuda(index) => probe(choice, Device::cuda(index)),
         #[cfg(feature = "vulkan")]
-        DeviceChoice::Vulkan(index) => probe(
-            choice,
-            Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(index)),
-        ),
+        DeviceChoice::Vulkan(index) => {
+            let kind = graphics::device_kind(graphics::Api::Vulkan, index).map_err(|reason| {
+                DeviceError::Unavailable {
+                    device: choice,
+                    reason,
+                }
+            })?;
+            probe(choice, Device::vulkan(kind))
+        }
+        #[cfg(feature = "wgpu")]
+        DeviceChoice::Wgpu(index) => {
+            let kind = graphics::device_kind(graphics::Api::Auto, index).map_err(|reason| {
+                DeviceError::Unavailable {
+                    device: choice,
+                    reason,
+                }
+            })?;
+            probe(choice, Device::wgpu(kind))
+        }
         // Not built in: `check_built` has already said so.
         #[allow(unreachable_patterns)]
         other => Err(DeviceError::NotBuilt {
             device: other,
-            feature: if matches!(other, DeviceChoice::Cuda(_)) {
-                "cuda"
-            } else {
-                "vulkan"
-            },
+            feature: other.feature().unwrap_or("cpu"),
         }),
     }
 }
 
+/// The graphics adapters this binary's `vulkan` and `wgpu` backends can use (none when it has
+/// neither), each named by the device that selects it.
+pub fn adapters() -> Vec<Adapter> {
+    #[allow(unused_mut)]
+    let mut out = Vec::new();
+    #[cfg(feature = "vulkan")]
+    out.extend(graphics::list(graphics::Api::Vulkan));
+    #[cfg(feature = "wgpu")]
+    out.extend(graphics::list(graphics::Api::Auto));
+    out
+}
+
+/// `choice` as provenance names it: a graphics adapter with its name, type and API
+/// (`wgpu:0 (llvmpipe (LLVM 15.0.6, 256 bits), CPU (software), vulkan)`).
+pub fn describe(choice: DeviceChoice) -> String {
+    let label = choice.to_string();
+    match adapters().into_iter().find(|a| a.device == label) {
+        Some(a) => format!("{label} ({}, {}, {})", a.name, a.kind, a.api),
+        None => label,
+    }
+}
+
+/// Adapter discovery through the wgpu that burn is built on, mirroring how burn's wgpu runtime
+/// (cubecl-wgpu 0.11) selects adapters, so that index N here is the adapter a run gets.
+#[cfg(any(feature = "vulkan", feature = "wgpu"))]
+mod graphics {
+    use burn::tensor::DeviceKind;
+    use burn::tensor::wgpu::wgpu;
+
+    use super::{Adapter, AdapterType};
+
+    /// Which API a device comes up on.
+    #[derive(Clone, Copy)]
+    pub enum Api {
+        /// `vulkan:N`: pinned to Vulkan (SPIR-V where the build has it).
+        #[cfg_attr(not(feature = "vulkan"), allow(dead_code))]
+        Vulkan,
+        /// `wgpu:N`: the first API of wgpu's chain (Vulkan, DX12, OpenGL; Metal on macOS)
+        /// that has a real GPU, else the first that has any adapter — as burn's `Auto`.
+        #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+        Auto,
+    }
+
+    fn candidates(api: Api) -> Vec<wgpu::Backend> {
+        match api {
+            Api::Vulkan => vec![wgpu::Backend::Vulkan],
+            Api::Auto if cfg!(target_os = "macos") => vec![wgpu::Backend::Metal],
+            Api::Auto => vec![
+                wgpu::Backend::Vulkan,
+                wgpu::Backend::Dx12,
+                wgpu::Backend::Gl,
+            ],
+        }
+    }
+
+    fn enumerate(backend: wgpu::Backend) -> Vec<wgpu::Adapter> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: backend.into(),
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        pollster_block_on(instance.enumerate_adapters(backend.into()))
+    }
+
+    /// The API `api` settles on and its adapters in enumeration order.
+    fn settle(api: Api) -> Option<(wgpu::Backend, Vec<wgpu::Adapter>)> {
+        let mut software_only = None;
+        for backend in candidates(api) {
+            let adapters = enumerate(backend);
+            if adapters
+                .iter()
+                .any(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+            {
+                return Some((backend, adapters));
+            }
+            if software_only.is_none() && !adapters.is_empty() {
+                software_only = Some((backend, adapters));
+            }
+        }
+        software_only
+    }
+
+    fn adapter_type(t: wgpu::DeviceType) -> AdapterType {
+        match t {
+            wgpu::DeviceType::DiscreteGpu => AdapterType::DiscreteGpu,
+            wgpu::DeviceType::IntegratedGpu => AdapterType::IntegratedGpu,
+            wgpu::DeviceType::VirtualGpu => AdapterType::VirtualGpu,
+            wgpu::DeviceType::Cpu => AdapterType::Cpu,
+            wgpu::DeviceType::Other => AdapterType::Other,
+        }
+    }
+
+    fn prefix(api: Api) -> &'static str {
+        match api {
+            Api::Vulkan => "vulkan",
+            Api::Auto => "wgpu",
+        }
+    }
+
+    /// The adapters of `api`, as `vulkan:N` / `wgpu:N` count them.
+    pub fn list(api: Api) -> Vec<Adapter> {
+        let Some((backend, adapters)) = settle(api) else {
+            return Vec::new();
+        };
+        adapters
+            .iter()
+            .enumerate()
+            .map(|(n, a)| {
+                let info = a.get_info();
+                let driver = [info.driver.as_str(), info.driver_info.as_str()]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                Adapter {
+                    device: format!("{}:{n}", prefix(api)),
+                    name: info.name.clone(),
+                    kind: adapter_type(info.device_type),
+                    api: backend.to_str().to_string(),
+                    driver,
+                    memory_bytes: super::memory::device_local(a),
+                    max_buffer_bytes: a.limits().max_buffer_size,
+                }
+            })
+            .collect()
+    }
+
+    /// burn's selector for the `index`-th adapter of `api`: burn counts each adapter type
+    /// on its own (`DiscreteGpu(0)` is the first discrete GPU), so the overall index becomes
+    /// the type and the index among adapters of that type.
+    pub fn device_kind(api: Api, index: usize) -> Result<DeviceKind, String> {
+        let adapters = settle(api).map(|(_, a)| a).unwrap_or_default();
+        let types: Vec<wgpu::DeviceType> =
+            adapters.iter().map(|a| a.get_info().device_type).collect();
+        let Some(&t) = types.get(index) else {
+            return Err(format!(
+                "there is no adapter {index}: this machine has {} for {}:N (`mixsweep devices` lists them; a Vulkan driver such as mesa-vulkan-drivers and libvulkan1 must be installed)",
+                types.len(),
+                prefix(api)
+            ));
+        };
+        let nth = types[..index].iter().filter(|&&u| u == t).count();
+        Ok(match t {
+            wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu(nth),
+            wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu(nth),
+            wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu(nth),
+            wgpu::DeviceType::Cpu if nth == 0 => DeviceKind::Cpu,
+            wgpu::DeviceType::Cpu => {
+                return Err(format!(
+                    "adapter {index} is a second CPU adapter, which burn cannot select (only the first)"
+                ));
+            }
+            wgpu::DeviceType::Other => {
+                return Err(format!(
+                    "adapter {index} reports its type as `other`, which burn 0.22 cannot select"
+                ));
+            }
+        })
+    }
+
+    /// Drives an async wgpu call to completion on this thread (wgpu's native futures are
+    /// ready at once or after the driver answers; they need no executor).
+    fn pollster_block_on<F: std::future::Future>(future: F) -> F::Output {
+        use std::task::{Context, Poll, Wake, Waker};
+        struct Thread(std::thread::Thread);
+        impl Wake for Thread {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(std::sync::Arc::new(Thread(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            match future.as_mut().poll(&mut cx) {
+                Poll::Ready(out) => return out,
+                Poll::Pending => std::thread::park(),
+            }
+        }
+    }
+}
+
+/// Device-local memory of an adapter: Vulkan's device-local heaps; other APIs do not say.
+#[cfg(any(feature = "vulkan", feature = "wgpu"))]
+mod memory {
+    use burn::tensor::wgpu::wgpu;
+
+    pub fn device_local(adapter: &wgpu::Adapter) -> Option<u64> {
+        if adapter.get_info().backend != wgpu::Backend::Vulkan {
+            return None;
+        }
+        vulkan(adapter)
+    }
+
+    /// The largest heap flagged `VK_MEMORY_HEAP_DEVICE_LOCAL_BIT` (0x1): what burn's wgpu
+    /// runtime takes as the device's memory (a driver may list a small host-visible window
+    /// first; on an integrated or software adapter it is the share of system RAM).
+    #[cfg(not(any(target_os = "macos", target_family = "wasm")))]
+    fn vulkan(adapter: &wgpu::Adapter) -> Option<u64> {
+        const DEVICE_LOCAL: u32 = 0x1;
+        // SAFETY: the hal adapter is only read, while `adapter` keeps it alive, and
+        // vkGetPhysicalDeviceMemoryProperties has no side effects.
+        unsafe {
+            let hal = adapter.as_hal::<wgpu::hal::api::Vulkan>()?;
+            let props = hal
+                .shared_instance()
+                .raw_instance()
+                .get_physical_device_memory_properties(hal.raw_physical_device());
+            props
+                .memory_heaps_as_slice()
+                .iter()
+                .filter(|h| h.flags.as_raw() & DEVICE_LOCAL != 0)
+                .map(|h| h.size)
+                .max()
+        }
+    }
+
+    #[cfg(any(target_os = "macos", target_family = "wasm"))]
+    fn vulkan(_adapter: &wgpu::Adapter) -> Option<u64> {
+        None
+    }
+}
+
 /// burn panics when a GPU runtime cannot start; turn that into an error.
-#[cfg_attr(not(any(feature = "cuda", feature = "vulkan")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "cuda", feature = "vulkan", feature = "wgpu")),
+    allow(dead_code)
+)]
 fn probe(choice: DeviceChoice, device: Device) -> Result<Device, DeviceError> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
@@ -113,11 +360,12 @@ mod tests {
             "vulkan".parse::<DeviceChoice>(),
             Ok(DeviceChoice::Vulkan(0))
         );
+        assert_eq!("wgpu:1".parse::<DeviceChoice>(), Ok(DeviceChoice::Wgpu(1)));
         assert!(
             "gpu:0"
                 .parse::<DeviceChoice>()
                 .unwrap_err()
-                .contains("cpu, cuda:N or vulkan:N")
+                .contains("cpu, cuda:N, vulkan:N or wgpu:N")
         );
         assert!(open(DeviceChoice::Cpu).is_ok());
         #[cfg(not(feature = "cuda"))]
@@ -126,6 +374,13 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("--features cuda")
+        );
+        #[cfg(not(feature = "wgpu"))]
+        assert!(
+            open(DeviceChoice::Wgpu(0))
+                .unwrap_err()
+                .to_string()
+                .contains("--features wgpu")
         );
     }
 }

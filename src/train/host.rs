@@ -14,9 +14,34 @@ impl From<DeviceRead> for std::io::Error {
     }
 }
 
+impl DeviceRead {
+    /// The line that says the device could not allocate memory (burn's wgpu and CUDA
+    /// runtimes: "can't allocate buffer of size …", "out of device memory …"), if the read
+    /// failed for that.
+    pub fn out_of_memory(&self) -> Option<&str> {
+        const SIGNS: [&str; 5] = [
+            "can't allocate buffer",
+            "out of device memory",
+            "out-of-memory",
+            "out of memory",
+            "out_of_memory",
+        ];
+        self.0.lines().map(str::trim).find(|line| {
+            let line = line.to_lowercase();
+            SIGNS.iter().any(|s| line.contains(s))
+        })
+    }
+}
+
 /// The values of `t` in row-major order, as f32.
 pub fn floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, DeviceRead> {
-    floats_of(t.into_data())
+    floats_of(t.try_into_data().map_err(|e| DeviceRead(e.to_string()))?)
+}
+
+/// The one value of `t`, as f32.
+pub fn scalar<const D: usize>(t: Tensor<D>) -> Result<f32, DeviceRead> {
+    t.try_into_scalar::<f32>()
+        .map_err(|e| DeviceRead(e.to_string()))
 }
 
 /// The values of data read from a device, as f32; data of another type is an error.
@@ -37,5 +62,19 @@ mod tests {
         assert!(floats_of(ints).is_err());
         let ok = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 2.0], [2]), &Device::flex());
         assert_eq!(floats(ok).unwrap(), [1.0, 2.0]);
+    }
+
+    #[test]
+    fn an_allocation_failure_is_recognised_by_its_line() {
+        // The chain burn 0.22.1's wgpu runtime reports when a batch's activations exceed
+        // lavapipe's largest buffer (abridged from a real run's log).
+        let read = DeviceRead(
+            "An error happened during execution\nCaused by:\n  Several failures at once\nCaused by:\n  An IO error happened\nCaused by:\n  can't allocate buffer of size: 2293760000\nNo backtrace available".into(),
+        );
+        assert_eq!(
+            read.out_of_memory(),
+            Some("can't allocate buffer of size: 2293760000")
+        );
+        assert_eq!(DeviceRead("dtype mismatch".into()).out_of_memory(), None);
     }
 }

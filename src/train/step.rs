@@ -112,7 +112,7 @@ pub fn step(
         None => (forward(&model, x, &NoMix, cfg, batch.epoch, batch.step), y),
     };
     let loss = loss::loss(cfg.loss, logits, targets);
-    let value = f64::from(loss.clone().into_scalar::<f32>());
+    let value = f64::from(super::host::scalar(loss.clone())?);
     if !value.is_finite() {
         return Err(TrainError::Diverged {
             epoch: batch.epoch + 1,

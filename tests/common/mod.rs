@@ -4,7 +4,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mixsweep");
 
@@ -96,4 +97,69 @@ pub fn wait_until_nothing_runs(sb: &Sandbox, experiment_file: &str) {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// metrics.jsonl without the wall-clock field.
+pub fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("elapsed");
+            v
+        })
+        .collect()
+}
+
+/// result.json's final metrics without the wall-clock field.
+pub fn final_metrics(dir: &Path) -> serde_json::Value {
+    let mut m = result(dir)["final_metrics"].clone();
+    m.as_object_mut().unwrap().remove("elapsed");
+    m
+}
+
+/// Starts `sweep e.yaml` with `args` and checkpoints every epoch, and waits until the first
+/// run of experiment `name` has evaluated `epochs`. The caller waits for the returned child.
+#[allow(clippy::zombie_processes)]
+pub fn start_and_wait(sb: &Sandbox, name: &str, args: &[&str], epochs: usize) -> Child {
+    let child = sb
+        .cmd(&["sweep", "e.yaml", "--checkpoint-every", "1"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let lines = sb
+            .store()
+            .join(name)
+            .exists()
+            .then(|| sb.run_dirs(name))
+            .and_then(|d| d.first().cloned())
+            .and_then(|d| fs::read_to_string(d.join("metrics.jsonl")).ok())
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if lines >= epochs {
+            return child;
+        }
+        if Instant::now() >= deadline {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the run did not reach epoch {epochs} in time");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `signal` to `pid` (with kill(1), so the tests need no libc).
+pub fn kill(pid: u32, signal: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
