@@ -9,6 +9,7 @@ that failed shows as "failed" with its log's last line, never as a number. Stand
 
 import json
 import pathlib
+import re
 import sys
 
 FEATURES = ["wgpu", "vulkan"]
@@ -82,8 +83,11 @@ def main():
                 print(f"| {network} | {batch} | {feature} | {rate:.0f} | {tt} | {ratio} |")
 
     print("\n## Fashion-MNIST runs\n")
-    print("PreActResNet18 width 16, 10,000 training images, 2 epochs, batch 100, seed 0; "
-          "full 10,000-image test set.\n")
+    spec = read(out / "fm-gpu.yaml")
+    images = re.search(r"train_subset: (\d+)", spec)
+    epochs = re.search(r"epochs: (\d+)", spec)
+    print(f"PreActResNet18 width 16, {images.group(1) if images else '?'} draws from the first 10,000 training images, "
+          f"{epochs.group(1) if epochs else '?'} epoch(s), batch 100, seed 0; full 10,000-image test set.\n")
     print("| backend | method | test error | test NLL | training examples/s | wall time |")
     print("|---|---|---|---|---|---|")
     for feature in FEATURES:
