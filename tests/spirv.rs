@@ -1,6 +1,7 @@
 //! A minimal reproducer of the crash of burn's SPIR-V path (`--features vulkan`, device
-//! `vulkan:N`) on Mesa's lavapipe (22.3.6 in Debian bookworm; 25.0.7 from bookworm-backports
-//! crashed the same way). Built without the `vulkan` feature, the file is empty; its tests are
+//! `vulkan:N`) on Mesa's lavapipe (22.3.6 in Debian bookworm, here; the issue that asked for
+//! this reports 25.0.7 from bookworm-backports crashing the same way). Built without the
+//! `vulkan` feature, the file is empty; its tests are
 //! ignored because the crash kills the test process. Run them on purpose:
 //!
 //! ```sh
