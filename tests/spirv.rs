@@ -1,8 +1,8 @@
 //! A minimal reproducer of the crash of burn's SPIR-V path (`--features vulkan`, device
 //! `vulkan:N`) on Mesa's lavapipe (22.3.6 in Debian bookworm, here; the issue that asked for
 //! this reports 25.0.7 from bookworm-backports crashing the same way). Built without the
-//! `vulkan` feature, the file is empty; its tests are
-//! ignored because the crash kills the test process. Run them on purpose:
+//! `vulkan` feature, the file is empty; its tests are ignored because the crash kills the test
+//! process. Run them on purpose:
 //!
 //! ```sh
 //! XDG_RUNTIME_DIR=$(mktemp -d) cargo test --release --features vulkan --test spirv -- --ignored --nocapture
