@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 use super::devices::Slot;
-use crate::store::records::{Failure, FailureClass};
+use crate::store::records::{self, Failure, FailureClass};
 use crate::store::{self, PlannedRun, RunState, StoreError, claim};
 
 /// Exit code of `mixsweep exec` when another live process holds the run's claim.
@@ -293,18 +293,7 @@ fn ran_out_of_memory(dir: &Path) -> bool {
     let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
     let mut bytes = Vec::new();
     let _ = file.read_to_end(&mut bytes);
-    let tail = String::from_utf8_lossy(&bytes).to_lowercase();
-    [
-        "out of memory",
-        "outofmemory",
-        "out_of_memory",
-        "out-of-memory",
-        "out of device memory",
-        "can't allocate buffer",
-        "memory allocation of",
-    ]
-    .iter()
-    .any(|p| tail.contains(p))
+    records::out_of_memory_line(&String::from_utf8_lossy(&bytes)).is_some()
 }
 
 #[cfg(test)]

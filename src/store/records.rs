@@ -70,6 +70,26 @@ impl FailureClass {
     }
 }
 
+/// The first line of `text` that says memory ran out — the host's allocator ("memory
+/// allocation of … failed") or a device's (CUDA's `CUDA_ERROR_OUT_OF_MEMORY`, burn's wgpu
+/// runtime's "can't allocate buffer of size …" and "out of device memory …"): what makes a
+/// failure an `oom`. Case is ignored.
+pub fn out_of_memory_line(text: &str) -> Option<&str> {
+    const SIGNS: [&str; 7] = [
+        "out of memory",
+        "outofmemory",
+        "out_of_memory",
+        "out-of-memory",
+        "out of device memory",
+        "can't allocate buffer",
+        "memory allocation of",
+    ];
+    text.lines().map(str::trim).find(|line| {
+        let line = line.to_lowercase();
+        SIGNS.iter().any(|s| line.contains(s))
+    })
+}
+
 impl std::fmt::Display for FailureClass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

@@ -15,21 +15,10 @@ impl From<DeviceRead> for std::io::Error {
 }
 
 impl DeviceRead {
-    /// The line that says the device could not allocate memory (burn's wgpu and CUDA
-    /// runtimes: "can't allocate buffer of size …", "out of device memory …"), if the read
-    /// failed for that.
+    /// The line that says the device could not allocate memory, if the read failed for that
+    /// (`store::records::out_of_memory_line`).
     pub fn out_of_memory(&self) -> Option<&str> {
-        const SIGNS: [&str; 5] = [
-            "can't allocate buffer",
-            "out of device memory",
-            "out-of-memory",
-            "out of memory",
-            "out_of_memory",
-        ];
-        self.0.lines().map(str::trim).find(|line| {
-            let line = line.to_lowercase();
-            SIGNS.iter().any(|s| line.contains(s))
-        })
+        crate::store::records::out_of_memory_line(&self.0)
     }
 }
 
