@@ -26,8 +26,7 @@ pub fn records(
                 threads: p.threads,
                 model: run.spec.model.name().to_string(),
                 flops_per_sec: p.train_examples_per_sec
-                    * 3.0
-                    * crate::spec::cost::example_flops(&run.spec),
+                    * crate::spec::cost::example_training_flops(&run.spec),
                 source: run.slug.clone(),
             });
         }

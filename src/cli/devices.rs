@@ -14,7 +14,7 @@ pub fn devices(json: bool) -> Result<(), CliError> {
     let adapters = device::adapters();
     let features = device::built_features();
     let nvidia = nvidia_gpus();
-    let auto: Vec<String> = devices::auto(&adapters)
+    let auto: Vec<String> = devices::auto(adapters)
         .iter()
         .map(|d| match d {
             PoolDevice::Cpu(_) => "cpu".to_string(),
@@ -32,7 +32,7 @@ pub fn devices(json: bool) -> Result<(), CliError> {
         println!("{value}");
         return Ok(());
     }
-    print!("{}", table(&adapters, &features, &nvidia, &auto));
+    print!("{}", table(adapters, &features, &nvidia, &auto));
     Ok(())
 }
 
@@ -52,7 +52,7 @@ fn table(adapters: &[Adapter], features: &[&str], nvidia: &[String], auto: &[Str
         let _ = writeln!(
             out,
             "{:<9} {} — {}, {}, driver {}{memory}, largest buffer {}",
-            a.device,
+            a.device.to_string(),
             a.name,
             a.kind,
             a.api,

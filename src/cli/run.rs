@@ -242,7 +242,7 @@ fn sweep_slots(args: &SweepArgs, exp: &Experiment, store: &Store) -> Result<Vec<
         )
     };
     let pool = match (&args.devices, args.device.or(exp.device)) {
-        (Some(Devices::Auto), _) => schedule::devices::auto(&device::adapters()),
+        (Some(Devices::Auto), _) => schedule::devices::auto(device::adapters()),
         (Some(Devices::List(list)), _) => list.clone(),
         (None, Some(DeviceChoice::Cuda(i))) => vec![PoolDevice::Cuda(i)],
         (None, Some(DeviceChoice::Vulkan(i))) => vec![PoolDevice::Vulkan(i)],

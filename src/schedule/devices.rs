@@ -193,27 +193,22 @@ pub fn auto(adapters: &[Adapter]) -> Vec<PoolDevice> {
 /// The real GPUs among `adapters`, each once: through `vulkan:N` where the binary has both
 /// backends (SPIR-V is burn's faster path), else through `wgpu:N`.
 fn graphics_gpus(adapters: &[Adapter]) -> Vec<PoolDevice> {
-    let pick = |prefix: &str| -> Vec<PoolDevice> {
-        adapters
-            .iter()
-            .filter(|a| a.kind.is_gpu())
-            .filter_map(|a| {
-                let (kind, index) = a.device.split_once(':')?;
-                let index = index.parse().ok()?;
-                match kind {
-                    "vulkan" if prefix == "vulkan" => Some(PoolDevice::Vulkan(index)),
-                    "wgpu" if prefix == "wgpu" => Some(PoolDevice::Wgpu(index)),
-                    _ => None,
-                }
-            })
-            .collect()
-    };
-    let vulkan = pick("vulkan");
-    if vulkan.is_empty() {
-        pick("wgpu")
-    } else {
-        vulkan
+    let gpus = || adapters.iter().filter(|a| a.kind.is_gpu());
+    let vulkan: Vec<PoolDevice> = gpus()
+        .filter_map(|a| match a.device {
+            DeviceChoice::Vulkan(i) => Some(PoolDevice::Vulkan(i)),
+            _ => None,
+        })
+        .collect();
+    if !vulkan.is_empty() {
+        return vulkan;
     }
+    gpus()
+        .filter_map(|a| match a.device {
+            DeviceChoice::Wgpu(i) => Some(PoolDevice::Wgpu(i)),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -271,7 +266,7 @@ mod tests {
 
     fn adapter(device: &str, kind: AdapterType) -> Adapter {
         Adapter {
-            device: device.into(),
+            device: device.parse().unwrap(),
             name: "test".into(),
             kind,
             api: "vulkan".into(),

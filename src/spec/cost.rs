@@ -121,15 +121,21 @@ fn image(input: &[usize]) -> (usize, usize) {
     }
 }
 
-/// FLOPs of one forward pass of `spec`'s model on one of its examples.
-pub fn example_flops(spec: &RunSpec) -> f64 {
-    let classes = spec.data.image().map(|(set, _)| set.classes()).unwrap_or(2);
-    forward_flops(&spec.model, &spec.data.input_shape(), classes)
+/// FLOPs of training `model` on one example of `input`'s shape: the forward pass and the
+/// backward pass, which costs about two forward passes (input and weight gradients).
+pub fn trained_example_flops(model: &ModelSpec, input: &[usize], classes: usize) -> f64 {
+    3.0 * forward_flops(model, input, classes)
 }
 
-/// FLOPs of training `spec`: 3 forward passes' worth per example, every epoch.
+/// FLOPs of training `spec`'s model on one of its examples.
+pub fn example_training_flops(spec: &RunSpec) -> f64 {
+    let classes = spec.data.image().map(|(set, _)| set.classes()).unwrap_or(2);
+    trained_example_flops(&spec.model, &spec.data.input_shape(), classes)
+}
+
+/// FLOPs of training `spec`: every example, every epoch.
 pub fn training_flops(spec: &RunSpec) -> f64 {
-    3.0 * example_flops(spec) * (spec.data.train_examples() * spec.train.epochs) as f64
+    example_training_flops(spec) * (spec.data.train_examples() * spec.train.epochs) as f64
 }
 
 /// `1.23 TFLOP`-style text.

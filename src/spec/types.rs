@@ -57,6 +57,11 @@ pub enum DeviceChoice {
 }
 
 impl DeviceChoice {
+    /// The device kind, as throughput records name it: `cpu`, `cuda`, `vulkan`, `wgpu`.
+    pub fn kind(self) -> &'static str {
+        self.feature().unwrap_or("cpu")
+    }
+
     /// The cargo feature that builds this device's backend in (`None` for the CPU).
     pub fn feature(self) -> Option<&'static str> {
         match self {
@@ -106,8 +111,8 @@ impl fmt::Display for AdapterType {
 /// scheduler can pick devices without touching burn.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Adapter {
-    /// The device to name it by: `wgpu:0`, `vulkan:1`.
-    pub device: String,
+    /// The device that selects it: `wgpu:0`, `vulkan:1`.
+    pub device: DeviceChoice,
     pub name: String,
     #[serde(rename = "type")]
     pub kind: AdapterType,
@@ -129,6 +134,13 @@ impl fmt::Display for DeviceChoice {
             DeviceChoice::Vulkan(i) => write!(f, "vulkan:{i}"),
             DeviceChoice::Wgpu(i) => write!(f, "wgpu:{i}"),
         }
+    }
+}
+
+/// Written as its name (`wgpu:0`), as the command line takes it.
+impl Serialize for DeviceChoice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 

@@ -12,7 +12,7 @@ use super::{Store, StoreError, atomic};
 /// One measured training throughput.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Throughput {
-    /// The device kind: `cpu`, `cuda`, `vulkan`.
+    /// The device kind: `cpu`, `cuda`, `vulkan`, `wgpu` (`DeviceChoice::kind`).
     pub device: String,
     /// CPU threads of the process.
     pub threads: usize,

@@ -56,25 +56,9 @@ pub fn open(choice: DeviceChoice) -> Result<Device, DeviceError> {
         #[cfg(feature = "cuda")]
         DeviceChoice::Cuda(index) => probe(choice, Device::cuda(index)),
         #[cfg(feature = "vulkan")]
-        DeviceChoice::Vulkan(index) => {
-            let kind = graphics::device_kind(graphics::Api::Vulkan, index).map_err(|reason| {
-                DeviceError::Unavailable {
-                    device: choice,
-                    reason,
-                }
-            })?;
-            probe(choice, Device::vulkan(kind))
-        }
+        DeviceChoice::Vulkan(_) => probe(choice, Device::vulkan(graphics::burn_kind(choice)?)),
         #[cfg(feature = "wgpu")]
-        DeviceChoice::Wgpu(index) => {
-            let kind = graphics::device_kind(graphics::Api::Auto, index).map_err(|reason| {
-                DeviceError::Unavailable {
-                    device: choice,
-                    reason,
-                }
-            })?;
-            probe(choice, Device::wgpu(kind))
-        }
+        DeviceChoice::Wgpu(_) => probe(choice, Device::wgpu(graphics::burn_kind(choice)?)),
         // Not built in: `check_built` has already said so.
         #[allow(unreachable_patterns)]
         other => Err(DeviceError::NotBuilt {
@@ -85,24 +69,27 @@ pub fn open(choice: DeviceChoice) -> Result<Device, DeviceError> {
 }
 
 /// The graphics adapters this binary's `vulkan` and `wgpu` backends can use (none when it has
-/// neither), each named by the device that selects it.
-pub fn adapters() -> Vec<Adapter> {
-    #[allow(unused_mut)]
-    let mut out = Vec::new();
-    #[cfg(feature = "vulkan")]
-    out.extend(graphics::list(graphics::Api::Vulkan));
-    #[cfg(feature = "wgpu")]
-    out.extend(graphics::list(graphics::Api::Auto));
-    out
+/// neither), each named by the device that selects it. Enumerated once per process: listing
+/// them starts a graphics API instance, and they do not change while it runs.
+pub fn adapters() -> &'static [Adapter] {
+    static ADAPTERS: std::sync::OnceLock<Vec<Adapter>> = std::sync::OnceLock::new();
+    ADAPTERS.get_or_init(|| {
+        #[allow(unused_mut)]
+        let mut out = Vec::new();
+        #[cfg(feature = "vulkan")]
+        out.extend(graphics::list(graphics::Api::Vulkan));
+        #[cfg(feature = "wgpu")]
+        out.extend(graphics::list(graphics::Api::Auto));
+        out
+    })
 }
 
 /// `choice` as provenance names it: a graphics adapter with its name, type and API
 /// (`wgpu:0 (llvmpipe (LLVM 15.0.6, 256 bits), CPU (software), vulkan)`).
 pub fn describe(choice: DeviceChoice) -> String {
-    let label = choice.to_string();
-    match adapters().into_iter().find(|a| a.device == label) {
-        Some(a) => format!("{label} ({}, {}, {})", a.name, a.kind, a.api),
-        None => label,
+    match adapters().iter().find(|a| a.device == choice) {
+        Some(a) => format!("{choice} ({}, {}, {})", a.name, a.kind, a.api),
+        None => choice.to_string(),
     }
 }
 
@@ -113,7 +100,7 @@ mod graphics {
     use burn::tensor::DeviceKind;
     use burn::tensor::wgpu::wgpu;
 
-    use super::{Adapter, AdapterType};
+    use super::{Adapter, AdapterType, DeviceChoice, DeviceError};
 
     /// Which API a device comes up on.
     #[derive(Clone, Copy)]
@@ -144,7 +131,7 @@ mod graphics {
             backends: backend.into(),
             ..wgpu::InstanceDescriptor::new_without_display_handle()
         });
-        pollster_block_on(instance.enumerate_adapters(backend.into()))
+        futures_lite::future::block_on(instance.enumerate_adapters(backend.into()))
     }
 
     /// The API `api` settles on and its adapters in enumeration order.
@@ -175,13 +162,6 @@ mod graphics {
         }
     }
 
-    fn prefix(api: Api) -> &'static str {
-        match api {
-            Api::Vulkan => "vulkan",
-            Api::Auto => "wgpu",
-        }
-    }
-
     /// The adapters of `api`, as `vulkan:N` / `wgpu:N` count them.
     pub fn list(api: Api) -> Vec<Adapter> {
         let Some((backend, adapters)) = settle(api) else {
@@ -199,7 +179,10 @@ mod graphics {
                     .collect::<Vec<_>>()
                     .join(" ");
                 Adapter {
-                    device: format!("{}:{n}", prefix(api)),
+                    device: match api {
+                        Api::Vulkan => DeviceChoice::Vulkan(n),
+                        Api::Auto => DeviceChoice::Wgpu(n),
+                    },
                     name: info.name.clone(),
                     kind: adapter_type(info.device_type),
                     api: backend.to_str().to_string(),
@@ -211,58 +194,43 @@ mod graphics {
             .collect()
     }
 
-    /// burn's selector for the `index`-th adapter of `api`: burn counts each adapter type
-    /// on its own (`DiscreteGpu(0)` is the first discrete GPU), so the overall index becomes
-    /// the type and the index among adapters of that type.
-    pub fn device_kind(api: Api, index: usize) -> Result<DeviceKind, String> {
-        let adapters = settle(api).map(|(_, a)| a).unwrap_or_default();
-        let types: Vec<wgpu::DeviceType> =
-            adapters.iter().map(|a| a.get_info().device_type).collect();
-        let Some(&t) = types.get(index) else {
-            return Err(format!(
-                "there is no adapter {index}: this machine has {} for {}:N (`mixsweep devices` lists them; a Vulkan driver such as mesa-vulkan-drivers and libvulkan1 must be installed)",
-                types.len(),
-                prefix(api)
-            ));
+    /// burn's selector for the adapter `choice` names: burn counts each adapter type on its
+    /// own (`DiscreteGpu(0)` is the first discrete GPU), so the overall index becomes the type
+    /// and the index among the API's adapters of that type.
+    pub fn burn_kind(choice: DeviceChoice) -> Result<DeviceKind, DeviceError> {
+        let unavailable = |reason: String| DeviceError::Unavailable {
+            device: choice,
+            reason,
         };
-        let nth = types[..index].iter().filter(|&&u| u == t).count();
+        let same_api: Vec<&Adapter> = super::adapters()
+            .iter()
+            .filter(|a| a.device.kind() == choice.kind())
+            .collect();
+        let Some(index) = same_api.iter().position(|a| a.device == choice) else {
+            return Err(unavailable(format!(
+                "there is no such adapter: this machine has {} for {}:N (`mixsweep devices` lists them; a Vulkan driver such as mesa-vulkan-drivers and libvulkan1 must be installed)",
+                same_api.len(),
+                choice.kind()
+            )));
+        };
+        let t = same_api[index].kind;
+        let nth = same_api[..index].iter().filter(|a| a.kind == t).count();
         Ok(match t {
-            wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu(nth),
-            wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu(nth),
-            wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu(nth),
-            wgpu::DeviceType::Cpu if nth == 0 => DeviceKind::Cpu,
-            wgpu::DeviceType::Cpu => {
-                return Err(format!(
-                    "adapter {index} is a second CPU adapter, which burn cannot select (only the first)"
+            AdapterType::DiscreteGpu => DeviceKind::DiscreteGpu(nth),
+            AdapterType::IntegratedGpu => DeviceKind::IntegratedGpu(nth),
+            AdapterType::VirtualGpu => DeviceKind::VirtualGpu(nth),
+            AdapterType::Cpu if nth == 0 => DeviceKind::Cpu,
+            AdapterType::Cpu => {
+                return Err(unavailable(
+                    "it is a second CPU adapter, which burn cannot select (only the first)".into(),
                 ));
             }
-            wgpu::DeviceType::Other => {
-                return Err(format!(
-                    "adapter {index} reports its type as `other`, which burn 0.22 cannot select"
+            AdapterType::Other => {
+                return Err(unavailable(
+                    "it reports its type as `other`, which burn 0.22 cannot select".into(),
                 ));
             }
         })
-    }
-
-    /// Drives an async wgpu call to completion on this thread (wgpu's native futures are
-    /// ready at once or after the driver answers; they need no executor).
-    fn pollster_block_on<F: std::future::Future>(future: F) -> F::Output {
-        use std::task::{Context, Poll, Wake, Waker};
-        struct Thread(std::thread::Thread);
-        impl Wake for Thread {
-            fn wake(self: std::sync::Arc<Self>) {
-                self.0.unpark();
-            }
-        }
-        let waker = Waker::from(std::sync::Arc::new(Thread(std::thread::current())));
-        let mut cx = Context::from_waker(&waker);
-        let mut future = std::pin::pin!(future);
-        loop {
-            match future.as_mut().poll(&mut cx) {
-                Poll::Ready(out) => return out,
-                Poll::Pending => std::thread::park(),
-            }
-        }
     }
 }
 

@@ -353,10 +353,9 @@ fn throughput(
     threads: usize,
     examples_per_sec: f64,
 ) -> Throughput {
-    let flops = 3.0 * crate::spec::cost::forward_flops(&case.model, &case.shape, case.classes);
-    let device = choice.to_string();
+    let flops = crate::spec::cost::trained_example_flops(&case.model, &case.shape, case.classes);
     Throughput {
-        device: device.split(':').next().unwrap_or("cpu").to_string(),
+        device: choice.kind().to_string(),
         threads,
         model: case.model.name().to_string(),
         flops_per_sec: flops * examples_per_sec,
