@@ -96,6 +96,7 @@ fn gradients(device: &Device, f64: bool, mix_point: Option<usize>, salt: usize) 
         depth: 18,
         width: 8,
         stem_stride: 1,
+        bn_gamma: Default::default(),
     };
     let rng = &mut mixsweep::rng::stream(7, "init");
     let mut net = Network::new(&model, &[1, 28, 28], classes, rng, &ad);

@@ -97,6 +97,7 @@ fn parameter_counts_match_the_official_definitions() {
                 depth,
                 width: 64,
                 stem_stride: 1,
+                bn_gamma: Default::default(),
             },
             [3, 32, 32],
             10,
@@ -111,6 +112,7 @@ fn parameter_counts_match_the_official_definitions() {
             depth: 18,
             width: 64,
             stem_stride: 1,
+            bn_gamma: Default::default(),
         },
         [3, 32, 32],
         100,
@@ -123,6 +125,7 @@ fn parameter_counts_match_the_official_definitions() {
             depth: 18,
             width: 16,
             stem_stride: 1,
+            bn_gamma: Default::default(),
         },
         [1, 28, 28],
         10,
@@ -135,6 +138,7 @@ fn parameter_counts_match_the_official_definitions() {
             depth: 28,
             widen: 10,
             stem_stride: 1,
+            bn_gamma: Default::default(),
         },
         [3, 32, 32],
         10,
@@ -206,6 +210,7 @@ fn every_network_trains_a_few_steps_with_mixing_at_each_mix_point() {
             depth,
             width: 4,
             stem_stride: 1,
+            bn_gamma: Default::default(),
         };
         for layer in 0..spec.mix_points() {
             let losses = train_steps(&spec, [3, 16, 16], layer);
@@ -223,6 +228,7 @@ fn every_network_trains_a_few_steps_with_mixing_at_each_mix_point() {
         depth: 16,
         widen: 1,
         stem_stride: 1,
+        bn_gamma: Default::default(),
     };
     for layer in 0..wrn.mix_points() {
         let losses = train_steps(&wrn, [3, 16, 16], layer);
@@ -237,6 +243,7 @@ fn every_network_trains_a_few_steps_with_mixing_at_each_mix_point() {
             depth: 18,
             width: 4,
             stem_stride: 2,
+            bn_gamma: Default::default(),
         },
         [3, 64, 64],
         2,
@@ -247,6 +254,7 @@ fn every_network_trains_a_few_steps_with_mixing_at_each_mix_point() {
             depth: 18,
             width: 4,
             stem_stride: 1,
+            bn_gamma: Default::default(),
         },
         [1, 28, 28],
         1,

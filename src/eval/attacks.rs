@@ -1,13 +1,17 @@
 //! White-box attacks in pixel space: FGSM (Goodfellow et al. 2015), x' = clip₍₀,₁₎(x +
 //! ε·sign(∇ₓ L)), and PGD (Madry et al. 2018), repeated signed-gradient steps each projected
-//! onto the L∞ ε-ball around x and the pixel range; L is the cross-entropy of the true labels.
+//! onto the L∞ ε-ball around x and the pixel range; L is the attack's loss against the true
+//! labels: cross-entropy (the usual), or `nn.BCELoss` on softmax, as the official code's old
+//! `attacks.py` did (the same loss as its training; see train::loss).
 //! Networks see normalised inputs z = (x − μ)/σ; since σ > 0, sign(∇ₓ L) = sign(∇_z L), so a
 //! step of s pixel units is s/σ in normalised units, and [0, 1] becomes [(0 − μ)/σ, (1 − μ)/σ].
 //! The network is given as a forward function so that the caller decides its mode (evaluation
 //! mode: BatchNorm running statistics, weights frozen).
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+
+use crate::spec::types::LossKind;
+use crate::train::loss::loss;
 
 /// Per-feature scale (normalised units per pixel unit) and valid range of a `[c, h, w]` (or
 /// flat) input, in normalised units.
@@ -43,21 +47,24 @@ impl InputSpace {
     }
 }
 
-/// An L∞ attack: `steps` steps of `step_size`, within `eps` of the clean input (pixel units).
+/// An L∞ attack: `steps` steps of `step_size`, within `eps` of the clean input (pixel units),
+/// each up the gradient of `loss`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attack {
     pub eps: f64,
     pub step_size: f64,
     pub steps: usize,
+    pub loss: LossKind,
 }
 
 impl Attack {
-    /// FGSM: one step of ε.
+    /// FGSM: one step of ε, up the cross-entropy's gradient.
     pub fn fgsm(eps: f64) -> Attack {
         Attack {
             eps,
             step_size: eps,
             steps: 1,
+            loss: LossKind::SoftCe,
         }
     }
 }
@@ -101,11 +108,9 @@ pub fn attack(
     }
     for _ in 0..a.steps {
         let point = adv.detach().require_grad();
-        // Summed cross-entropy: the sign of the gradient is that of the mean's.
-        let loss = (y.clone() * log_softmax(forward(point.clone()), 1))
-            .sum()
-            .neg();
-        let grads = loss.backward();
+        // The mean loss times the batch: the gradient's sign is the mean's, and no example's
+        // gradient is scaled down towards underflow (a zero gradient would not move).
+        let grads = (loss(a.loss, forward(point.clone()), y.clone()) * n as f32).backward();
         let g = point.grad(&grads)?;
         adv = (point.detach() + g.sign() * scale.clone() * a.step_size)
             .max_pair(lo.clone())
@@ -118,36 +123,29 @@ pub fn attack(
 mod tests {
     use super::*;
 
-    #[test]
-    fn fgsm_on_a_linear_model_is_the_closed_form() {
-        // logits = x·W + b, W 3×2. For cross-entropy, ∇ₓ L = W·(softmax(z) − y), so
-        // x' = clip(x + ε·sign(W·(p − y))), computed here by hand in f64.
+    /// FGSM with `loss` on logits = x·W + b (W `[3][k]`) for two inputs, against the closed
+    /// form x' = clip(x + ε·sign(W·∂L/∂z)) computed here by hand in f64, where `dz(p, label)`
+    /// gives ∂L/∂z from the softmax p.
+    fn check_linear_fgsm(loss: LossKind, w: &[Vec<f64>], dz: impl Fn(&[f64], usize) -> Vec<f64>) {
         let device = Device::flex().autodiff();
-        let w = [[0.5f64, -1.0], [2.0, 0.3], [-0.7, 0.4]];
-        let b = [0.1f64, -0.2];
+        let k = w[0].len();
+        let b: Vec<f64> = (0..k).map(|c| 0.1 - 0.15 * c as f64).collect();
         let xs = [[0.2f64, 0.9, 0.5], [0.95, 0.1, 0.02]];
         let labels = [0usize, 1];
         let eps = 0.1;
-        let wt = Tensor::<2>::from_data(
-            TensorData::new(
-                w.iter().flatten().map(|&v| v as f32).collect::<Vec<_>>(),
-                [3, 2],
-            ),
-            &device,
-        );
-        let bt = Tensor::<2>::from_data(
-            TensorData::new(b.iter().map(|&v| v as f32).collect::<Vec<_>>(), [1, 2]),
-            &device,
-        );
-        let x = Tensor::<2>::from_data(
-            TensorData::new(
-                xs.iter().flatten().map(|&v| v as f32).collect::<Vec<_>>(),
-                [2, 3],
-            ),
-            &device,
-        );
+        let tensor = |v: Vec<f64>, shape: [usize; 2]| {
+            let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
+            Tensor::<2>::from_data(TensorData::new(v, shape), &device)
+        };
+        let wt = tensor(w.iter().flatten().copied().collect(), [3, k]);
+        let bt = tensor(b.clone(), [1, k]);
+        let x = tensor(xs.iter().flatten().copied().collect(), [2, 3]);
         // Identity normalisation (μ = 0, σ = 1): bounds are the pixel range itself.
         let space = InputSpace::pixels(&[0.0], &[1.0], 3);
+        let fgsm = Attack {
+            loss,
+            ..Attack::fgsm(eps)
+        };
         let adv: Vec<f32> = attack(
             |x| {
                 let n = x.dims()[0];
@@ -155,9 +153,9 @@ mod tests {
             },
             x,
             &labels,
-            2,
+            k,
             &space,
-            &Attack::fgsm(eps),
+            &fgsm,
             None,
         )
         .expect("autodiff device")
@@ -165,24 +163,62 @@ mod tests {
         .try_to_vec()
         .unwrap();
         for (i, xi) in xs.iter().enumerate() {
-            let z: Vec<f64> = (0..2)
-                .map(|k| (0..3).map(|j| xi[j] * w[j][k]).sum::<f64>() + b[k])
+            let z: Vec<f64> = (0..k)
+                .map(|c| (0..3).map(|j| xi[j] * w[j][c]).sum::<f64>() + b[c])
                 .collect();
             let m = z.iter().cloned().fold(f64::MIN, f64::max);
             let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
             let p: Vec<f64> = e.iter().map(|v| v / e.iter().sum::<f64>()).collect();
+            let dz = dz(&p, labels[i]);
             for j in 0..3 {
-                let g: f64 = (0..2)
-                    .map(|k| w[j][k] * (p[k] - if k == labels[i] { 1.0 } else { 0.0 }))
-                    .sum();
+                let g: f64 = (0..k).map(|c| w[j][c] * dz[c]).sum();
                 let want = (xi[j] + eps * g.signum()).clamp(0.0, 1.0);
                 assert!(
                     (adv[i * 3 + j] as f64 - want).abs() < 1e-6,
-                    "x[{i}][{j}]: {} vs {want}",
+                    "{loss:?} x[{i}][{j}]: {} vs {want}",
                     adv[i * 3 + j]
                 );
             }
         }
+    }
+
+    #[test]
+    fn fgsm_on_a_linear_model_is_the_closed_form() {
+        // Cross-entropy: ∂L/∂z = p − y.
+        let w = vec![vec![0.5, -1.0], vec![2.0, 0.3], vec![-0.7, 0.4]];
+        check_linear_fgsm(LossKind::SoftCe, &w, |p, label| {
+            (0..p.len())
+                .map(|c| p[c] - if c == label { 1.0 } else { 0.0 })
+                .collect()
+        });
+    }
+
+    #[test]
+    fn fgsm_climbs_bce_on_softmax_when_asked() {
+        // nn.BCELoss on softmax over C classes: ∂L/∂p_c = −(y_c/p_c − (1 − y_c)/(1 − p_c))/C,
+        // and ∂p_c/∂z_k = p_c·(δ_ck − p_k). Three classes, where its sign can differ from
+        // cross-entropy's.
+        let w = vec![
+            vec![0.5, -1.0, 0.8],
+            vec![2.0, 0.3, -1.2],
+            vec![-0.7, 0.4, 1.5],
+        ];
+        check_linear_fgsm(LossKind::BceSoftmax, &w, |p, label| {
+            let k = p.len();
+            let dp: Vec<f64> = (0..k)
+                .map(|c| {
+                    let y = if c == label { 1.0 } else { 0.0 };
+                    -(y / p[c] - (1.0 - y) / (1.0 - p[c])) / k as f64
+                })
+                .collect();
+            (0..k)
+                .map(|j| {
+                    (0..k)
+                        .map(|c| dp[c] * p[c] * (if c == j { 1.0 } else { 0.0 } - p[j]))
+                        .sum()
+                })
+                .collect()
+        });
     }
 
     #[test]
@@ -210,6 +246,7 @@ mod tests {
             eps: 0.1,
             step_size: 0.05,
             steps: 10,
+            loss: LossKind::SoftCe,
         };
         let adv: Vec<f32> = attack(|x| x.matmul(w.clone()), x, &[0], 2, &space, &a, None)
             .unwrap()

@@ -23,7 +23,7 @@ use super::plane;
 use crate::data::{Dataset, Inputs};
 use crate::models::NoMix;
 use crate::spec::RunSpec;
-use crate::spec::evaluate::EvalSettings;
+use crate::spec::evaluate::{DeformFill, EvalSettings};
 use crate::store::records::{
     AttackScore, CleanScore, FlatteningScore, PerturbedScore, PlaneScore, Score,
 };
@@ -112,7 +112,13 @@ pub fn measure(
     let runs = settings
         .fgsm
         .iter()
-        .map(|&eps| ("fgsm", Attack::fgsm(eps), false))
+        .map(|&eps| {
+            let fgsm = Attack {
+                loss: settings.attack_loss,
+                ..Attack::fgsm(eps)
+            };
+            ("fgsm", fgsm, false)
+        })
         .chain(settings.pgd.iter().map(|p| {
             (
                 "pgd",
@@ -120,6 +126,7 @@ pub fn measure(
                     eps: p.eps,
                     step_size: p.step_size,
                     steps: p.steps,
+                    loss: settings.attack_loss,
                 },
                 p.random_start,
             )
@@ -161,7 +168,7 @@ pub fn measure(
     for (name, amounts) in deformations {
         for &amount in amounts {
             let mut rng = crate::rng::stream(settings.seed, &format!("evaluate/{name}/{amount}"));
-            let deformed = deform_rows(test, &rows, || match name {
+            let deformed = deform_rows(test, &rows, settings.deform_fill, || match name {
                 "rotate" => Deformation::Rotate(rng.random_range(-amount..=amount)),
                 "shear" => Deformation::Shear(rng.random_range(-amount..=amount)),
                 _ => Deformation::Zoom(amount / 100.0),
@@ -226,17 +233,27 @@ pub fn measure(
     })
 }
 
-/// The rows `rows` of an image set, each deformed by the deformation `draw` gives it, then
-/// normalised (`[rows, features]`). Outside the image is black (pixel 0).
-fn deform_rows(set: &Dataset, rows: &[usize], mut draw: impl FnMut() -> Deformation) -> Vec<f32> {
+/// The rows `rows` of an image set, each deformed by the deformation `draw` gives it, and
+/// normalised (`[rows, features]`). Outside the image is `fill`: the mean colour (0 after
+/// normalisation: the image is normalised, then deformed) or black (pixel 0: deformed, then
+/// normalised). Nearest-neighbour sampling copies values, so both orders agree inside.
+fn deform_rows(
+    set: &Dataset,
+    rows: &[usize],
+    fill: DeformFill,
+    mut draw: impl FnMut() -> Deformation,
+) -> Vec<f32> {
     let (Inputs::Pixels { data, .. }, &[c, h, w]) = (&set.inputs, set.shape.as_slice()) else {
         return set.gather(rows);
     };
     let f = set.features();
     let mut out = Vec::with_capacity(rows.len() * f);
     for &i in rows {
-        let d = draw();
-        out.extend(set.normalise(&deform::apply(&data[i * f..(i + 1) * f], [c, h, w], d, 0u8)));
+        let (d, image) = (draw(), &data[i * f..(i + 1) * f]);
+        out.extend(match fill {
+            DeformFill::Mean => deform::apply(&set.normalise(image), [c, h, w], d, 0.0),
+            DeformFill::Black => set.normalise(&deform::apply(image, [c, h, w], d, 0u8)),
+        });
     }
     out
 }
@@ -295,6 +312,7 @@ mod tests {
             depth: 18,
             width: 2,
             stem_stride: 1,
+            bn_gamma: Default::default(),
         };
         let mut net = crate::models::Network::new(
             &spec,
@@ -336,6 +354,7 @@ mod tests {
                 eps: 0.1,
                 step_size: 0.03,
                 steps: 5,
+                loss: crate::spec::types::LossKind::BceSoftmax,
             },
         ] {
             let t = Tensor::<2>::from_data(TensorData::new(x.clone(), [16, 64]), &ad);

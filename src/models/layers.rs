@@ -1,6 +1,7 @@
 //! Layers with PyTorch's default initialisation, drawn from our own seeded stream so that a
 //! model starts the same on every backend: weights and biases of `nn.Linear` and `nn.Conv2d`
-//! ~ U(−1/√fan_in, 1/√fan_in) (kaiming_uniform with a = √5); BatchNorm γ = 1, β = 0.
+//! ~ U(−1/√fan_in, 1/√fan_in) (kaiming_uniform with a = √5); BatchNorm γ = 1, β = 0, or
+//! γ ~ U(0, 1) as PyTorch ≤ 1.1 (the official code's PyTorch 1.0.0) when the spec asks.
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -8,6 +9,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
 use burn::prelude::*;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
+
+use crate::spec::types::BnGamma;
 
 fn uniform(n: usize, bound: f64, rng: &mut ChaCha8Rng) -> Vec<f32> {
     (0..n)
@@ -92,6 +95,24 @@ pub fn batch_norm(n: usize, device: &Device) -> BatchNorm {
         .with_momentum(0.1)
         .with_epsilon(1e-5)
         .init(device)
+}
+
+/// Sets every BatchNorm's γ as `gamma` says: left at 1, or drawn from U(0, 1) per channel,
+/// layer after layer in the order given, from `rng` once the rest of the model is drawn (so a
+/// model with γ = 1 draws exactly what it drew before this setting existed).
+pub fn init_gamma(norms: Vec<&mut BatchNorm>, gamma: BnGamma, rng: &mut ChaCha8Rng) {
+    if gamma == BnGamma::One {
+        return;
+    }
+    for bn in norms {
+        let [n] = bn.gamma.dims();
+        let values: Vec<f32> = (0..n).map(|_| rng.random_range(0.0..1.0f32)).collect();
+        let device = bn.gamma.device();
+        bn.gamma = Param::from_tensor(Tensor::<1>::from_data(
+            TensorData::new(values, [n]),
+            &device,
+        ));
+    }
 }
 
 /// Global average pooling `[b, c, h, w]` → `[b, c]`. On the final 4×4 (PreActResNet, 32×32

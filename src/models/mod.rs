@@ -63,28 +63,24 @@ impl Network {
                 depth,
                 width,
                 stem_stride,
-            } => Network::PreAct(PreActResNet::new(
-                depth,
-                width,
-                stem_stride,
-                image,
-                classes,
-                rng,
-                device,
-            )),
+                bn_gamma,
+            } => {
+                let mut net =
+                    PreActResNet::new(depth, width, stem_stride, image, classes, rng, device);
+                layers::init_gamma(net.batch_norms_mut(), bn_gamma, rng);
+                Network::PreAct(net)
+            }
             ModelSpec::WideResnet {
                 depth,
                 widen,
                 stem_stride,
-            } => Network::Wide(WideResNet::new(
-                depth,
-                widen,
-                stem_stride,
-                image,
-                classes,
-                rng,
-                device,
-            )),
+                bn_gamma,
+            } => {
+                let mut net =
+                    WideResNet::new(depth, widen, stem_stride, image, classes, rng, device);
+                layers::init_gamma(net.batch_norms_mut(), bn_gamma, rng);
+                Network::Wide(net)
+            }
         }
     }
 
@@ -110,5 +106,99 @@ pub struct NoMix;
 impl MixHook for NoMix {
     fn at<const D: usize>(&self, _k: usize, h: Tensor<D>) -> Tensor<D> {
         h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::types::BnGamma;
+
+    /// Every BatchNorm's γ of a fresh network.
+    fn init(spec: &ModelSpec) -> Vec<Vec<f32>> {
+        let device = Device::flex();
+        let mut rng = crate::rng::stream(3, "init");
+        let mut net = Network::new(spec, &[3, 8, 8], 4, &mut rng, &device);
+        let norms = match &mut net {
+            Network::PreAct(m) => m.batch_norms_mut(),
+            Network::Wide(m) => m.batch_norms_mut(),
+            Network::Mlp(_) => Vec::new(),
+        };
+        norms
+            .into_iter()
+            .map(|bn| bn.gamma.val().into_data().try_to_vec::<f32>().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn batch_norm_gamma_is_one_or_uniform_as_asked() {
+        for (one, uniform) in [
+            (
+                ModelSpec::PreactResnet {
+                    depth: 18,
+                    width: 2,
+                    stem_stride: 1,
+                    bn_gamma: BnGamma::One,
+                },
+                ModelSpec::PreactResnet {
+                    depth: 18,
+                    width: 2,
+                    stem_stride: 1,
+                    bn_gamma: BnGamma::Uniform,
+                },
+            ),
+            (
+                ModelSpec::WideResnet {
+                    depth: 10,
+                    widen: 1,
+                    stem_stride: 1,
+                    bn_gamma: BnGamma::One,
+                },
+                ModelSpec::WideResnet {
+                    depth: 10,
+                    widen: 1,
+                    stem_stride: 1,
+                    bn_gamma: BnGamma::Uniform,
+                },
+            ),
+        ] {
+            let (g1, gu) = (init(&one), init(&uniform));
+            // PreActResNet18: 8 blocks × 2 BN; WRN-10-1: 3 blocks × 2 BN + the head's.
+            assert!(g1.len() == 16 || g1.len() == 7, "{} BN layers", g1.len());
+            assert_eq!(g1.len(), gu.len());
+            assert!(g1.iter().flatten().all(|&g| g == 1.0));
+            let all: Vec<f32> = gu.iter().flatten().copied().collect();
+            assert!(all.iter().all(|&g| (0.0..1.0).contains(&g)), "{all:?}");
+            // U(0, 1) over dozens of channels: the mean is near 1/2, never all equal.
+            let mean = all.iter().sum::<f32>() / all.len() as f32;
+            assert!((0.3..0.7).contains(&mean), "mean γ {mean}");
+        }
+    }
+
+    #[test]
+    fn the_default_gamma_leaves_the_spec_and_its_run_id_as_they_were() {
+        // `bn_gamma: one` is left out of the spec, so a run id from before the setting is kept.
+        let spec = ModelSpec::PreactResnet {
+            depth: 18,
+            width: 2,
+            stem_stride: 1,
+            bn_gamma: BnGamma::One,
+        };
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"preact_resnet","depth":18,"width":2,"stem_stride":1}"#
+        );
+        let uniform = ModelSpec::PreactResnet {
+            depth: 18,
+            width: 2,
+            stem_stride: 1,
+            bn_gamma: BnGamma::Uniform,
+        };
+        assert!(
+            serde_json::to_string(&uniform)
+                .unwrap()
+                .contains(r#""bn_gamma":"uniform""#)
+        );
     }
 }

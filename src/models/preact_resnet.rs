@@ -142,6 +142,16 @@ impl PreActResNet {
         }
     }
 
+    /// Every BatchNorm, block by block (bn1, bn2, bn3), stage by stage.
+    pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
+        self.stages
+            .iter_mut()
+            .flatten()
+            .flat_map(|b| [Some(&mut b.bn1), Some(&mut b.bn2), b.bn3.as_mut()])
+            .flatten()
+            .collect()
+    }
+
     /// Logits `[batch, classes]`, with `hook` applied at mix points 0..=4.
     pub fn forward<H: MixHook>(&self, x: Tensor<2>, hook: &H) -> Tensor<2> {
         let [b, _] = x.dims();

@@ -106,6 +106,18 @@ impl WideResNet {
         }
     }
 
+    /// Every BatchNorm: block by block (bn1, bn2), stage by stage, then the head's.
+    pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
+        let mut norms: Vec<&mut BatchNorm> = self
+            .stages
+            .iter_mut()
+            .flatten()
+            .flat_map(|b| [&mut b.bn1, &mut b.bn2])
+            .collect();
+        norms.push(&mut self.bn);
+        norms
+    }
+
     /// Logits `[batch, classes]`, with `hook` applied at mix points 0..=3.
     pub fn forward<H: MixHook>(&self, x: Tensor<2>, hook: &H) -> Tensor<2> {
         let [b, _] = x.dims();

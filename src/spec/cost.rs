@@ -55,6 +55,7 @@ pub fn forward_flops(model: &ModelSpec, input: &[usize], classes: usize) -> f64 
             depth,
             width,
             stem_stride,
+            ..
         } => {
             let (c0, side) = image(input);
             let (blocks, bottleneck) = preact_stages(depth).unwrap_or(([2, 2, 2, 2], false));
@@ -88,6 +89,7 @@ pub fn forward_flops(model: &ModelSpec, input: &[usize], classes: usize) -> f64 
             depth,
             widen,
             stem_stride,
+            ..
         } => {
             let (c0, side) = image(input);
             let n = (depth.saturating_sub(4) / 6).max(1);
@@ -169,6 +171,7 @@ mod tests {
             depth: 18,
             width: 64,
             stem_stride: 1,
+            bn_gamma: Default::default(),
         };
         let flops = forward_flops(&model, &[3, 32, 32], 10);
         assert!((flops / 2.0 / 1e9 - 0.556).abs() < 0.005, "{flops}");

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::{Issue, SpecError};
 use super::node::{Node, Origin};
-use super::types::{DataSpec, ModelSpec, RunSpec};
+use super::types::{DataSpec, LossKind, ModelSpec, RunSpec};
 use super::{Override, from_tree};
 
 /// The evaluation settings, as written (unknown keys rejected) and as recorded.
@@ -33,6 +33,10 @@ pub struct EvalSettings {
     /// White-box FGSM at each ε, in pixel units ([0, 1] before normalisation).
     #[serde(default)]
     pub fgsm: Vec<f64>,
+    /// The loss the attacks climb: `soft_ce` (cross-entropy, the usual) or `bce_softmax`
+    /// (`nn.BCELoss` on softmax, what the official code's old `attacks.py` used).
+    #[serde(default)]
+    pub attack_loss: LossKind,
     /// Projected gradient descent attacks (Madry et al.), each with its own settings.
     #[serde(default)]
     pub pgd: Vec<PgdSettings>,
@@ -45,10 +49,13 @@ pub struct EvalSettings {
     /// Zoom in k%: the centred box of k% of the side, scaled up to full size (0 < k < 100).
     #[serde(default)]
     pub zoom_in: Vec<f64>,
-    /// Zoom out k%: a centred box of k% of the side (black outside the image), scaled down
+    /// Zoom out k%: a centred box of k% of the side (fill outside the image), scaled down
     /// (k > 100).
     #[serde(default)]
     pub zoom_out: Vec<f64>,
+    /// What the rotations, shears and zooms put where the source lies outside the image.
+    #[serde(default)]
+    pub deform_fill: DeformFill,
     /// Gaussian noise of each σ added to every input value (pixel units for images, clamped to
     /// [0, 1]; input units for points).
     #[serde(default)]
@@ -61,6 +68,18 @@ pub struct EvalSettings {
     /// plane, saved for plots like the paper's Figure 1, and their mean predictive entropy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plane: Option<PlaneSettings>,
+}
+
+/// The constant a deformation puts outside the source image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeformFill {
+    /// 0 after normalisation, i.e. each channel's training-set mean colour: what the official
+    /// code's transforms do (they run on normalised images with `cval = 0`).
+    #[default]
+    Mean,
+    /// Pixel 0 before normalisation.
+    Black,
 }
 
 /// One PGD attack: `steps` signed-gradient steps of `step_size`, each projected onto the
@@ -108,11 +127,13 @@ impl Default for EvalSettings {
             seed: 0,
             calibration_bins: default_bins(),
             fgsm: Vec::new(),
+            attack_loss: LossKind::default(),
             pgd: Vec::new(),
             rotate: Vec::new(),
             shear: Vec::new(),
             zoom_in: Vec::new(),
             zoom_out: Vec::new(),
+            deform_fill: DeformFill::default(),
             noise: Vec::new(),
             flattening: Vec::new(),
             plane: None,

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::types::{Activation, LossKind, Method, OptimizerKind, ScheduleKind};
+use super::types::{Activation, BnGamma, LossKind, Method, OptimizerKind, ScheduleKind};
 
 /// One run after base, grid point, seed and `-o` overrides are merged.
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +58,9 @@ pub enum ModelRaw {
         width: i64,
         #[serde(default = "default_stem_stride")]
         stem_stride: i64,
+        /// BatchNorm γ at initialisation: `one` or `uniform` (U(0, 1), PyTorch ≤ 1.1).
+        #[serde(default)]
+        bn_gamma: BnGamma,
     },
     /// WRN-`depth`-`widen`.
     WideResnet {
@@ -67,6 +70,9 @@ pub enum ModelRaw {
         widen: i64,
         #[serde(default = "default_stem_stride")]
         stem_stride: i64,
+        /// BatchNorm γ at initialisation: `one` or `uniform` (U(0, 1), PyTorch ≤ 1.1).
+        #[serde(default)]
+        bn_gamma: BnGamma,
     },
 }
 

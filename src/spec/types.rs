@@ -296,13 +296,36 @@ pub enum ModelSpec {
         depth: usize,
         width: usize,
         stem_stride: usize,
+        #[serde(default, skip_serializing_if = "BnGamma::is_one")]
+        bn_gamma: BnGamma,
     },
     /// WRN-`depth`-`widen` (WRN-28-10 in the paper), no dropout. Mix points 0..=3.
     WideResnet {
         depth: usize,
         widen: usize,
         stem_stride: usize,
+        #[serde(default, skip_serializing_if = "BnGamma::is_one")]
+        bn_gamma: BnGamma,
     },
+}
+
+/// How every BatchNorm's scale γ starts. Left out of the spec when `one`, so older run ids
+/// stay valid.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BnGamma {
+    /// γ = 1 (PyTorch ≥ 1.2, and burn).
+    #[default]
+    One,
+    /// γ ~ U(0, 1), as `nn.BatchNorm2d` initialised it up to PyTorch 1.1: what the official
+    /// code, which pins PyTorch 1.0.0, trained with.
+    Uniform,
+}
+
+impl BnGamma {
+    fn is_one(&self) -> bool {
+        *self == BnGamma::One
+    }
 }
 
 fn is_zero(v: &f64) -> bool {

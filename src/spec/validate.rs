@@ -285,6 +285,7 @@ fn model(raw: &ModelRaw, issues: &mut Vec<Issue>) -> Option<ModelSpec> {
             depth,
             width,
             stem_stride,
+            bn_gamma,
         } => {
             if preact_resnet_depth(depth).is_none() {
                 issues.push(Issue::new("model.depth", depth.to_string(), "PreActResNet comes in depths 18, 34 (basic blocks) and 50, 101, 152 (bottlenecks)", "one of 18, 34, 50, 101, 152"));
@@ -299,12 +300,14 @@ fn model(raw: &ModelRaw, issues: &mut Vec<Issue>) -> Option<ModelSpec> {
                     issues,
                 ),
                 stem_stride: stride(stem_stride, issues),
+                bn_gamma,
             }
         }
         ModelRaw::WideResnet {
             depth,
             widen,
             stem_stride,
+            bn_gamma,
         } => {
             if depth < 10 || (depth - 4) % 6 != 0 {
                 issues.push(Issue::new(
@@ -324,6 +327,7 @@ fn model(raw: &ModelRaw, issues: &mut Vec<Issue>) -> Option<ModelSpec> {
                     issues,
                 ),
                 stem_stride: stride(stem_stride, issues),
+                bn_gamma,
             }
         }
     };
