@@ -354,6 +354,21 @@ fn a_sweep_runs_everything_once_then_reports_and_a_second_sweep_runs_nothing() {
             .count(),
         8
     );
+    // The sweep recorded its runs' median training rate for plan's estimates of any
+    // experiment: one record, the CPU at 1 thread, the spiral MLP.
+    let rates: serde_json::Value =
+        serde_json::from_slice(&fs::read(sb.store().join("throughput.json")).unwrap()).unwrap();
+    let rates = rates.as_array().unwrap();
+    assert_eq!(rates.len(), 1, "{rates:?}");
+    assert_eq!(
+        (
+            &rates[0]["device"],
+            &rates[0]["threads"],
+            &rates[0]["model"]
+        ),
+        (&"cpu".into(), &1.into(), &"spiral_mlp".into())
+    );
+    assert!(rates[0]["flops_per_sec"].as_f64().unwrap() > 0.0);
 
     let again = sb.run(&["sweep", "e.yaml"]);
     assert!(again.status.success());

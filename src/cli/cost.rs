@@ -17,20 +17,11 @@ pub fn records(
     views: &[(PlannedRun, RunView)],
 ) -> Result<Vec<Throughput>, CliError> {
     let mut all = store::throughput::read(store)?;
-    for (run, view) in views {
-        let Some(result) = &view.result else { continue };
-        let p = &result.provenance;
-        if p.train_examples_per_sec > 0.0 {
-            all.push(Throughput {
-                device: cost::device_kind(&p.device).to_string(),
-                threads: p.threads,
-                model: run.spec.model.name().to_string(),
-                flops_per_sec: p.train_examples_per_sec
-                    * crate::spec::cost::example_training_flops(&run.spec),
-                source: run.slug.clone(),
-            });
-        }
-    }
+    all.extend(
+        views
+            .iter()
+            .filter_map(|(run, view)| cost::measured(run, view.result.as_ref()?)),
+    );
     Ok(all)
 }
 

@@ -2,14 +2,55 @@
 //! rate measured for its kind of model on the slot's device and thread count, and the
 //! makespan of the whole plan on a pool.
 //!
-//! Rates come from `Throughput` records: what `mixsweep bench` measured (runs/throughput.json)
-//! and what finished runs report (their result's `train_examples_per_sec` × FLOPs per
-//! example). A rate measured at another thread count is scaled along the line through the two
+//! Rates come from `Throughput` records: what `mixsweep bench` measured and what finished
+//! runs report (their result's `train_examples_per_sec` × FLOPs per example), which every
+//! sweep also adds to runs/throughput.json so that other experiments' plans see them. A rate measured at another thread count is scaled along the line through the two
 //! nearest measured counts (log–log), or in proportion to the threads when only one count was
 //! measured. A rate for another kind of model on the same device is used when nothing better
 //! exists, and the estimate says so.
 
 pub use crate::store::throughput::Throughput;
+
+use crate::store::PlannedRun;
+use crate::store::records::RunResult;
+
+/// The training throughput a finished run measured, if it trained (a simulated run or one
+/// without a rate measured nothing).
+pub fn measured(run: &PlannedRun, result: &RunResult) -> Option<Throughput> {
+    let p = &result.provenance;
+    (!result.simulated && p.train_examples_per_sec > 0.0).then(|| Throughput {
+        device: device_kind(&p.device).to_string(),
+        threads: p.threads,
+        model: run.spec.model.name().to_string(),
+        flops_per_sec: p.train_examples_per_sec
+            * crate::spec::cost::example_training_flops(&run.spec),
+        source: run.slug.clone(),
+    })
+}
+
+/// One record per device kind, thread count and model family: the median rate of `all`
+/// (the source names the first run of the median's group).
+pub fn medians(all: &[Throughput]) -> Vec<Throughput> {
+    let mut out: Vec<Throughput> = Vec::new();
+    for t in all {
+        if out
+            .iter()
+            .any(|o| o.device == t.device && o.threads == t.threads && o.model == t.model)
+        {
+            continue;
+        }
+        let same: Vec<f64> = all
+            .iter()
+            .filter(|o| o.device == t.device && o.threads == t.threads && o.model == t.model)
+            .map(|o| o.flops_per_sec)
+            .collect();
+        out.push(Throughput {
+            flops_per_sec: median(same),
+            ..t.clone()
+        });
+    }
+    out
+}
 
 /// How good an estimate is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +63,10 @@ pub enum Basis {
     OtherModel,
 }
 
-/// The device kind of a slot label or device name: `cuda:2/1` → `cuda`.
+/// The device kind of a slot label, a device name or a run's provenance: `cuda:2/1` → `cuda`,
+/// `cpu (burn flex, 1 threads)` → `cpu`, `wgpu:0 (llvmpipe …)` → `wgpu`.
 pub fn device_kind(device: &str) -> &str {
-    device.split([':', '/']).next().unwrap_or(device)
+    device.split([':', '/', ' ']).next().unwrap_or(device)
 }
 
 /// Median of some rates.
@@ -157,6 +199,42 @@ mod tests {
             flops_per_sec,
             source: "bench".into(),
         }
+    }
+
+    #[test]
+    fn device_kinds_come_from_labels_names_and_provenance() {
+        for (text, kind) in [
+            ("cuda:2/1", "cuda"),
+            ("cpu", "cpu"),
+            ("cpu (burn flex, 1 threads)", "cpu"),
+            ("wgpu:0 (llvmpipe (LLVM 15.0.6, 256 bits), CPU (software), vulkan)", "wgpu"),
+        ] {
+            assert_eq!(device_kind(text), kind, "{text}");
+        }
+    }
+
+    #[test]
+    fn medians_keep_one_record_per_device_threads_and_model() {
+        let m = medians(&[
+            record(1, "spiral_mlp", 3.0),
+            record(1, "spiral_mlp", 1.0),
+            record(2, "spiral_mlp", 5.0),
+            record(1, "spiral_mlp", 2.0),
+            record(1, "preact_resnet", 7.0),
+        ]);
+        let rates: Vec<(usize, &str, f64)> = m
+            .iter()
+            .map(|t| (t.threads, t.model.as_str(), t.flops_per_sec))
+            .collect();
+        // Median of 3, 1, 2 is 2.
+        assert_eq!(
+            rates,
+            [
+                (1, "spiral_mlp", 2.0),
+                (2, "spiral_mlp", 5.0),
+                (1, "preact_resnet", 7.0)
+            ]
+        );
     }
 
     #[test]

@@ -176,6 +176,7 @@ pub fn sweep(
     );
     progress.finish();
     let report = report?;
+    record_throughput(store, &report.done);
     summary.ran = jobs;
     summary.done_now = report.done.len();
     summary.evaluated = report.evaluated;
@@ -189,6 +190,26 @@ pub fn sweep(
             .map(|(run, f)| failed_run(&run, f)),
     );
     Ok(summary)
+}
+
+/// Adds the training rates of the runs this sweep finished to runs/throughput.json (the
+/// median per device kind, thread count and model family), so that `plan` estimates any
+/// experiment's cost from them. A failure to write it costs only estimates: it is reported,
+/// and the sweep's outcome stands.
+fn record_throughput(store: &Store, done: &[PlannedRun]) {
+    let measured: Vec<_> = done
+        .iter()
+        .filter_map(|run| {
+            let result = store::read_result(&run.dir).ok()??;
+            cost::measured(run, &result)
+        })
+        .collect();
+    if measured.is_empty() {
+        return;
+    }
+    if let Err(e) = store::throughput::update(store, &cost::medians(&measured)) {
+        eprintln!("warning: the runs' training rates were not recorded for plan's estimates: {e}");
+    }
 }
 
 fn remainder(s: &SweepSummary) -> String {
