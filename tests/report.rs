@@ -182,6 +182,7 @@ fn every_number_of_the_paper_sits_beside_a_run_of_the_paper_experiment_files() {
             "experiments/paper/table5-layers.yaml",
             "experiments/paper/table6-alpha.yaml",
             "experiments/paper/robustness.yaml",
+            "experiments/paper/flattening-mnist.yaml",
             "--reports",
         ])
         .arg(sb.path().join("reports"))
@@ -233,4 +234,16 @@ fn every_number_of_the_paper_sits_beside_a_run_of_the_paper_experiment_files() {
             .count(),
         5
     );
+    // §3.2 and App. G on MNIST: each of the paper's 16 singular-value figures beside its row.
+    let flat = md("paper-flattening-mnist");
+    for v in [
+        "51.73", "78.67", "33.76", "73.36", "28.83", "77.47", "33.46", "66.89", "31.65", "40.98",
+        "50.08", "37.17", "43.44", "14.68", "12.49", "14.43",
+    ] {
+        assert_eq!(
+            flat.matches(&format!("| {v} |")).count(),
+            1,
+            "{v} in\n{flat}"
+        );
+    }
 }

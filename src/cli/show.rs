@@ -177,6 +177,9 @@ pub fn report(
         let exp = load(path, overrides)?;
         let written = report::write_report(&exp, store, reports)?;
         println!("wrote {}", written.display());
+        if let Some(card) = report::write_scorecard(&exp, reports)? {
+            println!("wrote {}", card.display());
+        }
     }
     Ok(())
 }

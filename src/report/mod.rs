@@ -11,6 +11,7 @@ mod figures;
 mod frame;
 mod metrics;
 mod paper;
+pub mod scorecard;
 mod table;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,8 @@ use std::path::{Path, PathBuf};
 use metrics::Metric;
 use polars::prelude::PolarsError;
 
+use crate::spec::evaluate::DeformFill;
+use crate::spec::types::LossKind;
 use crate::spec::{Experiment, Selection, TableSpec};
 use crate::store::records::{EpochMetrics, RunResult};
 use crate::store::{self, RunFiles, RunState, Store, StoreError};
@@ -105,6 +108,16 @@ pub fn write_report(
     let path = reports.join(format!("{}.md", exp.name));
     store::atomic::write(&path, text.as_bytes()).map_err(io(&path))?;
     Ok(path)
+}
+
+/// Regenerates `<reports>/scorecard.md` from the claims file beside the paper's numbers
+/// (`reference/claims.yaml`), when there is one; returns its path.
+pub fn write_scorecard(exp: &Experiment, reports: &Path) -> Result<Option<PathBuf>, ReportError> {
+    let claims = reference_path(exp).with_file_name("claims.yaml");
+    if !claims.is_file() {
+        return Ok(None);
+    }
+    scorecard::write(&claims, reports).map(Some)
 }
 
 fn collect(exp: &Experiment, store: &Store) -> Result<Vec<Row>, ReportError> {
@@ -372,12 +385,20 @@ fn render_table(
             .runs
             .first()
             .is_some_and(|r| r.data.input_shape().len() == 3);
+        let fill = match e.deform_fill {
+            DeformFill::Mean => "the mean colour",
+            DeformFill::Black => "black",
+        };
+        let attacks = match e.attack_loss {
+            LossKind::SoftCe => "attacks climb cross-entropy",
+            LossKind::BceSoftmax => "attacks climb BCE on softmax",
+        };
         let units = match (images, e.deforms()) {
-            (true, true) => {
-                "attack ε and noise σ in pixel units of [0, 1]; deformations with nearest-neighbour sampling and black fill"
-            }
-            (true, false) => "attack ε and noise σ in pixel units of [0, 1]",
-            _ => "attack ε and noise σ in input units",
+            (true, true) => format!(
+                "attack ε and noise σ in pixel units of [0, 1]; {attacks}; deformations as the official code's (nearest neighbour, about (h/2 + 0.5, w/2 + 0.5)) with {fill} outside the image"
+            ),
+            (true, false) => format!("attack ε and noise σ in pixel units of [0, 1]; {attacks}"),
+            _ => format!("attack ε and noise σ in input units; {attacks}"),
         };
         let model = if t.selection == Selection::BestOnValidation {
             "model selected on validation"
