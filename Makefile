@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR
 MIXSWEEP := $(CARGO_TARGET_DIR)/release/mixsweep
 EXPERIMENT ?= experiments/spirals.yaml
 
-.PHONY: build sweep plan status report test test-slurm test-gpu bench data clean-runs
+.PHONY: build sweep plan status report test test-deps test-slurm test-gpu bench data clean-runs
 
 build:
 	cargo build --release --locked
@@ -23,9 +23,14 @@ status: build
 report: build
 	$(MIXSWEEP) report $(EXPERIMENT)
 
-# The data tests read the real Fashion-MNIST files, so `make data` comes first.
-test: data
+# The data tests read the real Fashion-MNIST files, so `make data` comes first; the runner
+# tests (tests/runner.rs) train with a numpy-only Python program, so numpy must import.
+test: data test-deps
 	cargo test --release --locked
+
+test-deps:
+	@python3 -c 'import numpy' 2>/dev/null || python3 -m pip install --quiet numpy || \
+	  { echo "tests/runner.rs needs python3 with numpy: install python3-numpy or pip install numpy" >&2; exit 1; }
 
 # The job-array test against a real one-node Slurm on this host: installs Debian's slurmctld,
 # slurmd and munge if missing (needs root), starts them, runs tests/slurm.rs, stops them.

@@ -220,6 +220,7 @@ fn simulate(
             0,
         ),
         simulated: true,
+        runner: None,
         evaluations: Vec::new(),
     })))
 }
@@ -295,6 +296,9 @@ fn run_claimed(
     if let Some(seconds) = opts.simulate {
         return simulate(&spec, (&id, &slug), seconds, stop, &on_epoch);
     }
+    if let Some(ext) = &spec.runner {
+        return run_external(&spec, ext, run_dir, opts, stop, &on_epoch, (id, slug));
+    }
     let metrics_path = run_dir.join(RunFiles::METRICS);
     let mut write_metrics =
         |history: &[crate::store::records::EpochMetrics]| -> std::io::Result<()> {
@@ -353,10 +357,28 @@ fn run_claimed(
         Ended::Finished(outcome) => outcome,
         Ended::Stopped { epoch, step } => return Ok(Claimed::Stopped { epoch, step }),
     };
+    let provenance = provenance(
+        outcome.device,
+        opts.threads,
+        outcome.wall_time,
+        outcome.train_examples_per_sec,
+        outcome.data_wait_fraction,
+        outcome.resumed_from_epoch,
+    );
+    result_of(&outcome.history, (id, slug), provenance, None)
+}
+
+/// The result of a run whose evaluated epochs were `history`: the final epoch, the best on
+/// the test set and, with a validation split, the best on it.
+fn result_of(
+    history: &[crate::store::records::EpochMetrics],
+    (id, slug): (String, String),
+    provenance: Provenance,
+    runner: Option<String>,
+) -> Result<Claimed, Failure> {
     let (Some(final_metrics), Some(best)) = (
-        outcome.history.last().cloned(),
-        outcome
-            .history
+        history.last().cloned(),
+        history
             .iter()
             .min_by(|a, b| a.test_error.total_cmp(&b.test_error))
             .cloned(),
@@ -367,25 +389,66 @@ fn run_claimed(
         });
     };
     Ok(Claimed::Done(Box::new(RunResult {
-        id: id.clone(),
+        id,
         slug,
         final_metrics,
         best_on_test: best,
-        best_on_validation: outcome
-            .history
+        best_on_validation: history
             .iter()
             .filter_map(|m| m.val_error.map(|v| (v, m)))
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, m)| m.clone()),
-        provenance: provenance(
-            outcome.device,
-            opts.threads,
-            outcome.wall_time,
-            outcome.train_examples_per_sec,
-            outcome.data_wait_fraction,
-            outcome.resumed_from_epoch,
-        ),
+        provenance,
         simulated: false,
+        runner,
         evaluations: Vec::new(),
     })))
+}
+
+/// Trains the claimed run with its external program (src/external.rs); its metrics become
+/// metrics.jsonl and result.json as ours do.
+fn run_external(
+    spec: &RunSpec,
+    ext: &crate::spec::runner::External,
+    run_dir: &Path,
+    opts: &ExecOptions,
+    stop: &AtomicBool,
+    on_epoch: &dyn Fn(usize),
+    names: (String, String),
+) -> Result<Claimed, Failure> {
+    let ended = crate::external::run(spec, ext, run_dir, opts.threads, stop, on_epoch)?;
+    let (history, wall_time, command) = match ended {
+        crate::external::Ended::Stopped { epoch } => {
+            return Ok(Claimed::Stopped { epoch, step: 0 });
+        }
+        crate::external::Ended::Finished {
+            history,
+            wall_time,
+            command,
+        } => (history, wall_time, command),
+    };
+    let mut text = String::new();
+    for m in &history {
+        let line = serde_json::to_string(m).map_err(|e| Failure {
+            class: FailureClass::Crashed,
+            reason: e.to_string(),
+        })?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let metrics = run_dir.join(RunFiles::METRICS);
+    atomic::write(&metrics, text.as_bytes()).map_err(|e| Failure {
+        class: FailureClass::Crashed,
+        reason: format!("{}: {e}", metrics.display()),
+    })?;
+    let program = ext.command.first().cloned().unwrap_or_default();
+    let provenance = provenance(
+        format!("{} via {program}", opts.device),
+        opts.threads,
+        wall_time,
+        0.0,
+        0.0,
+        0,
+    );
+    result_of(&history, names, provenance, Some(command))
 }

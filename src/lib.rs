@@ -8,6 +8,7 @@ pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod exec;
+pub mod external;
 pub mod models;
 pub mod report;
 pub mod rng;

@@ -410,6 +410,16 @@ fn render_table(
             "Evaluated on the {model} under evaluation settings `{}`: robustness and representation measures on {on} (clean error, NLL and ECE on the whole test set); {units}; draws seeded by `evaluate.seed` = {}.",
             settings_id, e.seed
         );
+        let external = rows
+            .iter()
+            .filter(|r| r.result.as_ref().is_some_and(|res| res.runner.is_some()))
+            .count();
+        if external > 0 {
+            let _ = writeln!(
+                md,
+                "{external} of these runs were trained by an external program (`runner:`): measures made on our own models (ECE, attacks, deformations, noise, flattening, planes) do not exist for them and are left out of the means, never counted as 0."
+            );
+        }
     }
     if paper_shown {
         let source = reference.map(|r| r.source.as_str()).unwrap_or_default();

@@ -207,7 +207,10 @@ mod tests {
             ("cuda:2/1", "cuda"),
             ("cpu", "cpu"),
             ("cpu (burn flex, 1 threads)", "cpu"),
-            ("wgpu:0 (llvmpipe (LLVM 15.0.6, 256 bits), CPU (software), vulkan)", "wgpu"),
+            (
+                "wgpu:0 (llvmpipe (LLVM 15.0.6, 256 bits), CPU (software), vulkan)",
+                "wgpu",
+            ),
         ] {
             assert_eq!(device_kind(text), kind, "{text}");
         }

@@ -9,6 +9,7 @@ pub mod grid;
 pub mod node;
 pub mod plan;
 pub mod raw;
+pub mod runner;
 pub mod slug;
 pub mod types;
 pub mod validate;

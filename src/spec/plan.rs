@@ -3,7 +3,7 @@
 //! expanded one at a time (the grid was counted and bounded before), so memory grows with
 //! the runs kept, not with the grid.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::error::Issue;
 use super::evaluate::EvalSettings;
@@ -42,6 +42,7 @@ pub fn plan(inputs: &Inputs) -> Result<Planned, Vec<Issue>> {
     let mut excluded = vec![0usize; inputs.exclude.len()];
     let mut keys = KeyCheck::new(inputs.exclude);
     let mut last_block = None;
+    let mut hashed = FileHashes::default();
     for &seed in inputs.seeds {
         for point in inputs.grid.points() {
             let context = format!("grid[{}], seed {seed}", point.block);
@@ -55,7 +56,7 @@ pub fn plan(inputs: &Inputs) -> Result<Planned, Vec<Issue>> {
                 excluded[e] += 1;
                 continue;
             }
-            match resolve(&tree) {
+            match resolve(&tree).and_then(|spec| hashed.runner_files(spec)) {
                 Ok(spec) => {
                     for issue in inputs.evaluate.check_run(&spec) {
                         let origin = inputs.root.locate(&parse_path(&issue.key));
@@ -176,5 +177,36 @@ fn push_new(issues: &mut Vec<Issue>, issue: Issue) {
         .any(|i| i.key == issue.key && i.problem == issue.problem && i.value == issue.value)
     {
         issues.push(issue);
+    }
+}
+
+/// The SHA-256 of the files external runners name, read once per plan.
+#[derive(Default)]
+struct FileHashes(HashMap<(String, Vec<String>), BTreeMap<String, String>>);
+
+impl FileHashes {
+    /// `spec` with its runner's `files` filled in (part of the run's identity).
+    fn runner_files(&mut self, mut spec: RunSpec) -> Result<RunSpec, Vec<Issue>> {
+        let Some(ext) = &mut spec.runner else {
+            return Ok(spec);
+        };
+        let key = (ext.cwd.clone(), ext.command.clone());
+        let files = match self.0.get(&key) {
+            Some(f) => f.clone(),
+            None => {
+                let f = super::runner::file_hashes(ext).map_err(|e| {
+                    vec![Issue::new(
+                        "runner.command",
+                        ext.command.join(" "),
+                        format!("a file the command names cannot be read: {e}"),
+                        "make it readable, or fix the path",
+                    )]
+                })?;
+                self.0.insert(key, f.clone());
+                f
+            }
+        };
+        ext.files = files;
+        Ok(spec)
     }
 }

@@ -27,6 +27,9 @@ pub struct RunRaw {
     pub train: TrainRaw,
     #[serde(default)]
     pub eval: EvalRaw,
+    /// What trains the run: our trainer (absent, `mixsweep`) or a program.
+    #[serde(default)]
+    pub runner: Option<super::runner::RunnerRaw>,
 }
 
 /// `model:`, chosen by `name`.

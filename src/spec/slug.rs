@@ -56,6 +56,17 @@ pub fn slugs(runs: &[RunSpec]) -> Vec<String> {
             differences("", &first, &v, &mut varies);
         }
     }
+    // An external runner's keys (command, cwd, env, files) name it as one token.
+    let varies: HashSet<String> = varies
+        .into_iter()
+        .map(|k| {
+            if k.starts_with("runner.") {
+                "runner".into()
+            } else {
+                k
+            }
+        })
+        .collect();
     let varying = ordered(
         varies
             .iter()
@@ -75,6 +86,13 @@ pub fn slugs(runs: &[RunSpec]) -> Vec<String> {
 fn name(run: &RunSpec, spec: &Value, varying: &[&str]) -> String {
     let mut slug = run.method.name().to_string();
     for key in varying {
+        if *key == "runner" {
+            if let Some(ext) = &run.runner {
+                slug.push_str("-by-");
+                slug.push_str(&runner_name(ext));
+            }
+            continue;
+        }
         let value = match (*key, &run.layers) {
             ("layers", Some(layers)) => Some(layers.compact()),
             _ => key.split('.').try_fold(spec, |v, k| v.get(k)).map(render),
@@ -134,9 +152,27 @@ fn leaves(prefix: &str, v: &Value, out: &mut HashSet<String>) {
     }
 }
 
-/// α, S and Cutout first (the paper's own knobs), then every other key alphabetically.
+/// An external program's short name: the stem of the first argument that names a file with an
+/// extension (`examples/torch/train.py` → `train`), else the program (`python3`).
+fn runner_name(ext: &super::runner::External) -> String {
+    ext.command
+        .iter()
+        .map(std::path::Path::new)
+        .find(|p| p.extension().is_some())
+        .or_else(|| ext.command.first().map(std::path::Path::new))
+        .and_then(|p| p.file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "program".into())
+}
+
+/// The runner, then α, S and Cutout (the paper's own knobs), then every other key
+/// alphabetically.
 fn ordered(mut keys: Vec<&str>) -> Vec<&str> {
-    let rank = |k: &str| ["alpha", "layers", "cutout"].iter().position(|&f| f == k);
+    let rank = |k: &str| {
+        ["runner", "alpha", "layers", "cutout"]
+            .iter()
+            .position(|&f| f == k)
+    };
     keys.sort_by_key(|k| (rank(k).unwrap_or(usize::MAX), k.to_string()));
     keys
 }

@@ -621,6 +621,10 @@ pub struct RunSpec {
     pub data: DataSpec,
     pub train: TrainSpec,
     pub eval: EvalSpec,
+    /// An external program that trains the run instead of ours; absent for our trainer, so
+    /// the ids of runs from before runners existed stay valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<super::runner::External>,
 }
 
 #[cfg(test)]

@@ -63,18 +63,31 @@ pub fn validate(raw: &RunRaw) -> Result<RunSpec, Vec<Issue>> {
     }
     let (alpha, layers) = mixing(raw, model.as_ref(), &mut issues);
     let cutout = cutout(raw, data.as_ref(), &mut issues);
+    let runner = super::runner::validate(raw.runner.as_ref(), &mut issues);
     match (model, data, train, eval) {
-        (Some(model), Some(data), Some(train), Some(eval)) if issues.is_empty() => Ok(RunSpec {
-            method: raw.method,
-            alpha,
-            layers,
-            cutout,
-            seed,
-            model,
-            data,
-            train,
-            eval,
-        }),
+        (Some(model), Some(data), Some(train), Some(eval)) if issues.is_empty() => {
+            let spec = RunSpec {
+                method: raw.method,
+                alpha,
+                layers,
+                cutout,
+                seed,
+                model,
+                data,
+                train,
+                eval,
+                runner,
+            };
+            let placeholders = match (&spec.runner, serde_json::to_value(&spec)) {
+                (Some(ext), Ok(json)) => super::runner::check_placeholders(ext, &json),
+                _ => Vec::new(),
+            };
+            if placeholders.is_empty() {
+                Ok(spec)
+            } else {
+                Err(placeholders)
+            }
+        }
         _ => Err(issues),
     }
 }

@@ -80,6 +80,10 @@ pub fn settings_beside(run_dir: &Path) -> Result<Option<EvalSettings>, StoreErro
 /// The trained models of a run that can be evaluated: the final model, and the model the
 /// validation rule selected when the run kept one.
 pub fn evaluated_models(run_dir: &Path, result: &RunResult) -> Vec<EvaluatedModel> {
+    if result.runner.is_some() {
+        // Trained by an external program: no model of ours exists.
+        return Vec::new();
+    }
     let mut out = vec![EvaluatedModel::Final];
     if result.best_on_validation.is_some()
         && run_dir
@@ -188,6 +192,7 @@ mod tests {
                 resumed_from_epoch: 0,
             },
             simulated,
+            runner: None,
             evaluations: Vec::new(),
         }
     }

@@ -221,6 +221,10 @@ pub struct RunResult {
     /// A scheduler test double (`--simulate`): no training happened; reports leave it out.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub simulated: bool,
+    /// The external program that trained the run (its command), when not our trainer: there
+    /// is no model of ours to evaluate, so evaluation measures are absent for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
     /// Evaluations of the trained model, one per (settings, model), in the order made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evaluations: Vec<Evaluation>,
