@@ -80,7 +80,7 @@ def load():
         keep = np.sort(np.random.default_rng(d.get("seed", 0)).permutation(len(y_tr))[: d["train_subset"]])
         x_tr, y_tr = x_tr[keep], y_tr[keep]
     mean, std = x_tr.mean() / 255.0, x_tr.std() / 255.0
-    norm = lambda x: ((x.astype(np.float32) / 255.0 - mean) / std).reshape(len(x), -1)
+    norm = lambda x: ((x.astype(np.float32) / 255.0 - mean) / std).astype(np.float32).reshape(len(x), -1)
     return norm(x_tr), y_tr, norm(x_te), y_te, [1, 28, 28]
 
 x_train, y_train, x_test, y_test, shape = load()
