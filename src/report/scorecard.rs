@@ -76,7 +76,8 @@ struct Comparison {
     /// The report's name: reports/<report>.md and reports/<report>/runs.parquet.
     report: String,
     metric: String,
-    /// Whether the paper's better is `lower` (errors, NLL, singular values) or `higher`.
+    /// Whether the paper's better is `lower` (errors, NLL, singular values) or `higher`, or
+    /// the paper reports no difference (`same`: reproduced when none is found).
     better: Better,
     /// Spec keys of the treatment's runs (as runs.parquet writes them; "null" = absent, "*" =
     /// present with any value).
@@ -89,6 +90,7 @@ struct Comparison {
 enum Better {
     Lower,
     Higher,
+    Same,
 }
 
 /// What one comparison found.
@@ -145,16 +147,20 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<Outcome> {
 }
 
 /// A comparison's verdict: +1 significant in the paper's direction, −1 the other way, 0 not
-/// significant.
+/// significant; for `same`, +1 no difference found, −1 one found.
 fn sign(o: &Outcome, better: Better) -> i32 {
-    if o.p >= 0.05 {
-        return 0;
-    }
+    let significant = o.p < 0.05;
     let improves = match better {
         Better::Lower => o.difference < 0.0,
         Better::Higher => o.difference > 0.0,
+        // No difference is what the paper reports: finding one contradicts it.
+        Better::Same => return if significant { -1 } else { 1 },
     };
-    if improves { 1 } else { -1 }
+    match (significant, improves) {
+        (false, _) => 0,
+        (true, true) => 1,
+        (true, false) => -1,
+    }
 }
 
 /// The done runs' values of `metric` in the runs whose keys match `keys` (a value `null`
@@ -399,6 +405,18 @@ claims:
     needs: "CIFAR-10 and a GPU"
     tests:
       - { report: absent, metric: test_error, better: lower, treatment: { method: manifold_mixup }, control: { method: erm } }
+  - source: "H"
+    claim: "no difference in NLL"
+    paper: "..."
+    needs: "nothing"
+    tests:
+      - { report: exp, metric: test_nll, better: same, treatment: { method: manifold_mixup }, control: { method: erm } }
+  - source: "I"
+    claim: "no difference in error"
+    paper: "..."
+    needs: "nothing"
+    tests:
+      - { report: exp, metric: test_error, better: same, treatment: { method: manifold_mixup }, control: { method: erm } }
 agreements:
   - { what: "E", report: exp, metric: test_error, ours: { method: erm }, theirs: { method: manifold_mixup } }
   - { what: "F", report: exp, metric: test_nll, ours: { method: erm }, theirs: { method: "*" } }
@@ -425,6 +443,8 @@ agreements:
             row("D").contains("**not run yet**: CIFAR-10 and a GPU"),
             "{md}"
         );
+        assert!(row("H").ends_with("**reproduced at this scale** |"), "{md}");
+        assert!(row("I").contains("**contradicted at this scale**"), "{md}");
         let agreement = |s: &str| {
             md.lines()
                 .find(|l| l.starts_with(&format!("| {s} |")))
