@@ -106,7 +106,10 @@ pub fn run(
     let command = args.join(" ");
     eprintln!("runner: {command} (in {})", runner::workdir(ext).display());
     let started = Instant::now();
-    let mut child = Command::new(&args[0])
+    let mut cmd = Command::new(&args[0]);
+    // Killed with its `exec` (a sweep killed hard leaves no program writing into the run).
+    crate::schedule::child::die_with_parent(&mut cmd);
+    let mut child = cmd
         .args(&args[1..])
         .current_dir(runner::workdir(ext))
         .envs(&ext.env)

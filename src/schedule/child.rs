@@ -164,9 +164,10 @@ fn own_executable() -> std::io::Result<PathBuf> {
 }
 
 /// On Linux the child is killed if the scheduler dies, so a killed sweep leaves no orphan
-/// training on; its claim is freed and the next sweep re-runs it.
+/// training on; its claim is freed and the next sweep re-runs it. `exec` does the same for an
+/// external training program (src/external.rs).
 #[cfg(target_os = "linux")]
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
@@ -178,7 +179,7 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
+pub fn die_with_parent(_cmd: &mut Command) {}
 
 /// Why the scheduler sent a child SIGTERM, if it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
