@@ -302,11 +302,6 @@ fn run_claimed(
     let metrics_path = run_dir.join(RunFiles::METRICS);
     let mut write_metrics =
         |history: &[crate::store::records::EpochMetrics]| -> std::io::Result<()> {
-            let mut text = String::new();
-            for m in history {
-                text.push_str(&serde_json::to_string(m).map_err(std::io::Error::other)?);
-                text.push('\n');
-            }
             if let Some(m) = history.last() {
                 eprintln!(
                     "epoch {:>5}  lr {:.2e}  train loss {:.4}  test error {:.2}%  test NLL {:.4}",
@@ -317,7 +312,7 @@ fn run_claimed(
                     m.test_nll
                 );
             }
-            atomic::write(&metrics_path, text.as_bytes())
+            write_history(&metrics_path, history)
         };
     let device = train::device::open(opts.device).map_err(|e| Failure {
         class: FailureClass::NoDevice,
@@ -405,6 +400,19 @@ fn result_of(
     })))
 }
 
+/// Writes metrics.jsonl: one JSON line per evaluated epoch, atomically.
+fn write_history(
+    path: &Path,
+    history: &[crate::store::records::EpochMetrics],
+) -> std::io::Result<()> {
+    let mut text = String::new();
+    for m in history {
+        text.push_str(&serde_json::to_string(m).map_err(std::io::Error::other)?);
+        text.push('\n');
+    }
+    atomic::write(path, text.as_bytes())
+}
+
 /// Trains the claimed run with its external program (src/external.rs); its metrics become
 /// metrics.jsonl and result.json as ours do.
 fn run_external(
@@ -427,17 +435,8 @@ fn run_external(
             command,
         } => (history, wall_time, command),
     };
-    let mut text = String::new();
-    for m in &history {
-        let line = serde_json::to_string(m).map_err(|e| Failure {
-            class: FailureClass::Crashed,
-            reason: e.to_string(),
-        })?;
-        text.push_str(&line);
-        text.push('\n');
-    }
     let metrics = run_dir.join(RunFiles::METRICS);
-    atomic::write(&metrics, text.as_bytes()).map_err(|e| Failure {
+    write_history(&metrics, &history).map_err(|e| Failure {
         class: FailureClass::Crashed,
         reason: format!("{}: {e}", metrics.display()),
     })?;
