@@ -127,26 +127,44 @@ pub fn differs(mean: f64, std: f64, n: u32, paper: &PaperValue) -> Option<bool> 
         return None;
     }
     let n = n as f64;
-    let ours = std * std / n;
-    let (var, df) = match paper.std {
-        Some(ps) => {
-            let theirs = ps * ps / PAPER_RUNS;
-            let var = ours + theirs;
-            let df = if var > 0.0 {
-                var * var / (ours * ours / (n - 1.0) + theirs * theirs / (PAPER_RUNS - 1.0))
-            } else {
-                n - 1.0
-            };
-            (var, df)
-        }
-        None => (ours, n - 1.0),
-    };
-    if var <= 0.0 {
-        return Some(mean != paper.mean);
+    let mut parts = vec![(std * std / n, n)];
+    if let Some(ps) = paper.std {
+        parts.push((ps * ps / PAPER_RUNS, PAPER_RUNS));
     }
-    let t = (mean - paper.mean).abs() / var.sqrt();
+    welch(mean - paper.mean, &parts).map(|w| w.p < 0.05)
+}
+
+/// A t-test of a difference of means, Welch's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Welch {
+    /// Standard error of the difference.
+    pub se: f64,
+    /// Two-sided p-value.
+    pub p: f64,
+    /// Student's t with the Welch–Satterthwaite degrees of freedom.
+    pub dist: StudentsT,
+}
+
+/// Welch's test of `difference`, a difference of means whose parts are each mean's (variance
+/// of the mean, number of values): one part is a one-sample test against a constant. With no
+/// spread at all, p is 1 for no difference and 0 for any.
+pub fn welch(difference: f64, parts: &[(f64, f64)]) -> Option<Welch> {
+    let var: f64 = parts.iter().map(|(v, _)| v).sum();
+    let df = if var > 0.0 {
+        var * var / parts.iter().map(|(v, n)| v * v / (n - 1.0)).sum::<f64>()
+    } else {
+        parts.iter().map(|(_, n)| n - 1.0).sum()
+    };
     let dist = StudentsT::new(0.0, 1.0, df.max(1.0)).ok()?;
-    Some(2.0 * (1.0 - dist.cdf(t)) < 0.05)
+    let se = var.sqrt();
+    let p = if se > 0.0 {
+        2.0 * (1.0 - dist.cdf(difference.abs() / se))
+    } else if difference == 0.0 {
+        1.0
+    } else {
+        0.0
+    };
+    Some(Welch { se, p, dist })
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use polars::prelude::*;
 use serde::Deserialize;
-use statrs::distribution::{ContinuousCDF, StudentsT};
+use statrs::distribution::ContinuousCDF;
 
 use super::ReportError;
 
@@ -113,37 +113,26 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<Outcome> {
     if a.len() < 2 || b.len() < 2 {
         return None;
     }
-    let stats = |x: &[f64]| {
-        let n = x.len() as f64;
-        let mean = x.iter().sum::<f64>() / n;
-        let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-        (mean, var / n, n)
-    };
-    let ((ma, va, na), (mb, vb, nb)) = (stats(a), stats(b));
-    let var = va + vb;
+    let ((ma, sa), (mb, sb)) = (mean_sd(a), mean_sd(b));
+    let (na, nb) = (a.len() as f64, b.len() as f64);
     let difference = ma - mb;
-    let df = if var > 0.0 {
-        var * var / (va * va / (na - 1.0) + vb * vb / (nb - 1.0))
-    } else {
-        na + nb - 2.0
-    };
-    let dist = StudentsT::new(0.0, 1.0, df.max(1.0)).ok()?;
-    let se = var.sqrt();
-    let p = if se > 0.0 {
-        2.0 * (1.0 - dist.cdf(difference.abs() / se))
-    } else if difference == 0.0 {
-        1.0
-    } else {
-        0.0
-    };
+    let w = super::paper::welch(difference, &[(sa * sa / na, na), (sb * sb / nb, nb)])?;
     Some(Outcome {
         difference,
-        se,
-        p,
-        detectable: (dist.inverse_cdf(0.975) + dist.inverse_cdf(0.8)) * se,
+        se: w.se,
+        p: w.p,
+        detectable: (w.dist.inverse_cdf(0.975) + w.dist.inverse_cdf(0.8)) * w.se,
         n_treatment: a.len(),
         n_control: b.len(),
     })
+}
+
+/// Mean and sample standard deviation.
+fn mean_sd(x: &[f64]) -> (f64, f64) {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
 }
 
 /// A comparison's verdict: +1 significant in the paper's direction, −1 the other way, 0 not
@@ -301,9 +290,7 @@ pub fn render(claims_file: &Path, reports: &Path) -> Result<String, ReportError>
                 values(&df, &a.theirs, &a.metric),
             );
             let summary = |v: &[f64]| {
-                let n = v.len() as f64;
-                let mean = v.iter().sum::<f64>() / n;
-                let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+                let (mean, sd) = mean_sd(v);
                 format!("{mean:.4} ± {sd:.4} (n {})", v.len())
             };
             let row = match welch(&x, &y) {
