@@ -6,7 +6,7 @@
 mod common;
 
 use std::fs;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -145,26 +145,16 @@ fn a_killed_external_run_resumes_from_its_checkpoint() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let lines = sb
-            .store()
-            .join("ext")
-            .exists()
-            .then(|| sb.run_dirs("ext"))
-            .and_then(|d| d.first().cloned())
-            .and_then(|d| fs::read_to_string(d.join("program-metrics.jsonl")).ok())
-            .map(|t| t.lines().count())
-            .unwrap_or(0);
-        if lines >= 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the program did not reach epoch 2"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        first_run_has_lines(
+            &sb,
+            "ext",
+            "program-metrics.jsonl",
+            2,
+            Duration::from_secs(120)
+        ),
+        "the program did not reach epoch 2"
+    );
     kill(child.id(), 2);
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());

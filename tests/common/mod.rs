@@ -130,25 +130,40 @@ pub fn start_and_wait(sb: &Sandbox, name: &str, args: &[&str], epochs: usize) ->
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
+    if first_run_has_lines(sb, name, "metrics.jsonl", epochs, Duration::from_secs(300)) {
+        return child;
+    }
+    let mut child = child;
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the run did not reach epoch {epochs} in time");
+}
+
+/// Waits up to `within` until `file` in the first run directory of experiment `name` has
+/// `lines` lines; whether it did.
+pub fn first_run_has_lines(
+    sb: &Sandbox,
+    name: &str,
+    file: &str,
+    lines: usize,
+    within: Duration,
+) -> bool {
+    let deadline = Instant::now() + within;
     loop {
-        let lines = sb
+        let found = sb
             .store()
             .join(name)
             .exists()
             .then(|| sb.run_dirs(name))
             .and_then(|d| d.first().cloned())
-            .and_then(|d| fs::read_to_string(d.join("metrics.jsonl")).ok())
+            .and_then(|d| fs::read_to_string(d.join(file)).ok())
             .map(|t| t.lines().count())
             .unwrap_or(0);
-        if lines >= epochs {
-            return child;
+        if found >= lines {
+            return true;
         }
         if Instant::now() >= deadline {
-            let mut child = child;
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the run did not reach epoch {epochs} in time");
+            return false;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
