@@ -85,6 +85,11 @@ fn reference_path(exp: &Experiment) -> PathBuf {
     PathBuf::from("experiments/reference/paper.yaml")
 }
 
+/// The paper's claims for the scorecard: `claims.yaml` beside the paper's numbers.
+fn claims_path(exp: &Experiment) -> PathBuf {
+    reference_path(exp).with_file_name("claims.yaml")
+}
+
 /// Builds the report of `exp` into `<reports>/<name>.md` and `<reports>/<name>/`; returns
 /// the markdown's path.
 pub fn write_report(
@@ -100,10 +105,18 @@ pub fn write_report(
     let reference = paper::load(&reference_path(exp)).map_err(ReportError::Reference)?;
     let assets = reports.join(&exp.name);
     std::fs::create_dir_all(&assets).map_err(io(&assets))?;
-    let (text, files) = render(exp, &rows, reference.as_ref(), &assets)?;
+    let (mut text, files) = render(exp, &rows, reference.as_ref(), &assets)?;
     for (name, bytes) in files {
         let path = assets.join(name);
         store::atomic::write(&path, &bytes).map_err(io(&path))?;
+    }
+    // The claims this report's runs test, read back from the runs.parquet just written.
+    let claims = claims_path(exp);
+    if claims.is_file()
+        && let Some(section) = scorecard::section_for(&claims, reports, &exp.name)?
+    {
+        text.push('\n');
+        text.push_str(&section);
     }
     let path = reports.join(format!("{}.md", exp.name));
     store::atomic::write(&path, text.as_bytes()).map_err(io(&path))?;
@@ -113,7 +126,7 @@ pub fn write_report(
 /// Regenerates `<reports>/scorecard.md` from the claims file beside the paper's numbers
 /// (`reference/claims.yaml`), when there is one; returns its path.
 pub fn write_scorecard(exp: &Experiment, reports: &Path) -> Result<Option<PathBuf>, ReportError> {
-    let claims = reference_path(exp).with_file_name("claims.yaml");
+    let claims = claims_path(exp);
     if !claims.is_file() {
         return Ok(None);
     }
