@@ -58,8 +58,12 @@ const fn case(
 
 /// Stride 1 and 2, 1×1 shortcuts, with and without padding, odd and non-square sizes, batch
 /// 1, 1 and 3 input channels, and batches large enough that several images share one GEMM
-/// (4×4 outputs: 16 images per chunk).
-const CASES: [Case; 9] = [
+/// (4×4 outputs: 16 images per chunk). The stride-1 cases with a kernel larger than 1×1 and
+/// output rows of 8 pixels or more go through the direct kernel (conv2d_direct.rs) on a CPU
+/// with AVX2 or AVX-512; the last six are there for it: 5×5 and 2×2 kernels, no padding, output channels that fill no whole
+/// register block (20 = 2·8 + 4), rows whose padded grid ends mid-block (33 px), and padding
+/// larger than the kernel less one, where the input gradient falls back to GEMM + col2im.
+const CASES: [Case; 15] = [
     case(2, 3, 4, [7, 5], 3, 1, 1),
     case(1, 1, 2, [6, 6], 3, 2, 1),
     case(3, 4, 3, [5, 5], 1, 1, 0),
@@ -69,6 +73,12 @@ const CASES: [Case; 9] = [
     case(40, 2, 3, [4, 4], 3, 1, 1),
     case(37, 8, 16, [8, 8], 3, 2, 1),
     case(3, 16, 8, [32, 32], 3, 1, 1),
+    case(2, 3, 5, [9, 10], 5, 1, 2),
+    case(2, 2, 3, [5, 9], 2, 1, 0),
+    case(1, 1, 3, [6, 10], 3, 1, 0),
+    case(4, 17, 20, [16, 16], 3, 1, 1),
+    case(1, 8, 9, [33, 33], 3, 1, 1),
+    case(2, 2, 2, [5, 5], 3, 1, 3),
 ];
 
 impl Case {
@@ -412,6 +422,8 @@ fn all_kernels_on(threads: usize) -> Vec<Vec<f32>> {
         for c in [
             case(100, 16, 32, [16, 16], 3, 2, 1),
             case(100, 64, 64, [4, 4], 3, 1, 1),
+            // The direct kernels (stride 1, rows of 8 pixels or more).
+            case(100, 16, 24, [16, 16], 3, 1, 1),
         ] {
             out.extend(ours(&c, &device));
         }
@@ -440,4 +452,69 @@ fn the_kernels_give_the_same_bits_on_any_number_of_threads() {
             assert!(same, "result {i} differs between 1 and {threads} threads");
         }
     }
+}
+
+/// The stride-1 cases above go through the direct kernels (conv2d_direct.rs), not a silent
+/// fallback to im2col + GEMM, wherever the CPU has AVX2 and FMA (or AVX-512) and
+/// `BURN_FLEX_DIRECT_CONV=0` does not turn them off; elsewhere they must decline. They take
+/// output rows of 8 pixels or more: CASES[8] to [14] (the 5×5 and 2×2 kernels there leave the
+/// weight gradient's last group of three taps part empty).
+#[test]
+fn the_direct_kernels_serve_stride_1_where_the_cpu_allows() {
+    use burn_flex::ops::conv2d_direct;
+    use burn_flex::ops::conv2d_train::Conv2dShape;
+    let c = CASES[8];
+    let [out_h, out_w] = c.out();
+    let shape = Conv2dShape {
+        batch: c.batch,
+        c_in: c.c_in,
+        c_out: c.c_out,
+        in_h: c.h,
+        in_w: c.w,
+        k_h: c.k,
+        k_w: c.k,
+        stride: [1, 1],
+        padding: [c.pad; 2],
+        dilation: [1, 1],
+        groups: 1,
+        out_h,
+        out_w,
+    };
+    #[cfg(target_arch = "x86_64")]
+    let vector_cpu = std::arch::is_x86_feature_detected!("avx512f")
+        || (std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma"));
+    #[cfg(not(target_arch = "x86_64"))]
+    let vector_cpu = false;
+    let turned_off = std::env::var("BURN_FLEX_DIRECT_CONV").is_ok_and(|v| v == "0");
+    let (x, w, dy) = (
+        values(shape.x_len(), 1),
+        values(shape.w_len(), 2),
+        values(shape.y_len(), 3),
+    );
+    let expected = vector_cpu && !turned_off;
+    assert_eq!(conv2d_direct::forward(&shape, &x, &w).is_some(), expected);
+    assert_eq!(conv2d_direct::x_grad(&shape, &w, &dy).is_some(), expected);
+    assert_eq!(
+        conv2d_direct::weight_grad(&shape, &x, &dy).is_some(),
+        expected
+    );
+    // Output rows under 8 pixels keep im2col + GEMM.
+    let narrow = Conv2dShape {
+        in_w: 5,
+        out_w: 5,
+        ..shape
+    };
+    let (x_narrow, dy_narrow) = (values(narrow.x_len(), 1), values(narrow.y_len(), 3));
+    assert!(conv2d_direct::forward(&narrow, &x_narrow, &w).is_none());
+    assert!(conv2d_direct::x_grad(&narrow, &w, &dy_narrow).is_none());
+    assert!(conv2d_direct::weight_grad(&narrow, &x_narrow, &dy_narrow).is_none());
+    // Stride 2 is never theirs.
+    let strided = Conv2dShape {
+        stride: [2, 2],
+        out_h: (c.h + 2 * c.pad - c.k) / 2 + 1,
+        out_w: (c.w + 2 * c.pad - c.k) / 2 + 1,
+        ..shape
+    };
+    assert!(conv2d_direct::forward(&strided, &x, &w).is_none());
 }

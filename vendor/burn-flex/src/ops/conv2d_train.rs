@@ -22,8 +22,9 @@
 //! count), each over a fixed range of images, and adds the partials in order.
 //! So results are bit-identical whatever the number of threads.
 //!
-//! Only `groups == 1` is handled here; callers keep burn's path for grouped
-//! convolutions and for other float types.
+//! Stride-1 f32 convolutions go first to the direct kernels of
+//! [conv2d_direct](super::conv2d_direct) (`ConvFloat::direct_*`), which need
+//! no column matrix; this im2col path serves what they decline.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -51,11 +52,41 @@ pub trait ConvFloat:
     const ZERO: Self;
     /// 1.
     const ONE: Self;
+
+    /// The forward pass by [conv2d_direct](super::conv2d_direct), or `None`
+    /// where it does not apply (then im2col + GEMM).
+    fn direct_forward(_s: &Conv2dShape, _x: &[Self], _w: &[Self]) -> Option<Vec<Self>> {
+        None
+    }
+
+    /// The input gradient by [conv2d_direct](super::conv2d_direct), or `None`
+    /// where it does not apply (then GEMM + col2im).
+    fn direct_x_grad(_s: &Conv2dShape, _w: &[Self], _dy: &[Self]) -> Option<Vec<Self>> {
+        None
+    }
+
+    /// The weight gradient by [conv2d_direct](super::conv2d_direct), or
+    /// `None` where it does not apply (then im2col + GEMM).
+    fn direct_weight_grad(_s: &Conv2dShape, _x: &[Self], _dy: &[Self]) -> Option<Vec<Self>> {
+        None
+    }
 }
 
 impl ConvFloat for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+
+    fn direct_forward(s: &Conv2dShape, x: &[Self], w: &[Self]) -> Option<Vec<Self>> {
+        super::conv2d_direct::forward(s, x, w)
+    }
+
+    fn direct_x_grad(s: &Conv2dShape, w: &[Self], dy: &[Self]) -> Option<Vec<Self>> {
+        super::conv2d_direct::x_grad(s, w, dy)
+    }
+
+    fn direct_weight_grad(s: &Conv2dShape, x: &[Self], dy: &[Self]) -> Option<Vec<Self>> {
+        super::conv2d_direct::weight_grad(s, x, dy)
+    }
 }
 
 impl ConvFloat for f64 {
@@ -502,6 +533,10 @@ pub fn conv2d_forward<T: ConvFloat>(
         }
         return y;
     }
+    if let Some(mut y) = T::direct_forward(s, x, w) {
+        add_bias(s, bias, &mut y);
+        return y;
+    }
     let (k, p) = (s.col_rows(), s.out_pixels());
     let per_image_in = s.c_in * s.in_pixels();
     let per_image_out = s.c_out * p;
@@ -610,6 +645,9 @@ pub fn conv2d_x_grad<T: ConvFloat>(s: &Conv2dShape, w: &[T], dy: &[T]) -> Vec<T>
         }
         return dx;
     }
+    if let Some(dx) = T::direct_x_grad(s, w, dy) {
+        return dx;
+    }
     let (k, p) = (s.col_rows(), s.out_pixels());
     let per_image_in = s.c_in * s.in_pixels();
     let per_image_out = s.c_out * p;
@@ -700,6 +738,9 @@ pub fn conv2d_weight_grad<T: ConvFloat>(s: &Conv2dShape, x: &[T], dy: &[T]) -> V
             let dy_g = channel_block(dy, s.batch, s.c_out, s.out_pixels(), s.groups, g);
             dw.extend(conv2d_weight_grad(&g_shape, &x_g, &dy_g));
         }
+        return dw;
+    }
+    if let Some(dw) = T::direct_weight_grad(s, x, dy) {
         return dw;
     }
     let (k, p) = (s.col_rows(), s.out_pixels());

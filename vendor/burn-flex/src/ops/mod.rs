@@ -100,6 +100,7 @@ pub mod comparison;
 mod conv_common;
 pub mod conv;
 // mixsweep patch: training kernels (see PATCH.md).
+pub mod conv2d_direct;
 pub mod conv2d_train;
 pub mod conv_transpose;
 pub mod cumulative;
