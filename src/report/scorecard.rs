@@ -85,6 +85,18 @@ struct Comparison {
     control: BTreeMap<String, String>,
 }
 
+impl Comparison {
+    /// "`metric`: (treatment) − (control)".
+    fn label(&self) -> String {
+        format!(
+            "`{}`: {} − {}",
+            self.metric,
+            describe(&self.treatment),
+            describe(&self.control)
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Better {
@@ -239,20 +251,16 @@ pub fn section_for(
             );
             let row = match welch(&a, &b) {
                 None => format!(
-                    "| {} | `{}`: {} − {} | — | {} vs {} | — | — | fewer than 2 runs done on a side |",
+                    "| {} | {} | — | {} vs {} | — | — | fewer than 2 runs done on a side |",
                     claim.source,
-                    t.metric,
-                    describe(&t.treatment),
-                    describe(&t.control),
+                    t.label(),
                     a.len(),
                     b.len()
                 ),
                 Some(o) => format!(
-                    "| {} | `{}`: {} − {} | {:+.4} ± {:.4} | {} vs {} | {:.3} | {:.4} | {} |",
+                    "| {} | {} | {:+.4} ± {:.4} | {} vs {} | {:.3} | {:.4} | {} |",
                     claim.source,
-                    t.metric,
-                    describe(&t.treatment),
-                    describe(&t.control),
+                    t.label(),
                     o.difference,
                     o.se,
                     o.n_treatment,
@@ -312,12 +320,10 @@ pub fn render(claims_file: &Path, reports: &Path) -> Result<String, ReportError>
             let Some(o) = welch(&a, &b) else { continue };
             signs.push(sign(&o, t.better));
             ours.push(format!(
-                "[{}]({}.md) `{}`: {} − {} = {:+.4} ± {:.4} (n {} vs {}), p = {:.3}, detectable ≥ {:.4}",
+                "[{}]({}.md) {} = {:+.4} ± {:.4} (n {} vs {}), p = {:.3}, detectable ≥ {:.4}",
                 t.report,
                 t.report,
-                t.metric,
-                describe(&t.treatment),
-                describe(&t.control),
+                t.label(),
                 o.difference,
                 o.se,
                 o.n_treatment,
