@@ -1,6 +1,6 @@
 //! Direct 2-D convolution for stride 1 and no dilation, f32, on x86-64 with
-//! AVX-512 or AVX2 + FMA: the forward pass, and the input gradient as the
-//! forward pass of the flipped, transposed kernel.
+//! AVX-512 or AVX2 + FMA: the forward pass, the input gradient as the forward
+//! pass of the flipped, transposed kernel, and the weight gradient.
 //!
 //! Added to burn-flex by mixsweep (see PATCH.md). The im2col + GEMM path of
 //! [conv2d_train](super::conv2d_train) copies every input value k_h·k_w times
@@ -13,16 +13,19 @@
 //!   padded grid needs input `q + ky·pw + kx` for kernel tap (ky, kx), so a run
 //!   of consecutive `q` reads a run of consecutive inputs for every tap, across
 //!   row ends too. The `k_w − 1` pixels a row computes beyond `out_w` are
-//!   thrown away (6% of the work at 32 px, 33% at 4 px).
+//!   thrown away (6% of the work at 32 px, 20% at 8 px; narrower rows are
+//!   left to im2col + GEMM, see [MIN_WIDTH]).
 //! - A register block of [Isa::block] output channels × `V` consecutive
 //!   pixels is accumulated over input channels and taps: per tap, `V / lanes`
 //!   vector loads of the input, one broadcast weight per channel, and one FMA
 //!   per channel and vector. Weights are packed so a block's are contiguous.
 //!
-//! **Determinism.** Every output value is one chain of fused multiply-adds
-//! over (input channel, ky, kx) in that order, computed by one thread; the
-//! vector width only decides how many pixels run side by side. So results are
-//! the same bits on any number of threads and with AVX-512 or AVX2.
+//! **Determinism.** Every output value of the forward pass and the input
+//! gradient is one chain of fused multiply-adds over (input channel, ky, kx)
+//! in that order, computed by one thread; the vector width only decides how
+//! many pixels run side by side. So they are the same bits on any number of
+//! threads and with AVX-512 or AVX2. The weight gradient is the same bits on
+//! any number of threads (see [weight_grad]).
 
 use alloc::vec;
 use alloc::vec::Vec;
