@@ -33,7 +33,7 @@ use alloc::vec::Vec;
 #[cfg(feature = "rayon")]
 use rayon::prelude::*;
 
-use super::conv2d_train::Conv2dShape;
+use super::conv2d_train::{Conv2dShape, add_partials, partial_layout};
 
 /// The instruction set the kernel runs on, detected once at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -329,11 +329,9 @@ pub fn x_grad(s: &Conv2dShape, w: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
 /// are few against its multiply-adds even on 4×4 feature maps.
 const MIN_GROUP_PIXELS: usize = 512;
 
-/// At most this many partial sums of the weight gradient (see [weight_grad]).
+/// At most this many partial sums of the weight gradient (see [weight_grad]);
+/// together they take at most conv2d_train's `PARTIAL_BUDGET` floats.
 const MAX_PARTIALS: usize = 16;
-
-/// Upper bound, in floats, on the weight gradient's partial sums together.
-const PARTIAL_BUDGET: usize = 16 << 20;
 
 /// The weight gradient, `dW[co, ci, ky, kx] = Σ_images Σ_q dy[co, q] ·
 /// x[ci, q + ky·pw + kx]` on the padded grid, or `None` where the direct
@@ -355,11 +353,7 @@ pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
     }
     let group = MIN_GROUP_PIXELS.div_ceil(d.q_len()).clamp(1, s.batch);
     let groups = s.batch.div_ceil(group);
-    let most = groups
-        .min(MAX_PARTIALS)
-        .min((PARTIAL_BUDGET / w_len).max(1));
-    let groups_per_partial = groups.div_ceil(most);
-    let partials = groups.div_ceil(groups_per_partial);
+    let (groups_per_partial, partials) = partial_layout(groups, MAX_PARTIALS, w_len);
     let (per_in, per_out) = (s.c_in * s.in_pixels(), s.c_out * s.out_pixels());
     let (x_len, dy_len) = (d.c_in * d.plane(), d.grid_len());
     let taps = d.tap_offsets();
@@ -409,14 +403,7 @@ pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
             .enumerate()
             .for_each(|item| partial(&mut buffers, item));
     }
-    let (dw, rest) = sums.split_at_mut(w_len);
-    for part in rest.chunks(w_len) {
-        for (a, b) in dw.iter_mut().zip(part) {
-            *a += *b;
-        }
-    }
-    sums.truncate(w_len);
-    Some(sums)
+    Some(add_partials(sums, w_len))
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -750,13 +750,7 @@ pub fn conv2d_weight_grad<T: ConvFloat>(s: &Conv2dShape, x: &[T], dy: &[T]) -> V
     }
     let chunk = s.images_per_chunk();
     let chunks = s.batch.div_ceil(chunk);
-    // Fixed by the shapes: the same partial sums, over the same images, on any
-    // number of threads.
-    let most = chunks
-        .min(MAX_PARTIALS)
-        .min((PARTIAL_BUDGET / w_len).max(1));
-    let chunks_per_partial = chunks.div_ceil(most);
-    let partials = chunks.div_ceil(chunks_per_partial);
+    let (chunks_per_partial, partials) = partial_layout(chunks, MAX_PARTIALS, w_len);
     let mut sums = vec![T::ZERO; partials * w_len];
     let per_image_in = s.c_in * s.in_pixels();
     let per_image_out = s.c_out * p;
@@ -834,7 +828,23 @@ pub fn conv2d_weight_grad<T: ConvFloat>(s: &Conv2dShape, x: &[T], dy: &[T]) -> V
             accumulate_partial(i, dw, &mut buffers);
         }
     }
-    // Partial sums added in their order: the same rounding on any thread count.
+    add_partials(sums, w_len)
+}
+
+/// How `units` (chunks or groups of images, in order) are split among a
+/// weight gradient's partial sums of `w_len` floats each: `(units per
+/// partial, partials)`, at most `most` partials and [PARTIAL_BUDGET] floats
+/// together. Fixed by the shapes alone, so the same partial sums over the
+/// same images on any number of threads.
+pub(super) fn partial_layout(units: usize, most: usize, w_len: usize) -> (usize, usize) {
+    let most = units.min(most).min((PARTIAL_BUDGET / w_len).max(1));
+    let per_partial = units.div_ceil(most);
+    (per_partial, units.div_ceil(per_partial))
+}
+
+/// The sum of the partial sums in `sums` (`w_len` floats each), added in
+/// their order: the same rounding on any thread count.
+pub(super) fn add_partials<T: ConvFloat>(mut sums: Vec<T>, w_len: usize) -> Vec<T> {
     let (first, rest) = sums.split_at_mut(w_len);
     for partial in rest.chunks(w_len) {
         for (a, b) in first.iter_mut().zip(partial) {
