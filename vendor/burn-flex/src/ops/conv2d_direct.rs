@@ -188,13 +188,26 @@ impl Direct {
     }
 
     /// Convolves one padded image into `y` (`[c_out, out_h, out_w]`), using
-    /// `yp` as the padded-grid output.
-    fn image(&self, xp: &[f32], packed: &[f32], yp: &mut Vec<f32>, y: &mut [f32]) {
+    /// `yp` as the padded-grid output; `offsets` are [Direct::tap_offsets].
+    fn image(
+        &self,
+        xp: &[f32],
+        packed: &[f32],
+        offsets: &[usize],
+        yp: &mut Vec<f32>,
+        y: &mut [f32],
+    ) {
         let q_len = self.q_len();
         yp.clear();
         yp.resize(self.grid_len(), 0.0);
-        let offsets = self.tap_offsets();
         assert!(xp.len() >= self.c_in * self.plane(), "direct conv: input");
+        assert!(
+            offsets.len() == self.k_h * self.k_w
+                && offsets
+                    .iter()
+                    .all(|&o| o <= (self.k_h - 1) * self.pw() + self.k_w - 1),
+            "direct conv: tap offsets"
+        );
         assert!(packed.len() >= self.c_out_blocks() * self.c_in * offsets.len() * self.isa.block());
         // SAFETY: the kernels read `xp` at `ci · plane + q + offset + i` for
         // `q + i < q_len` and `offset ≤ (k_h − 1)·pw + k_w − 1`, below
@@ -204,8 +217,8 @@ impl Direct {
         unsafe {
             #[cfg(target_arch = "x86_64")]
             match self.isa {
-                Isa::Avx512 => x86::image_avx512(self, xp, packed, &offsets, yp),
-                Isa::Avx2 => x86::image_avx2(self, xp, packed, &offsets, yp),
+                Isa::Avx512 => x86::image_avx512(self, xp, packed, offsets, yp),
+                Isa::Avx2 => x86::image_avx2(self, xp, packed, offsets, yp),
             }
         }
         let pw = self.pw();
@@ -221,6 +234,7 @@ impl Direct {
     /// out_h, out_w]`, images in parallel when rayon is on.
     fn run(&self, batch: usize, x: &[f32], w: &[f32]) -> Vec<f32> {
         let packed = self.pack_weights(w);
+        let offsets = self.tap_offsets();
         let per_in = self.c_in * self.in_h * self.in_w;
         let per_out = self.c_out * self.out_h * self.out_w;
         let mut y = vec![0.0; batch * per_out];
@@ -232,7 +246,7 @@ impl Direct {
             xp.clear();
             xp.resize(self.c_in * self.plane(), 0.0);
             self.pad(&x[b * per_in..(b + 1) * per_in], xp);
-            self.image(xp, &packed, yp, y_image);
+            self.image(xp, &packed, &offsets, yp, y_image);
         };
         #[cfg(feature = "rayon")]
         y.par_chunks_mut(per_out)
