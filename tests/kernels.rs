@@ -59,8 +59,9 @@ const fn case(
 /// Stride 1 and 2, 1×1 shortcuts, with and without padding, odd and non-square sizes, batch
 /// 1, 1 and 3 input channels, and batches large enough that several images share one GEMM
 /// (4×4 outputs: 16 images per chunk). The stride-1 cases with a kernel larger than 1×1 and
-/// output rows of 8 pixels or more go through the direct kernel (conv2d_direct.rs) on a CPU
-/// with AVX2 or AVX-512; the last six are there for it: 5×5 and 2×2 kernels, no padding, output channels that fill no whole
+/// output rows of 16 pixels or more go through the direct kernel (conv2d_direct.rs) in all
+/// three passes on a CPU with AVX2 or AVX-512 (rows of 8 in the forward pass only); the last
+/// six are there for it: 5×5 and 2×2 kernels, no padding, output channels that fill no whole
 /// register block (20 = 2·8 + 4), rows whose padded grid ends mid-block (33 px), and padding
 /// larger than the kernel less one, where the input gradient falls back to GEMM + col2im.
 const CASES: [Case; 15] = [
@@ -73,12 +74,12 @@ const CASES: [Case; 15] = [
     case(40, 2, 3, [4, 4], 3, 1, 1),
     case(37, 8, 16, [8, 8], 3, 2, 1),
     case(3, 16, 8, [32, 32], 3, 1, 1),
-    case(2, 3, 5, [9, 10], 5, 1, 2),
-    case(2, 2, 3, [5, 9], 2, 1, 0),
-    case(1, 1, 3, [6, 10], 3, 1, 0),
+    case(2, 3, 5, [9, 17], 5, 1, 2),
+    case(2, 2, 3, [5, 17], 2, 1, 0),
+    case(1, 1, 3, [6, 18], 3, 1, 0),
     case(4, 17, 20, [16, 16], 3, 1, 1),
     case(1, 8, 9, [33, 33], 3, 1, 1),
-    case(2, 2, 2, [5, 5], 3, 1, 3),
+    case(2, 2, 2, [5, 14], 3, 1, 3),
 ];
 
 impl Case {
@@ -422,7 +423,7 @@ fn all_kernels_on(threads: usize) -> Vec<Vec<f32>> {
         for c in [
             case(100, 16, 32, [16, 16], 3, 2, 1),
             case(100, 64, 64, [4, 4], 3, 1, 1),
-            // The direct kernels (stride 1, rows of 8 pixels or more).
+            // The direct kernels (stride 1, rows of 16 pixels).
             case(100, 16, 24, [16, 16], 3, 1, 1),
         ] {
             out.extend(ours(&c, &device));
@@ -456,8 +457,8 @@ fn the_kernels_give_the_same_bits_on_any_number_of_threads() {
 
 /// The stride-1 cases above go through the direct kernels (conv2d_direct.rs), not a silent
 /// fallback to im2col + GEMM, wherever the CPU has AVX2 and FMA (or AVX-512) and
-/// `BURN_FLEX_DIRECT_CONV=0` does not turn them off; elsewhere they must decline. They take
-/// output rows of 8 pixels or more: CASES[8] to [14] (the 5×5 and 2×2 kernels there leave the
+/// `BURN_FLEX_DIRECT_CONV=0` does not turn them off; elsewhere they must decline. All three
+/// passes take output rows of 16 pixels or more with few channels: CASES[8] to [14] (the 5×5 and 2×2 kernels there leave the
 /// weight gradient's last group of three taps part empty).
 #[test]
 fn the_direct_kernels_serve_stride_1_where_the_cpu_allows() {
@@ -499,16 +500,35 @@ fn the_direct_kernels_serve_stride_1_where_the_cpu_allows() {
         conv2d_direct::weight_grad(&shape, &x, &dy).is_some(),
         expected
     );
-    // Output rows under 8 pixels keep im2col + GEMM.
-    let narrow = Conv2dShape {
-        in_w: 5,
-        out_w: 5,
+    // Where im2col + GEMM measured faster, it keeps the shape (conv2d_direct.rs,
+    // prefers_direct): rows of 8 pixels only in the forward pass and with at most 64·64
+    // channels, rows under 8 never, and the weight gradient at 16 pixels with 128·128 or more.
+    let with = |out_w: usize, c_in: usize, c_out: usize| Conv2dShape {
+        batch: 2,
+        c_in,
+        c_out,
+        in_w: out_w,
+        out_w,
         ..shape
     };
-    let (x_narrow, dy_narrow) = (values(narrow.x_len(), 1), values(narrow.y_len(), 3));
-    assert!(conv2d_direct::forward(&narrow, &x_narrow, &w).is_none());
-    assert!(conv2d_direct::x_grad(&narrow, &w, &dy_narrow).is_none());
-    assert!(conv2d_direct::weight_grad(&narrow, &x_narrow, &dy_narrow).is_none());
+    let served = |s: &Conv2dShape| {
+        let (x, w, dy) = (
+            values(s.x_len(), 1),
+            values(s.w_len(), 2),
+            values(s.y_len(), 3),
+        );
+        [
+            conv2d_direct::forward(s, &x, &w).is_some(),
+            conv2d_direct::x_grad(s, &w, &dy).is_some(),
+            conv2d_direct::weight_grad(s, &x, &dy).is_some(),
+        ]
+    };
+    let e = expected;
+    assert_eq!(served(&with(8, 64, 64)), [e, false, false]);
+    assert_eq!(served(&with(8, 64, 65)), [false; 3]);
+    assert_eq!(served(&with(5, 16, 8)), [false; 3]);
+    assert_eq!(served(&with(16, 128, 128)), [e, e, false]);
+    assert_eq!(served(&with(32, 128, 128)), [e; 3]);
     // Stride 2 is never theirs.
     let strided = Conv2dShape {
         stride: [2, 2],

@@ -13,8 +13,9 @@
 //!   padded grid needs input `q + ky·pw + kx` for kernel tap (ky, kx), so a run
 //!   of consecutive `q` reads a run of consecutive inputs for every tap, across
 //!   row ends too. The `k_w − 1` pixels a row computes beyond `out_w` are
-//!   thrown away (6% of the work at 32 px, 20% at 8 px; narrower rows are
-//!   left to im2col + GEMM, see [MIN_WIDTH]).
+//!   thrown away (6% of the work at 32 px, 20% at 8 px). Where that waste
+//!   or many channels make im2col + GEMM the faster, it keeps the shape
+//!   (see [prefers_direct]).
 //! - A register block of [Isa::block] output channels × `V` consecutive
 //!   pixels is accumulated over input channels and taps: per tap, `V / lanes`
 //!   vector loads of the input, one broadcast weight per channel, and one FMA
@@ -263,25 +264,51 @@ impl Direct {
     }
 }
 
-/// Output rows narrower than this go to im2col + GEMM. On 4×4 maps the
-/// padded grid wastes a third of the work and its rounding to whole blocks
-/// more; measured by `mixsweep bench` (PreActResNet18 width 64, 512→512 at
-/// 4×4, 1 thread): forward 97.8 ms direct against 87.7, weight gradient 184
-/// against 116.
-const MIN_WIDTH: usize = 8;
+/// The three passes of a convolution, which prefer the direct kernel on
+/// different shapes (see [prefers_direct]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    Forward,
+    InputGrad,
+    WeightGrad,
+}
 
-/// The direct layout of `s`, when the direct kernel applies: stride 1, no
-/// dilation, one group, a kernel larger than 1×1 (a 1×1 convolution is a
-/// plain GEMM already), rows of at least [MIN_WIDTH] output pixels, and a
-/// CPU with AVX-512 or AVX2 + FMA.
-fn direct(s: &Conv2dShape) -> Option<Direct> {
+/// Whether the direct kernel beats im2col + GEMM (the `gemm` crate with its
+/// AVX-512 kernels, burn-flex's `x86-v4` feature) for `pass` on `s`.
+/// Measured by `mixsweep bench` on an AVX-512 Xeon, PreActResNet18 at batch
+/// 100, ms direct against GEMM on 1 thread (2 threads alike):
+///
+/// - Rows of 32 and 16 px: direct wins, except the weight gradient with many
+///   channels (128→128 at 16×16: 71.9 against 67.1).
+/// - Rows of 8 px: GEMM wins with many channels (256→256: forward 73.7
+///   against 52.5, input gradient 77.2 against 61.0, weight gradient 114.5
+///   against 68.2); with 64 channels only the forward is still faster
+///   direct (4.75 against 5.94; gradients 5.84 against 5.38, 7.98 against
+///   7.23).
+/// - Rows of 4 px: the padded grid wastes a third of the work and GEMM wins
+///   (512→512 forward: 97.8 direct against 87.7 with the gemm crate's AVX2
+///   kernels, 56.6 with its AVX-512 ones).
+fn prefers_direct(pass: Pass, s: &Conv2dShape) -> bool {
+    let many_channels = s.c_in * s.c_out >= 128 * 128;
+    match pass {
+        Pass::Forward => s.out_w >= 16 || (s.out_w >= 8 && s.c_in * s.c_out <= 64 * 64),
+        Pass::InputGrad => s.out_w >= 16,
+        Pass::WeightGrad => s.out_w >= 32 || (s.out_w >= 16 && !many_channels),
+    }
+}
+
+/// The direct layout of `s` for `pass`, when the direct kernel applies:
+/// stride 1, no dilation, one group, a kernel larger than 1×1 (a 1×1
+/// convolution is a plain GEMM already), a shape where it is the faster
+/// ([prefers_direct]), and a CPU with AVX-512 or AVX2 + FMA.
+fn direct(pass: Pass, s: &Conv2dShape) -> Option<Direct> {
     let applies = s.groups == 1
         && s.stride == [1, 1]
         && s.dilation == [1, 1]
         && s.k_h * s.k_w > 1
         && s.out_h > 0
-        && s.out_w >= MIN_WIDTH
-        && s.c_in > 0;
+        && s.c_in > 0
+        && prefers_direct(pass, s);
     if !applies {
         return None;
     }
@@ -303,7 +330,7 @@ fn direct(s: &Conv2dShape) -> Option<Direct> {
 /// The forward convolution without bias, or `None` where the direct kernel
 /// does not apply (the caller then takes im2col + GEMM).
 pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
-    Some(direct(s)?.run(s.batch, x, w))
+    Some(direct(Pass::Forward, s)?.run(s.batch, x, w))
 }
 
 /// The input gradient, as the forward convolution of `dy` by the kernel
@@ -311,7 +338,7 @@ pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
 /// padded by `k − 1 − padding` before; `None` where that padding would be
 /// negative or the direct kernel does not apply.
 pub fn x_grad(s: &Conv2dShape, w: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
-    let d = direct(s)?;
+    let d = direct(Pass::InputGrad, s)?;
     let pad_top = (d.k_h - 1).checked_sub(d.pad_top)?;
     let pad_left = (d.k_w - 1).checked_sub(d.pad_left)?;
     let taps = d.k_h * d.k_w;
@@ -360,7 +387,7 @@ const MAX_PARTIALS: usize = 16;
 /// threads (they may on the vector width: AVX-512 and AVX2 sum 16 and 8
 /// lanes).
 pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
-    let d = direct(s)?;
+    let d = direct(Pass::WeightGrad, s)?;
     let w_len = s.w_len();
     if s.batch == 0 || w_len == 0 {
         return Some(vec![0.0; w_len]);
