@@ -411,6 +411,86 @@ fn batch_norm_gradients_match_finite_differences_in_f64() {
     }
 }
 
+/// The batch-norm forward pass gives exactly the bits of the order its source documents
+/// (vendor/burn-flex/src/ops/batch_norm_train.rs): per channel, f64 sums over eight lanes
+/// (lane = position in the plane mod 8, planes in batch order), the lanes added in order, then
+/// `y = x·scale + shift` in f64 with scale and shift rounded to f32 first. The kernel's loops
+/// are compiled for AVX-512 or AVX2 where the CPU has them; this shows that vectorising them
+/// reordered nothing.
+#[test]
+fn batch_norm_forward_keeps_its_documented_order_to_the_bit() {
+    let device = Device::flex();
+    for dims in [[3, 2, 5, 7], [100, 16, 8, 8]] {
+        let [batch, channels, h, w] = dims;
+        let plane = h * w;
+        let (x, gamma, beta) = (
+            values(dims.iter().product(), 31),
+            values(channels, 32),
+            values(channels, 33),
+        );
+        let got = floats(
+            batch_norm_train(
+                Tensor::<4>::from_data(TensorData::new(x.clone(), dims), &device),
+                Tensor::<1>::from_data(TensorData::new(gamma.clone(), [channels]), &device),
+                Tensor::<1>::from_data(TensorData::new(beta.clone(), [channels]), &device),
+                1e-5,
+            )
+            .output,
+        );
+        let lane_sum = |c: usize, f: &dyn Fn(f32) -> f64| {
+            let mut lanes = [0.0f64; 8];
+            for b in 0..batch {
+                for (i, v) in x[(b * channels + c) * plane..][..plane].iter().enumerate() {
+                    lanes[i % 8] += f(*v);
+                }
+            }
+            lanes.iter().sum::<f64>()
+        };
+        let count = (batch * plane) as f64;
+        for c in 0..channels {
+            let mean = lane_sum(c, &|v| v as f64) / count;
+            let variance = lane_sum(c, &|v| (v as f64 - mean).powi(2)) / count;
+            let scale = gamma[c] as f64 / (variance + 1e-5).sqrt();
+            let shift = beta[c] as f64 - mean * scale;
+            let (scale, shift) = (scale as f32 as f64, shift as f32 as f64);
+            for b in 0..batch {
+                let at = (b * channels + c) * plane;
+                for i in at..at + plane {
+                    let want = (x[i] as f64 * scale + shift) as f32;
+                    assert_eq!(got[i].to_bits(), want.to_bits(), "{dims:?} element {i}");
+                }
+            }
+        }
+    }
+}
+
+/// ReLU and its backward on tensors large enough for the parallel path (256 Ki elements or
+/// more), against their definitions: written over the input's buffer when nothing else holds
+/// it, into a new one when something does, and then the input must be unchanged.
+#[test]
+fn relu_and_its_backward_write_in_place_only_what_no_one_else_holds() {
+    use burn::tensor::activation::relu;
+    let dims = [4, 16, 64, 80];
+    let device = Device::flex();
+    let x = tensor(dims, 51, &device);
+    let before = floats(x.clone());
+    let want: Vec<f32> = before.iter().map(|v| v.max(0.0)).collect();
+    assert_eq!(floats(relu(x.clone())), want, "x held elsewhere");
+    assert_eq!(floats(x.clone()), before, "the input was written over");
+    assert_eq!(floats(relu(x)), want, "x held by relu alone");
+
+    let ad = device.autodiff();
+    let x = tensor(dims, 51, &ad).require_grad();
+    let r = tensor(dims, 52, &ad);
+    let grads = (relu(x.clone()) * r.clone()).sum().backward();
+    let want: Vec<f32> = before
+        .iter()
+        .zip(floats(r))
+        .map(|(x, r)| if *x > 0.0 { r } else { 0.0 })
+        .collect();
+    assert_eq!(floats(x.grad(&grads).expect("dx")), want);
+}
+
 /// Conv and batch norm, forward and backward, on `threads` threads.
 fn all_kernels_on(threads: usize) -> Vec<Vec<f32>> {
     let pool = rayon::ThreadPoolBuilder::new()

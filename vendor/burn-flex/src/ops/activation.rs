@@ -23,9 +23,10 @@ use crate::{Flex, FlexTensor, Layout};
 impl ActivationOps<Flex> for Flex {
     fn relu(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
         // mixsweep patch (PATCH.md): large f32 tensors on every thread.
-        if let Some(out) = train_ops::map_f32(&tensor, |x| if x.is_nan() || x > 0.0 { x } else { 0.0 }) {
-            return out;
-        }
+        let tensor = match train_ops::map_f32(tensor, |x| if x.is_nan() || x > 0.0 { x } else { 0.0 }) {
+            Ok(out) => return out,
+            Err(tensor) => tensor,
+        };
         // `max` returns the non-NaN operand, which would map NaN to the bound.
         // Testing `is_nan` first lets NaN propagate, as PyTorch does. `!(x <= 0.0)` is
         // equivalent and compiles to the same code, but trips
@@ -39,9 +40,10 @@ impl ActivationOps<Flex> for Flex {
 
     fn relu_backward(output: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
         // mixsweep patch (PATCH.md): large f32 tensors on every thread.
-        if let Some(out) = train_ops::zip_f32(&output, &grad, |out, g| if out.is_nan() || out > 0.0 { g } else { 0.0 }) {
-            return out;
-        }
+        let (output, grad) = match train_ops::zip_f32(output, grad, |out, g| if out.is_nan() || out > 0.0 { g } else { 0.0 }) {
+            Ok(out) => return out,
+            Err(pair) => pair,
+        };
         // Zero the gradient where the output was zero, but keep it for a NaN output:
         // the trait default masks with `float_lower_equal_elem(output, 0)`, which is
         // false for NaN.

@@ -11,6 +11,13 @@
 //! each channel on one thread: the result does not depend on the number of
 //! threads. The variance is the biased one, computed from the centred values
 //! (two passes), as burn-backend's default does.
+//!
+//! The loops are plain Rust, compiled a second and third time for AVX-512 and
+//! AVX2 and chosen at run time ([vectorised]): built for baseline x86-64, the
+//! f64 lanes ran as SSE2 scalars and pairs, and batch norm took a fifth of a
+//! PreActResNet18 step. Vectorising does not reorder a single addition (each
+//! lane is its own chain, and Rust never fuses a multiply and an add), so the
+//! bits are the same on every instruction set.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -86,7 +93,107 @@ pub struct NormBackward<T> {
     pub beta_grad: Vec<T>,
 }
 
+/// A loop that [vectorised] compiles for AVX-512 and AVX2.
+trait Kernel {
+    type Output;
+    /// The loop. Implementations are `#[inline(always)]`, so that they are
+    /// compiled inside the `#[target_feature]` functions of [vectorised] (a
+    /// closure passed there stayed out of line, compiled for baseline x86-64,
+    /// and ran no faster).
+    fn run(self) -> Self::Output;
+}
+
+/// Runs `kernel` compiled for AVX-512 or AVX2 where the CPU has it (for
+/// baseline x86-64 otherwise), so that its loops vectorise.
+#[inline(always)]
+fn vectorised<K: Kernel>(kernel: K) -> K::Output {
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { x86::avx512(kernel) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { x86::avx2(kernel) };
+        }
+    }
+    kernel.run()
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+mod x86 {
+    use super::Kernel;
+
+    /// `kernel.run()`, compiled with AVX-512F. Safety: the CPU must have it.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn avx512<K: Kernel>(kernel: K) -> K::Output {
+        kernel.run()
+    }
+
+    /// `kernel.run()`, compiled with AVX2. Safety: the CPU must have it.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn avx2<K: Kernel>(kernel: K) -> K::Output {
+        kernel.run()
+    }
+}
+
+/// Mean and biased variance of channel `c` of `x`.
+struct Statistics<'a, T> {
+    s: &'a NormShape,
+    c: usize,
+    x: &'a [T],
+}
+
+impl<T: NormFloat> Kernel for Statistics<'_, T> {
+    type Output = (f64, f64);
+    #[inline(always)]
+    fn run(self) -> (f64, f64) {
+        let Self { s, c, x } = self;
+        let mean = channel_sum(s, c, x, |v, _| v.to_f64()) / s.count();
+        let variance = channel_sum(s, c, x, |v, _| (v.to_f64() - mean).powi(2)) / s.count();
+        (mean, variance)
+    }
+}
+
+/// [gradient_sums] of channel `c`.
+struct GradientSums<'a, T> {
+    s: &'a NormShape,
+    c: usize,
+    dy: &'a [T],
+    x: &'a [T],
+    mean: f64,
+}
+
+impl<T: NormFloat> Kernel for GradientSums<'_, T> {
+    type Output = (f64, f64);
+    #[inline(always)]
+    fn run(self) -> (f64, f64) {
+        gradient_sums(self.s, self.c, self.dy, self.x, self.mean)
+    }
+}
+
+/// `out[i] = f(c, x[i], y[i])` over one plane of channel `c`.
+struct Plane<'a, T, F> {
+    out: &'a mut [T],
+    x: &'a [T],
+    y: &'a [T],
+    c: usize,
+    f: &'a F,
+}
+
+impl<T: NormFloat, F: Fn(usize, T, T) -> T> Kernel for Plane<'_, T, F> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        for ((o, &a), &b) in self.out.iter_mut().zip(self.x).zip(self.y) {
+            *o = (self.f)(self.c, a, b);
+        }
+    }
+}
+
 /// `Σ f(i)` over a channel's values, in f64 over eight lanes in a fixed order.
+#[inline(always)]
 fn channel_sum<T: NormFloat>(
     s: &NormShape,
     c: usize,
@@ -115,6 +222,7 @@ fn channel_sum<T: NormFloat>(
 /// `(Σ dy, Σ dy·(x − mean))` over channel `c`, in one pass over both: each
 /// sum in f64 over eight lanes in the order [channel_sum] uses, so the same
 /// bits as two calls of it.
+#[inline(always)]
 fn gradient_sums<T: NormFloat>(
     s: &NormShape,
     c: usize,
@@ -168,9 +276,13 @@ fn map_planes<T: NormFloat>(
     let fill = |(p, plane): (usize, &mut [T])| {
         let c = p % s.channels;
         let range = p * s.plane..(p + 1) * s.plane;
-        for ((o, &a), &b) in plane.iter_mut().zip(&x[range.clone()]).zip(&y[range]) {
-            *o = f(c, a, b);
-        }
+        vectorised(Plane {
+            out: plane,
+            x: &x[range.clone()],
+            y: &y[range],
+            c,
+            f: &f,
+        })
     };
     #[cfg(feature = "rayon")]
     out.par_chunks_mut(s.plane).enumerate().for_each(fill);
@@ -200,11 +312,7 @@ pub fn batch_norm_train<T: NormFloat>(
     assert_eq!(x.len(), s.len(), "batch_norm_train: input size");
     assert_eq!(gamma.len(), s.channels, "batch_norm_train: gamma size");
     assert_eq!(beta.len(), s.channels, "batch_norm_train: beta size");
-    let stats = per_channel(s.channels, |c| {
-        let mean = channel_sum(s, c, x, |v, _| v.to_f64()) / s.count();
-        let variance = channel_sum(s, c, x, |v, _| (v.to_f64() - mean).powi(2)) / s.count();
-        (mean, variance)
-    });
+    let stats = per_channel(s.channels, |c| vectorised(Statistics { s, c, x }));
     let scale: Vec<f64> = stats
         .iter()
         .zip(gamma)
@@ -242,7 +350,13 @@ pub fn batch_norm_train_backward<T: NormFloat>(
         "batch_norm_train_backward: gradient size"
     );
     let sums = per_channel(s.channels, |c| {
-        gradient_sums(s, c, output_grad, x, mean[c].to_f64())
+        vectorised(GradientSums {
+            s,
+            c,
+            dy: output_grad,
+            x,
+            mean: mean[c].to_f64(),
+        })
     });
     let m = s.count();
     // dx = a·dy + b·x + c per channel.

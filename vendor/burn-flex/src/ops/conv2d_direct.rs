@@ -199,8 +199,11 @@ impl Direct {
         y: &mut [f32],
     ) {
         let q_len = self.q_len();
-        yp.clear();
-        yp.resize(self.grid_len(), 0.0);
+        // The kernels store every float of the grid: no need to zero it again.
+        if yp.len() != self.grid_len() {
+            yp.clear();
+            yp.resize(self.grid_len(), 0.0);
+        }
         assert!(xp.len() >= self.c_in * self.plane(), "direct conv: input");
         assert!(
             offsets.len() == self.k_h * self.k_w
@@ -244,8 +247,7 @@ impl Direct {
         }
         let work = |buffers: &mut (Vec<f32>, Vec<f32>), (b, y_image): (usize, &mut [f32])| {
             let (xp, yp) = buffers;
-            xp.clear();
-            xp.resize(self.c_in * self.plane(), 0.0);
+            let xp = padding_kept(xp, self.c_in * self.plane());
             self.pad(&x[b * per_in..(b + 1) * per_in], xp);
             self.image(xp, &packed, &offsets, yp, y_image);
         };
@@ -325,6 +327,18 @@ fn direct(pass: Pass, s: &Conv2dShape) -> Option<Direct> {
         out_h: s.out_h,
         out_w: s.out_w,
     })
+}
+
+/// The first `len` floats of `buffer`, grown with zeros if shorter. The
+/// padding of a padded grid is zero this way without zeroing it for every
+/// image: [Direct::pad] and [Direct::lay_out] write the same positions of
+/// every image of a convolution, so those they never write stay the zeros
+/// they got when the buffer grew.
+fn padding_kept(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    &mut buffer[..len]
 }
 
 /// The forward convolution without bias, or `None` where the direct kernel
@@ -410,10 +424,8 @@ pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
         for g in first_group..((index + 1) * groups_per_partial).min(groups) {
             let first = g * group;
             let images = group.min(s.batch - first);
-            xp.clear();
-            xp.resize(images * x_len, 0.0);
-            dyp.clear();
-            dyp.resize(images * dy_len, 0.0);
+            let xp = padding_kept(xp, images * x_len);
+            let dyp = padding_kept(dyp, images * dy_len);
             for i in 0..images {
                 let b = first + i;
                 d.pad(&x[b * per_in..(b + 1) * per_in], &mut xp[i * x_len..]);

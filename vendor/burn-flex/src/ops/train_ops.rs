@@ -339,67 +339,94 @@ pub(crate) fn batch_norm(
 #[cfg(feature = "rayon")]
 const MAP_CHUNK: usize = 64 * 1024;
 
-/// `f` of every element of a large f32 tensor, on the rayon pool; `None` (the caller's
-/// serial path) for other dtypes and tensors under `PARALLEL_THRESHOLD` elements. Each element
-/// is computed alone, so the result does not depend on the threads.
-pub(crate) fn map_f32(
-    tensor: &FlexTensor,
-    f: impl Fn(f32) -> f32 + Send + Sync,
-) -> Option<FlexTensor> {
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        if tensor.dtype() != DType::F32
-            || tensor.layout().num_elements() < super::PARALLEL_THRESHOLD
-        {
-            return None;
-        }
-        let tensor = tensor.to_contiguous();
-        let mut out = alloc::vec![0.0f32; tensor.layout().num_elements()];
-        out.par_chunks_mut(MAP_CHUNK)
-            .zip(tensor.storage::<f32>().par_chunks(MAP_CHUNK))
-            .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, x)| *o = f(*x)));
-        Some(self::tensor(out, tensor.layout().shape().clone()))
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        let _ = (tensor, f);
-        None
-    }
+/// The f32 elements of `tensor`, writable in place: when it owns its buffer alone and is
+/// contiguous from the buffer's start (as a fresh result is), so that no one else sees the
+/// write.
+fn own_f32(tensor: &mut FlexTensor) -> Option<&mut [f32]> {
+    let Some((0, end)) = tensor.layout().contiguous_offsets() else {
+        return None;
+    };
+    Some(&mut tensor.try_storage_mut::<f32>()?[..end])
 }
 
-/// `f(a, b)` element by element for two large f32 tensors of one shape, on the rayon pool;
-/// `None` otherwise (as [map_f32]).
-pub(crate) fn zip_f32(
-    a: &FlexTensor,
-    b: &FlexTensor,
-    f: impl Fn(f32, f32) -> f32 + Send + Sync,
-) -> Option<FlexTensor> {
+/// Whether [map_f32] and [zip_f32] take a tensor: f32, `PARALLEL_THRESHOLD` elements or more,
+/// and rayon on.
+fn parallel_f32(tensor: &FlexTensor) -> bool {
+    cfg!(feature = "rayon")
+        && tensor.dtype() == DType::F32
+        && tensor.layout().num_elements() >= super::PARALLEL_THRESHOLD
+}
+
+/// `out[i] = f(out[i], src[i])` in chunks on the rayon pool.
+#[cfg(feature = "rayon")]
+fn zip_into(out: &mut [f32], src: &[f32], f: impl Fn(f32, f32) -> f32 + Send + Sync) {
+    use rayon::prelude::*;
+    out.par_chunks_mut(MAP_CHUNK)
+        .zip(src.par_chunks(MAP_CHUNK))
+        .for_each(|(o, s)| o.iter_mut().zip(s).for_each(|(o, s)| *o = f(*o, *s)));
+}
+
+/// `f` of every element of a large f32 tensor, on the rayon pool, written over the tensor's
+/// own buffer where it may be ([own_f32]: no allocation) or into a new one. `Err(tensor)`,
+/// untouched, for the caller's serial path: other dtypes, tensors under
+/// `PARALLEL_THRESHOLD` elements, no rayon. Each element is computed alone, so the result
+/// does not depend on the threads.
+pub(crate) fn map_f32(
+    mut tensor: FlexTensor,
+    f: impl Fn(f32) -> f32 + Send + Sync,
+) -> Result<FlexTensor, FlexTensor> {
+    if !parallel_f32(&tensor) {
+        return Err(tensor);
+    }
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
-        if a.dtype() != DType::F32
-            || b.dtype() != DType::F32
-            || a.layout().shape() != b.layout().shape()
-            || a.layout().num_elements() < super::PARALLEL_THRESHOLD
-        {
-            return None;
+        if let Some(values) = own_f32(&mut tensor) {
+            values
+                .par_chunks_mut(MAP_CHUNK)
+                .for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
+            return Ok(tensor);
         }
-        let (a, b) = (a.to_contiguous(), b.to_contiguous());
-        let mut out = alloc::vec![0.0f32; a.layout().num_elements()];
-        out.par_chunks_mut(MAP_CHUNK)
-            .zip(a.storage::<f32>().par_chunks(MAP_CHUNK))
-            .zip(b.storage::<f32>().par_chunks(MAP_CHUNK))
-            .for_each(|((o, x), y)| {
-                for ((o, x), y) in o.iter_mut().zip(x).zip(y) {
-                    *o = f(*x, *y);
-                }
-            });
-        Some(self::tensor(out, a.layout().shape().clone()))
+        let tensor = tensor.into_contiguous();
+        let values = tensor.storage::<f32>();
+        let mut out = values.to_vec();
+        zip_into(&mut out, values, |_, x| f(x));
+        Ok(self::tensor(out, tensor.layout().shape().clone()))
     }
     #[cfg(not(feature = "rayon"))]
+    Err(tensor)
+}
+
+/// `f(a, b)` element by element for two large f32 tensors of one shape, on the rayon pool,
+/// written over `b`'s or `a`'s own buffer where one may be ([own_f32]) or into a new one;
+/// `Err((a, b))` otherwise (as [map_f32]).
+pub(crate) fn zip_f32(
+    a: FlexTensor,
+    mut b: FlexTensor,
+    f: impl Fn(f32, f32) -> f32 + Send + Sync,
+) -> Result<FlexTensor, (FlexTensor, FlexTensor)> {
+    if !parallel_f32(&a)
+        || b.dtype() != DType::F32
+        || a.layout().shape() != b.layout().shape()
     {
-        let _ = (a, b, f);
-        None
+        return Err((a, b));
     }
+    #[cfg(feature = "rayon")]
+    {
+        let mut a = a.into_contiguous();
+        if let Some(values) = own_f32(&mut b) {
+            zip_into(values, a.storage::<f32>(), |b, a| f(a, b));
+            return Ok(b);
+        }
+        let b = b.into_contiguous();
+        if let Some(values) = own_f32(&mut a) {
+            zip_into(values, b.storage::<f32>(), &f);
+            return Ok(a);
+        }
+        let mut out = a.storage::<f32>().to_vec();
+        zip_into(&mut out, b.storage::<f32>(), &f);
+        Ok(self::tensor(out, a.layout().shape().clone()))
+    }
+    #[cfg(not(feature = "rayon"))]
+    Err((a, b))
 }
