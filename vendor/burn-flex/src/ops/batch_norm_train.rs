@@ -19,8 +19,8 @@
 //! lane is its own chain, and Rust never fuses a multiply and an add), so the
 //! bits are the same on every instruction set.
 
-use alloc::vec;
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
 
 #[cfg(feature = "rayon")]
 use rayon::prelude::*;
@@ -34,18 +34,22 @@ pub trait NormFloat: Copy + Send + Sync + 'static {
 }
 
 impl NormFloat for f32 {
+    #[inline(always)]
     fn to_f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
     fn from_f64(value: f64) -> Self {
         value as f32
     }
 }
 
 impl NormFloat for f64 {
+    #[inline(always)]
     fn to_f64(self) -> f64 {
         self
     }
+    #[inline(always)]
     fn from_f64(value: f64) -> Self {
         value
     }
@@ -173,9 +177,10 @@ impl<T: NormFloat> Kernel for GradientSums<'_, T> {
     }
 }
 
-/// `out[i] = f(c, x[i], y[i])` over one plane of channel `c`.
+/// `out[i] = f(c, x[i], y[i])` over one plane of channel `c`: writes every
+/// element of `out` (the three have one length, asserted).
 struct Plane<'a, T, F> {
-    out: &'a mut [T],
+    out: &'a mut [MaybeUninit<T>],
     x: &'a [T],
     y: &'a [T],
     c: usize,
@@ -186,8 +191,12 @@ impl<T: NormFloat, F: Fn(usize, T, T) -> T> Kernel for Plane<'_, T, F> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
+        assert!(
+            self.x.len() == self.out.len() && self.y.len() == self.out.len(),
+            "batch norm: plane sizes"
+        );
         for ((o, &a), &b) in self.out.iter_mut().zip(self.x).zip(self.y) {
-            *o = (self.f)(self.c, a, b);
+            o.write((self.f)(self.c, a, b));
         }
     }
 }
@@ -269,25 +278,33 @@ fn map_planes<T: NormFloat>(
     y: &[T],
     f: impl Fn(usize, T, T) -> T + Send + Sync,
 ) -> Vec<T> {
-    let mut out = vec![T::from_f64(0.0); s.len()];
-    if s.plane == 0 {
-        return out;
+    assert!(
+        x.len() >= s.len() && y.len() >= s.len(),
+        "batch norm: input size"
+    );
+    // Written once, not zeroed first: the output is a full pass over memory.
+    let mut out = Vec::with_capacity(s.len());
+    if s.plane > 0 {
+        let fill = |(p, plane): (usize, &mut [MaybeUninit<T>])| {
+            let range = p * s.plane..(p + 1) * s.plane;
+            vectorised(Plane {
+                out: plane,
+                x: &x[range.clone()],
+                y: &y[range],
+                c: p % s.channels,
+                f: &f,
+            })
+        };
+        let slots = &mut out.spare_capacity_mut()[..s.len()];
+        #[cfg(feature = "rayon")]
+        slots.par_chunks_mut(s.plane).enumerate().for_each(fill);
+        #[cfg(not(feature = "rayon"))]
+        slots.chunks_mut(s.plane).enumerate().for_each(fill);
     }
-    let fill = |(p, plane): (usize, &mut [T])| {
-        let c = p % s.channels;
-        let range = p * s.plane..(p + 1) * s.plane;
-        vectorised(Plane {
-            out: plane,
-            x: &x[range.clone()],
-            y: &y[range],
-            c,
-            f: &f,
-        })
-    };
-    #[cfg(feature = "rayon")]
-    out.par_chunks_mut(s.plane).enumerate().for_each(fill);
-    #[cfg(not(feature = "rayon"))]
-    out.chunks_mut(s.plane).enumerate().for_each(fill);
+    // SAFETY: the first `s.len()` slots, cut into whole planes (`s.len()` is a
+    // multiple of `s.plane`), were each written by `Plane::run`, which writes
+    // every slot it is given; with `s.plane == 0`, `s.len()` is 0.
+    unsafe { out.set_len(s.len()) };
     out
 }
 
@@ -406,6 +423,7 @@ pub fn batch_norm<T: NormFloat>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     fn values(n: usize, seed: u64) -> Vec<f64> {
         let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);

@@ -387,10 +387,17 @@ pub(crate) fn map_f32(
                 .for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
             return Ok(tensor);
         }
+        // Written once, not copied or zeroed first.
         let tensor = tensor.into_contiguous();
         let values = tensor.storage::<f32>();
-        let mut out = values.to_vec();
-        zip_into(&mut out, values, |_, x| f(x));
+        let mut out = Vec::with_capacity(values.len());
+        out.spare_capacity_mut()[..values.len()]
+            .par_chunks_mut(MAP_CHUNK)
+            .zip(values.par_chunks(MAP_CHUNK))
+            .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, x)| _ = o.write(f(*x))));
+        // SAFETY: the first `values.len()` slots, cut into the same chunks as
+        // `values` and zipped with them, were each written above.
+        unsafe { out.set_len(values.len()) };
         Ok(self::tensor(out, tensor.layout().shape().clone()))
     }
     #[cfg(not(feature = "rayon"))]
@@ -405,10 +412,7 @@ pub(crate) fn zip_f32(
     mut b: FlexTensor,
     f: impl Fn(f32, f32) -> f32 + Send + Sync,
 ) -> Result<FlexTensor, (FlexTensor, FlexTensor)> {
-    if !parallel_f32(&a)
-        || b.dtype() != DType::F32
-        || a.layout().shape() != b.layout().shape()
-    {
+    if !parallel_f32(&a) || b.dtype() != DType::F32 || a.layout().shape() != b.layout().shape() {
         return Err((a, b));
     }
     #[cfg(feature = "rayon")]
