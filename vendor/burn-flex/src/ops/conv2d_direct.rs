@@ -290,6 +290,8 @@ enum Pass {
 /// - Rows of 4 px: the padded grid wastes a third of the work and GEMM wins
 ///   (512→512 forward: 97.8 direct against 87.7 with the gemm crate's AVX2
 ///   kernels, 56.6 with its AVX-512 ones).
+///
+/// CPUs with AVX2 but not AVX-512 take the same rule, not measured there.
 fn prefers_direct(pass: Pass, s: &Conv2dShape) -> bool {
     let many_channels = s.c_in * s.c_out >= 128 * 128;
     match pass {

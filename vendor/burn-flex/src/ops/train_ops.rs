@@ -342,6 +342,7 @@ const MAP_CHUNK: usize = 64 * 1024;
 /// The f32 elements of `tensor`, writable in place: when it owns its buffer alone and is
 /// contiguous from the buffer's start (as a fresh result is), so that no one else sees the
 /// write.
+#[cfg(feature = "rayon")]
 fn own_f32(tensor: &mut FlexTensor) -> Option<&mut [f32]> {
     let Some((0, end)) = tensor.layout().contiguous_offsets() else {
         return None;
