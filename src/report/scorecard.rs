@@ -216,6 +216,14 @@ fn load_claims(claims_file: &Path) -> Result<Claims, ReportError> {
         .map_err(|e| ReportError::Reference(format!("{}: {e}", claims_file.display())))
 }
 
+/// `<reports>/<report>/runs.parquet`, or `None` when that report has not been written.
+fn read_runs(reports: &Path, report: &str) -> Result<Option<DataFrame>, ReportError> {
+    match std::fs::File::open(reports.join(report).join("runs.parquet")) {
+        Ok(file) => Ok(Some(ParquetReader::new(file).finish()?)),
+        Err(_) => Ok(None),
+    }
+}
+
 /// What a comparison found, in words, for a report's own section.
 fn finding(o: &Outcome, better: Better) -> &'static str {
     match (better, sign(o, better)) {
@@ -237,11 +245,9 @@ pub fn section_for(
     report: &str,
 ) -> Result<Option<String>, ReportError> {
     let claims = load_claims(claims_file)?;
-    let path = reports.join(report).join("runs.parquet");
-    let Ok(file) = std::fs::File::open(&path) else {
+    let Some(df) = read_runs(reports, report)? else {
         return Ok(None);
     };
-    let df = ParquetReader::new(file).finish()?;
     let mut rows = Vec::new();
     for claim in &claims.claims {
         for t in claim.tests.iter().filter(|t| t.report == report) {
@@ -298,11 +304,7 @@ pub fn render(claims_file: &Path, reports: &Path) -> Result<String, ReportError>
         if let Some(df) = frames.get(report) {
             return Ok(df.clone());
         }
-        let path = reports.join(report).join("runs.parquet");
-        let df = match std::fs::File::open(&path) {
-            Ok(f) => Some(ParquetReader::new(f).finish()?),
-            Err(_) => None,
-        };
+        let df = read_runs(reports, report)?;
         frames.insert(report.to_string(), df.clone());
         Ok(df)
     };
