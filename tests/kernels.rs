@@ -428,11 +428,12 @@ fn batch_norm_forward_keeps_its_documented_order_to_the_bit() {
             values(channels, 32),
             values(channels, 33),
         );
+        // `tensor` holds the same `values` for the same seed.
         let got = floats(
             batch_norm_train(
-                Tensor::<4>::from_data(TensorData::new(x.clone(), dims), &device),
-                Tensor::<1>::from_data(TensorData::new(gamma.clone(), [channels]), &device),
-                Tensor::<1>::from_data(TensorData::new(beta.clone(), [channels]), &device),
+                tensor(dims, 31, &device),
+                tensor([channels], 32, &device),
+                tensor([channels], 33, &device),
                 1e-5,
             )
             .output,
@@ -538,8 +539,8 @@ fn the_kernels_give_the_same_bits_on_any_number_of_threads() {
 /// The stride-1 cases above go through the direct kernels (conv2d_direct.rs), not a silent
 /// fallback to im2col + GEMM, wherever the CPU has AVX2 and FMA (or AVX-512) and
 /// `BURN_FLEX_DIRECT_CONV=0` does not turn them off; elsewhere they must decline. All three
-/// passes take output rows of 16 pixels or more with few channels: CASES[8] to [14] (the 5×5 and 2×2 kernels there leave the
-/// weight gradient's last group of three taps part empty).
+/// passes take output rows of 16 pixels or more with few channels: CASES[8] to [14] (the 5×5
+/// and 2×2 kernels there leave the weight gradient's last group of three taps part empty).
 #[test]
 fn the_direct_kernels_serve_stride_1_where_the_cpu_allows() {
     use burn_flex::ops::conv2d_direct;
@@ -568,29 +569,6 @@ fn the_direct_kernels_serve_stride_1_where_the_cpu_allows() {
     #[cfg(not(target_arch = "x86_64"))]
     let vector_cpu = false;
     let turned_off = std::env::var("BURN_FLEX_DIRECT_CONV").is_ok_and(|v| v == "0");
-    let (x, w, dy) = (
-        values(shape.x_len(), 1),
-        values(shape.w_len(), 2),
-        values(shape.y_len(), 3),
-    );
-    let expected = vector_cpu && !turned_off;
-    assert_eq!(conv2d_direct::forward(&shape, &x, &w).is_some(), expected);
-    assert_eq!(conv2d_direct::x_grad(&shape, &w, &dy).is_some(), expected);
-    assert_eq!(
-        conv2d_direct::weight_grad(&shape, &x, &dy).is_some(),
-        expected
-    );
-    // Where im2col + GEMM measured faster, it keeps the shape (conv2d_direct.rs,
-    // prefers_direct): rows of 8 pixels only in the forward pass and with at most 64·64
-    // channels, rows under 8 never, and the weight gradient at 16 pixels with 128·128 or more.
-    let with = |out_w: usize, c_in: usize, c_out: usize| Conv2dShape {
-        batch: 2,
-        c_in,
-        c_out,
-        in_w: out_w,
-        out_w,
-        ..shape
-    };
     let served = |s: &Conv2dShape| {
         let (x, w, dy) = (
             values(s.x_len(), 1),
@@ -602,6 +580,19 @@ fn the_direct_kernels_serve_stride_1_where_the_cpu_allows() {
             conv2d_direct::x_grad(s, &w, &dy).is_some(),
             conv2d_direct::weight_grad(s, &x, &dy).is_some(),
         ]
+    };
+    let expected = vector_cpu && !turned_off;
+    assert_eq!(served(&shape), [expected; 3]);
+    // Where im2col + GEMM measured faster, it keeps the shape (conv2d_direct.rs,
+    // prefers_direct): rows of 8 pixels only in the forward pass and with at most 64·64
+    // channels, rows under 8 never, and the weight gradient at 16 pixels with 128·128 or more.
+    let with = |out_w: usize, c_in: usize, c_out: usize| Conv2dShape {
+        batch: 2,
+        c_in,
+        c_out,
+        in_w: out_w,
+        out_w,
+        ..shape
     };
     let e = expected;
     assert_eq!(served(&with(8, 64, 64)), [e, false, false]);
@@ -616,5 +607,5 @@ fn the_direct_kernels_serve_stride_1_where_the_cpu_allows() {
         out_w: (c.w + 2 * c.pad - c.k) / 2 + 1,
         ..shape
     };
-    assert!(conv2d_direct::forward(&strided, &x, &w).is_none());
+    assert_eq!(served(&strided), [false; 3]);
 }
