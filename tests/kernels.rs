@@ -12,6 +12,7 @@
 //!   autodiff op by op (what burn-backend's defaults do).
 //! - Finite differences in f64 on small shapes, for both.
 //! - The same bits whatever the number of threads.
+//! - mask_where and mask_fill (blends instead of branches) against their definition, to the bit.
 //!
 //! Tolerance: f32 results must agree to 2e-5 of the largest magnitude of the reference. Both
 //! sides sum the same products (at most a few hundred here) in different orders; the
@@ -490,6 +491,53 @@ fn relu_and_its_backward_write_in_place_only_what_no_one_else_holds() {
         .map(|(x, r)| if *x > 0.0 { r } else { 0.0 })
         .collect();
     assert_eq!(floats(x.grad(&grads).expect("dx")), want);
+}
+
+#[test]
+fn mask_where_and_mask_fill_blend_the_same_bits_as_the_definition() {
+    // The patched in-place paths (PATCH.md, `mask.rs`) blend bits instead of branching. The
+    // definition, element by element: mask ? value : tensor. Signed zeros and NaNs among the
+    // values check that bits, not float comparisons, are moved.
+    let dims = [3, 5, 7];
+    let n: usize = dims.iter().product();
+    let device = Device::flex();
+    let special = |mut v: Vec<f32>| {
+        v[0] = -0.0;
+        v[1] = f32::NAN;
+        v[2] = f32::NEG_INFINITY;
+        v
+    };
+    let (a, b) = (
+        special(values(n, 61)),
+        special(values(n, 62)).into_iter().rev().collect(),
+    );
+    let make = |v: &Vec<f32>| Tensor::<3>::from_data(TensorData::new(v.clone(), dims), &device);
+    let mask = make(&values(n, 63)).lower_elem(0.0);
+    let m: Vec<bool> = mask.clone().into_data().try_to_vec().expect("bool data");
+    let bits = |t: Tensor<3>| -> Vec<u32> { floats(t).iter().map(|v| v.to_bits()).collect() };
+    let pick = |x: &Vec<f32>, y: &Vec<f32>| -> Vec<u32> {
+        (0..n)
+            .map(|i| if m[i] { y[i] } else { x[i] }.to_bits())
+            .collect()
+    };
+    // The tensor alone holds its buffer: written in place.
+    assert_eq!(
+        bits(make(&a).mask_where(mask.clone(), make(&b))),
+        pick(&a, &b)
+    );
+    // The tensor is held elsewhere, the value is not: the value's buffer is written.
+    let held = make(&a);
+    assert_eq!(
+        bits(held.clone().mask_where(mask.clone(), make(&b))),
+        pick(&a, &b)
+    );
+    assert_eq!(
+        bits(held),
+        a.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    // mask_fill, in place.
+    let fill = vec![-0.0f32; n];
+    assert_eq!(bits(make(&a).mask_fill(mask, -0.0)), pick(&a, &fill));
 }
 
 /// Conv and batch norm, forward and backward, on `threads` threads.
