@@ -9,6 +9,7 @@ pub mod loss;
 pub mod mixing;
 pub mod optim;
 pub mod regularise;
+pub mod sgd;
 pub mod step;
 
 use std::path::Path;
