@@ -55,19 +55,15 @@ fn lambda_one_is_the_identity() {
 
 #[test]
 fn targets_are_mixed_with_the_same_lambda_and_partner() {
-    let d = device();
-    let y = tensor(&[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], &d);
+    let y = [1.0, 0.0, 0.0, 1.0, 0.0, 1.0];
     let draw = MixDraw {
         layer: 0,
         lambda: 0.25,
         partner: vec![1, 2, 0],
     };
-    let mixer = Mixer::new(&draw, &d);
-    // Row i: 0.25·y[i] + 0.75·y[partner[i]], by hand.
+    // Row i: 0.25·y[i] + 0.75·y[partner[i]], by hand (exact in f32).
     let expected = [0.25, 0.75, 0.0, 1.0, 0.75, 0.25];
-    for (got, want) in values(mixer.targets(y)).iter().zip(expected) {
-        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
-    }
+    assert_eq!(draw.mix_targets(&y, 2), expected);
 }
 
 #[test]
@@ -90,8 +86,9 @@ fn the_mix_happens_only_at_the_drawn_layer() {
 
 #[test]
 fn the_matrix_form_equals_the_definition() {
-    // Mixer mixes by M·h with M = λI + (1−λ)P; it must equal λ·h + (1−λ)·h[perm] on every
-    // shape a network mixes (rows × features, and images [batch, c, h, w]).
+    // Mixer mixes a hidden state too large for the cache by M·h with M = λI + (1−λ)P; it must
+    // equal λ·h + (1−λ)·h[perm] on every shape a network mixes (rows × features, and images
+    // [batch, c, h, w]).
     let d = device();
     let draw = MixDraw {
         layer: 0,
@@ -103,7 +100,11 @@ fn the_matrix_form_equals_the_definition() {
         .map(|i| ((i * 37) % 11) as f32 - 5.0)
         .collect();
     let h4 = Tensor::<4>::from_data(TensorData::new(flat.clone(), [5, 2, 3, 3]), &d);
-    let a: Vec<f32> = mixer.apply(h4.clone()).into_data().try_to_vec().unwrap();
+    let a: Vec<f32> = mixer
+        .apply_product(h4.clone())
+        .into_data()
+        .try_to_vec()
+        .unwrap();
     let b: Vec<f32> = mix(h4, 0.37, &mixer.partner_tensor(&d))
         .into_data()
         .try_to_vec()
@@ -136,20 +137,19 @@ fn gradients_reach_the_layers_below_the_mix_point() {
     let d = device().autodiff();
     let m = model(&d);
     let x = tensor(&[[0.1, -0.4], [0.7, 0.2], [-0.5, 0.9], [0.3, 0.3]], &d);
-    let y = tensor(&[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]], &d);
     // Mix at the bottleneck (mix point 4 of depth 3): layers 0..4 are below it.
-    let mixer = Mixer::new(
-        &MixDraw {
-            layer: 4,
-            lambda: 0.4,
-            partner: vec![1, 0, 3, 2],
-        },
-        &d,
-    );
+    let draw = MixDraw {
+        layer: 4,
+        lambda: 0.4,
+        partner: vec![1, 0, 3, 2],
+    };
+    let y = draw.mix_targets(&[1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0], 2);
+    let y = Tensor::<2>::from_data(TensorData::new(y, [4, 2]), &d);
+    let mixer = Mixer::new(&draw, &d);
     let l = loss(
         mixsweep::spec::types::LossKind::SoftCe,
         m.forward(x, &mixer),
-        mixer.targets(y),
+        y,
     );
     let grads = GradientsParams::from_grads(l.backward(), &m);
     let first = m.layers[0].weight.id;

@@ -58,6 +58,21 @@ impl MixStreams {
     }
 }
 
+impl MixDraw {
+    /// ỹ = λ·y + (1−λ)·y[perm] for one-hot targets `y` (`[batch, classes]`, row-major) on the
+    /// host, before they are uploaded: a hundred rows of a few classes, not worth a device
+    /// operation. λ and 1−λ are rounded to f32 as `Mixer`'s matrix rounds them.
+    pub fn mix_targets(&self, y: &[f32], classes: usize) -> Vec<f32> {
+        let (keep, take) = (self.lambda as f32, (1.0 - self.lambda) as f32);
+        let mut out = Vec::with_capacity(y.len());
+        for (row, &p) in y.chunks_exact(classes).zip(&self.partner) {
+            let partner = &y[p * classes..(p + 1) * classes];
+            out.extend(row.iter().zip(partner).map(|(&a, &b)| keep * a + take * b));
+        }
+        out
+    }
+}
+
 /// `λ·t + (1−λ)·t[perm]` along the batch dimension: the definition, written as the paper does.
 /// The training step computes the same thing with one matrix product (`Mixer`).
 pub fn mix<const D: usize>(t: Tensor<D>, lambda: f64, partner: &Tensor<1, Int>) -> Tensor<D> {
@@ -67,34 +82,49 @@ pub fn mix<const D: usize>(t: Tensor<D>, lambda: f64, partner: &Tensor<1, Int>) 
 
 /// A minibatch's mix, ready to be applied inside a forward pass.
 ///
-/// It mixes by one product with the constant matrix M = λ·I + (1−λ)·P (P the partner
-/// permutation, row i has a 1 at column perm[i]): (M·h)_i = λ·h_i + (1−λ)·h_perm[i]. One matmul
-/// forward and one backward replace a gather, two scalings and an add with their gradients,
-/// which on small networks costs measurably less (see reports/bench.md).
+/// A hidden state that fits in a core's cache is mixed as the definition writes it (`mix`: a
+/// gather, two scalings and an add). A larger one is mixed by one product with the constant
+/// matrix M = λ·I + (1−λ)·P (P the partner permutation, row i has a 1 at column perm[i]):
+/// (M·h)_i = λ·h_i + (1−λ)·h_perm[i]. Out of cache the product's one pass over h (and one
+/// backward) costs less than the definition's several; in cache the definition's few small
+/// operations cost less than a product whose inner dimension is the whole batch. The two agree
+/// to rounding (tests/mixing.rs); reports/bench.md measures the cost.
 pub struct Mixer {
     pub layer: usize,
     pub lambda: f64,
     /// Row i is mixed with row `partner[i]`.
     pub partner: Vec<usize>,
-    /// M, `[batch, batch]`, with no gradient.
-    matrix: Tensor<2>,
+    device: Device,
+    /// M, `[batch, batch]`, with no gradient; built on first use.
+    matrix: std::sync::OnceLock<Tensor<2>>,
 }
+
+/// Hidden states of at most this many elements (1 MiB of f32) are mixed by the definition.
+const IN_CACHE: usize = 1 << 18;
 
 impl Mixer {
     pub fn new(draw: &MixDraw, device: &Device) -> Mixer {
-        let n = draw.partner.len();
-        let mut m = vec![0f32; n * n];
-        for (i, &p) in draw.partner.iter().enumerate() {
-            m[i * n + i] += draw.lambda as f32;
-            m[i * n + p] += (1.0 - draw.lambda) as f32;
-        }
-        let matrix = Tensor::<2>::from_data(TensorData::new(m, [n, n]), device);
         Mixer {
             layer: draw.layer,
             lambda: draw.lambda,
             partner: draw.partner.clone(),
-            matrix,
+            device: device.clone(),
+            matrix: std::sync::OnceLock::new(),
         }
+    }
+
+    /// M = λ·I + (1−λ)·P.
+    fn matrix(&self) -> Tensor<2> {
+        let build = || {
+            let n = self.partner.len();
+            let mut m = vec![0f32; n * n];
+            for (i, &p) in self.partner.iter().enumerate() {
+                m[i * n + i] += self.lambda as f32;
+                m[i * n + p] += (1.0 - self.lambda) as f32;
+            }
+            Tensor::<2>::from_data(TensorData::new(m, [n, n]), &self.device)
+        };
+        self.matrix.get_or_init(build).clone()
     }
 
     /// The partner permutation as an index tensor (for `mix`, the definition).
@@ -103,20 +133,23 @@ impl Mixer {
         Tensor::<1, Int>::from_data(TensorData::new(idx, [self.partner.len()]), device)
     }
 
-    /// λ·t + (1−λ)·t[perm] for any `[batch, ...]` tensor, as M·t.
+    /// λ·t + (1−λ)·t[perm] for any `[batch, ...]` tensor: by the definition in cache, as M·t
+    /// out of it.
     pub fn apply<const D: usize>(&self, t: Tensor<D>) -> Tensor<D> {
+        let dims = t.dims();
+        if dims.iter().product::<usize>() <= IN_CACHE {
+            let partner = self.partner_tensor(&t.device());
+            return mix(t, self.lambda, &partner);
+        }
+        self.apply_product(t)
+    }
+
+    /// λ·t + (1−λ)·t[perm] as M·t, whatever the size.
+    pub fn apply_product<const D: usize>(&self, t: Tensor<D>) -> Tensor<D> {
         let dims = t.dims();
         let rows = dims[0];
         let rest = dims.iter().skip(1).product::<usize>();
-        self.matrix
-            .clone()
-            .matmul(t.reshape([rows, rest]))
-            .reshape(dims)
-    }
-
-    /// The targets mixed with the same λ and partner as the hidden state.
-    pub fn targets(&self, y: Tensor<2>) -> Tensor<2> {
-        self.apply(y)
+        self.matrix().matmul(t.reshape([rows, rest])).reshape(dims)
     }
 }
 

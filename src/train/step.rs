@@ -100,16 +100,28 @@ pub fn step(
             &mut regularise::stream(cfg.seed, "input_noise", batch.epoch, batch.step),
         );
     }
+    // The mix is drawn before the upload: the targets are mixed on the host.
+    let draw = cfg
+        .mixing
+        .as_ref()
+        .map(|(alpha, layers)| mix.draw(*alpha, layers, n));
+    let targets = match &draw {
+        Some(draw) => draw.mix_targets(&batch.targets, batch.classes),
+        None => batch.targets,
+    };
     let x = Tensor::<2>::from_data(TensorData::new(batch.inputs, [n, batch.features]), ad);
-    let y = Tensor::<2>::from_data(TensorData::new(batch.targets, [n, batch.classes]), ad);
+    let targets = Tensor::<2>::from_data(TensorData::new(targets, [n, batch.classes]), ad);
     let t1 = Instant::now();
-    let (logits, targets) = match &cfg.mixing {
-        Some((alpha, layers)) => {
-            let mixer = Mixer::new(&mix.draw(*alpha, layers, n), ad);
-            let logits = forward(&model, x, &mixer, cfg, batch.epoch, batch.step);
-            (logits, mixer.targets(y))
-        }
-        None => (forward(&model, x, &NoMix, cfg, batch.epoch, batch.step), y),
+    let logits = match &draw {
+        Some(draw) => forward(
+            &model,
+            x,
+            &Mixer::new(draw, ad),
+            cfg,
+            batch.epoch,
+            batch.step,
+        ),
+        None => forward(&model, x, &NoMix, cfg, batch.epoch, batch.step),
     };
     let loss = loss::loss(cfg.loss, logits, targets);
     let value = f64::from(super::host::scalar(loss.clone())?);
