@@ -74,6 +74,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_json_number_read_back_is_the_same_f64() {
+        // A singular value from a real evaluation (tests/eval.rs) that serde_json's default
+        // parser read back one ulp off, so rewriting result.json changed an old evaluation.
+        let tmp = crate::testing::TempDir::new().unwrap();
+        let path = tmp.path().join("x.json");
+        let values = [6.560558890381671e-10f64, 0.1, 1.0 / 3.0, 2.2250738585072014e-308];
+        write_json(&path, &values).unwrap();
+        let back: Vec<f64> = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&values));
+    }
+
+    #[test]
     fn stale_temporaries_are_removed_and_others_kept() {
         let tmp = crate::testing::TempDir::new().unwrap();
         let dir = tmp.path();
