@@ -5,7 +5,10 @@
 //! Added to burn-flex by mixsweep (see PATCH.md). burn-backend's defaults
 //! build these out of about twenty full-tensor element-wise ops and
 //! reductions; here the forward reads the input three times (mean, variance,
-//! output) and the backward three times (two sums, the input gradient).
+//! output) and the backward twice (two sums, the input gradient), one
+//! channel at a time: a channel's values (a few hundred KiB at batch 100)
+//! are read from memory once and re-read from the core's cache, which halved
+//! the time of both against whole-tensor passes.
 //!
 //! Sums are accumulated in f64 over eight fixed lanes, channel by channel,
 //! each channel on one thread: the result does not depend on the number of
@@ -142,62 +145,116 @@ mod x86 {
     }
 }
 
-/// Mean and biased variance of channel `c` of `x`.
-struct Statistics<'a, T> {
+/// The training forward pass of channel `c`: its mean and biased variance,
+/// then its planes of the output, `x·scale + shift`. The output's planes are
+/// written while the channel's input is still in cache from the statistics.
+struct ForwardChannel<'a, T> {
     s: &'a NormShape,
     c: usize,
     x: &'a [T],
+    gamma: T,
+    beta: T,
+    epsilon: f64,
+    /// The output's planes of channel `c`, image by image.
+    out: Vec<&'a mut [MaybeUninit<T>]>,
 }
 
-impl<T: NormFloat> Kernel for Statistics<'_, T> {
+impl<T: NormFloat> Kernel for ForwardChannel<'_, T> {
+    /// Mean and biased variance.
     type Output = (f64, f64);
     #[inline(always)]
     fn run(self) -> (f64, f64) {
-        let Self { s, c, x } = self;
+        let Self { s, c, x, .. } = self;
         let mean = channel_sum(s, c, x, |v, _| v.to_f64()) / s.count();
         let variance = channel_sum(s, c, x, |v, _| (v.to_f64() - mean).powi(2)) / s.count();
+        let scale = self.gamma.to_f64() / (variance + self.epsilon).sqrt();
+        let shift = self.beta.to_f64() - mean * scale;
+        let (scale, shift) = (T::from_f64(scale).to_f64(), T::from_f64(shift).to_f64());
+        write_planes(s, c, self.out, x, x, |v, _| {
+            T::from_f64(v.to_f64() * scale + shift)
+        });
         (mean, variance)
     }
 }
 
-/// [gradient_sums] of channel `c`.
-struct GradientSums<'a, T> {
+/// The backward pass of channel `c`: [gradient_sums], then its planes of
+/// the input gradient, `a·dy + b·x + k` (coefficients from the sums), while
+/// the channel's `dy` and `x` are still in cache.
+struct BackwardChannel<'a, T> {
     s: &'a NormShape,
     c: usize,
     dy: &'a [T],
     x: &'a [T],
     mean: f64,
+    variance: f64,
+    gamma: f64,
+    epsilon: f64,
+    /// The input gradient's planes of channel `c`, image by image.
+    out: Vec<&'a mut [MaybeUninit<T>]>,
 }
 
-impl<T: NormFloat> Kernel for GradientSums<'_, T> {
+impl<T: NormFloat> Kernel for BackwardChannel<'_, T> {
+    /// `(Σ dy, Σ dy·(x − mean))`.
     type Output = (f64, f64);
     #[inline(always)]
     fn run(self) -> (f64, f64) {
-        gradient_sums(self.s, self.c, self.dy, self.x, self.mean)
+        let Self {
+            s, c, dy, x, mean, ..
+        } = self;
+        let (sum_dy, sum_dy_centred) = gradient_sums(s, c, dy, x, mean);
+        let m = s.count();
+        let inv_std = 1.0 / (self.variance + self.epsilon).sqrt();
+        let a = self.gamma * inv_std;
+        let b = -a * inv_std * inv_std * sum_dy_centred / m;
+        let k = -a * sum_dy / m - b * mean;
+        let [a, b, k] = [a, b, k].map(|v| T::from_f64(v).to_f64());
+        write_planes(s, c, self.out, dy, x, |g, v| {
+            T::from_f64(a * g.to_f64() + b * v.to_f64() + k)
+        });
+        (sum_dy, sum_dy_centred)
     }
 }
 
-/// `out[i] = f(c, x[i], y[i])` over one plane of channel `c`: writes every
-/// element of `out` (the three have one length, asserted).
-struct Plane<'a, T, F> {
-    out: &'a mut [MaybeUninit<T>],
-    x: &'a [T],
-    y: &'a [T],
+/// `out[i] = f(x[i], y[i])` over channel `c`'s planes (`out` holds them
+/// image by image): writes every element of `out`.
+#[inline(always)]
+fn write_planes<T: NormFloat>(
+    s: &NormShape,
     c: usize,
-    f: &'a F,
+    out: Vec<&mut [MaybeUninit<T>]>,
+    x: &[T],
+    y: &[T],
+    f: impl Fn(T, T) -> T,
+) {
+    assert_eq!(out.len(), s.batch, "batch norm: planes per channel");
+    for (b, plane) in out.into_iter().enumerate() {
+        let start = (b * s.channels + c) * s.plane;
+        let (x, y) = (&x[start..start + s.plane], &y[start..start + s.plane]);
+        assert_eq!(plane.len(), s.plane, "batch norm: plane size");
+        for ((o, &a), &b) in plane.iter_mut().zip(x).zip(y) {
+            o.write(f(a, b));
+        }
+    }
 }
 
-impl<T: NormFloat, F: Fn(usize, T, T) -> T> Kernel for Plane<'_, T, F> {
+/// `y = x · scale[c] + shift[c]` for every element (inference).
+struct ScaleShift<'a, T> {
+    s: &'a NormShape,
+    c: usize,
+    x: &'a [T],
+    scale: f64,
+    shift: f64,
+    out: Vec<&'a mut [MaybeUninit<T>]>,
+}
+
+impl<T: NormFloat> Kernel for ScaleShift<'_, T> {
     type Output = ();
     #[inline(always)]
     fn run(self) {
-        assert!(
-            self.x.len() == self.out.len() && self.y.len() == self.out.len(),
-            "batch norm: plane sizes"
-        );
-        for ((o, &a), &b) in self.out.iter_mut().zip(self.x).zip(self.y) {
-            o.write((self.f)(self.c, a, b));
-        }
+        let (scale, shift) = (self.scale, self.shift);
+        write_planes(self.s, self.c, self.out, self.x, self.x, |v, _| {
+            T::from_f64(v.to_f64() * scale + shift)
+        });
     }
 }
 
@@ -261,60 +318,42 @@ fn gradient_sums<T: NormFloat>(
     (sum_dy.iter().sum(), sum_centred.iter().sum())
 }
 
-/// Computes `per_channel(c)` for every channel, in parallel when rayon is on.
-fn per_channel<R: Send>(channels: usize, f: impl Fn(usize) -> R + Send + Sync) -> Vec<R> {
-    #[cfg(feature = "rayon")]
-    return (0..channels).into_par_iter().map(f).collect();
-    #[cfg(not(feature = "rayon"))]
-    return (0..channels).map(f).collect();
-}
-
-/// `out[i] = f(c, x[i], y[i])` for every element, `c` being its channel;
-/// planes in parallel when rayon is on. Walking each plane's slices side by
-/// side (rather than computing an index per element) lets the loop vectorise.
-fn map_planes<T: NormFloat>(
+/// A new `[batch, channels, plane]` buffer, filled channel by channel:
+/// `fill(c, planes)` must write all of channel `c`'s planes (given image by
+/// image) and returns the channel's result. Channels run in parallel when
+/// rayon is on; each is one thread's, so the results do not depend on the
+/// number of threads.
+fn by_channel<T: NormFloat, R: Send>(
     s: &NormShape,
-    x: &[T],
-    y: &[T],
-    f: impl Fn(usize, T, T) -> T + Send + Sync,
-) -> Vec<T> {
-    assert!(
-        x.len() >= s.len() && y.len() >= s.len(),
-        "batch norm: input size"
-    );
+    fill: impl Fn(usize, Vec<&mut [MaybeUninit<T>]>) -> R + Send + Sync,
+) -> (Vec<T>, Vec<R>) {
     // Written once, not zeroed first: the output is a full pass over memory.
     let mut out = Vec::with_capacity(s.len());
+    let mut planes: Vec<Vec<&mut [MaybeUninit<T>]>> = (0..s.channels)
+        .map(|_| Vec::with_capacity(s.batch))
+        .collect();
     if s.plane > 0 {
-        let fill = |(p, plane): (usize, &mut [MaybeUninit<T>])| {
-            let range = p * s.plane..(p + 1) * s.plane;
-            vectorised(Plane {
-                out: plane,
-                x: &x[range.clone()],
-                y: &y[range],
-                c: p % s.channels,
-                f: &f,
-            })
-        };
         let slots = &mut out.spare_capacity_mut()[..s.len()];
-        #[cfg(feature = "rayon")]
-        slots.par_chunks_mut(s.plane).enumerate().for_each(fill);
-        #[cfg(not(feature = "rayon"))]
-        slots.chunks_mut(s.plane).enumerate().for_each(fill);
+        for (p, plane) in slots.chunks_mut(s.plane).enumerate() {
+            planes[p % s.channels].push(plane);
+        }
     }
+    let work = planes.into_iter().enumerate();
+    #[cfg(feature = "rayon")]
+    let results: Vec<R> = work
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|(c, p)| fill(c, p))
+        .collect();
+    #[cfg(not(feature = "rayon"))]
+    let results: Vec<R> = work.map(|(c, p)| fill(c, p)).collect();
     // SAFETY: the first `s.len()` slots, cut into whole planes (`s.len()` is a
-    // multiple of `s.plane`), were each written by `Plane::run`, which writes
-    // every slot it is given; with `s.plane == 0`, `s.len()` is 0.
+    // multiple of `s.plane`), were handed out channel by channel, and `fill`
+    // writes every slot of every plane it is given (`write_planes` asserts
+    // their count and sizes and writes each element); with `s.plane == 0`,
+    // `s.len()` is 0.
     unsafe { out.set_len(s.len()) };
-    out
-}
-
-/// `y = x · scale[c] + shift[c]`.
-fn scale_shift<T: NormFloat>(s: &NormShape, x: &[T], scale: &[f64], shift: &[f64]) -> Vec<T> {
-    let scale: Vec<T> = scale.iter().map(|v| T::from_f64(*v)).collect();
-    let shift: Vec<T> = shift.iter().map(|v| T::from_f64(*v)).collect();
-    map_planes(s, x, x, |c, v, _| {
-        T::from_f64(v.to_f64() * scale[c].to_f64() + shift[c].to_f64())
-    })
+    (out, results)
 }
 
 /// Training forward: normalises each channel with the batch's mean and biased
@@ -329,20 +368,19 @@ pub fn batch_norm_train<T: NormFloat>(
     assert_eq!(x.len(), s.len(), "batch_norm_train: input size");
     assert_eq!(gamma.len(), s.channels, "batch_norm_train: gamma size");
     assert_eq!(beta.len(), s.channels, "batch_norm_train: beta size");
-    let stats = per_channel(s.channels, |c| vectorised(Statistics { s, c, x }));
-    let scale: Vec<f64> = stats
-        .iter()
-        .zip(gamma)
-        .map(|((_, var), g)| g.to_f64() / (var + epsilon).sqrt())
-        .collect();
-    let shift: Vec<f64> = stats
-        .iter()
-        .zip(&scale)
-        .zip(beta)
-        .map(|(((mean, _), scale), b)| b.to_f64() - mean * scale)
-        .collect();
+    let (output, stats) = by_channel(s, |c, out| {
+        vectorised(ForwardChannel {
+            s,
+            c,
+            x,
+            gamma: gamma[c],
+            beta: beta[c],
+            epsilon,
+            out,
+        })
+    });
     NormForward {
-        output: scale_shift(s, x, &scale, &shift),
+        output,
         mean: stats.iter().map(|(m, _)| T::from_f64(*m)).collect(),
         variance: stats.iter().map(|(_, v)| T::from_f64(*v)).collect(),
     }
@@ -366,30 +404,18 @@ pub fn batch_norm_train_backward<T: NormFloat>(
         s.len(),
         "batch_norm_train_backward: gradient size"
     );
-    let sums = per_channel(s.channels, |c| {
-        vectorised(GradientSums {
+    let (x_grad, sums) = by_channel(s, |c, out| {
+        vectorised(BackwardChannel {
             s,
             c,
             dy: output_grad,
             x,
             mean: mean[c].to_f64(),
+            variance: variance[c].to_f64(),
+            gamma: gamma[c].to_f64(),
+            epsilon,
+            out,
         })
-    });
-    let m = s.count();
-    // dx = a·dy + b·x + c per channel.
-    let coefficients: Vec<[f64; 3]> = (0..s.channels)
-        .map(|c| {
-            let inv_std = 1.0 / (variance[c].to_f64() + epsilon).sqrt();
-            let (sum_dy, sum_dy_centred) = sums[c];
-            let a = gamma[c].to_f64() * inv_std;
-            let b = -a * inv_std * inv_std * sum_dy_centred / m;
-            [a, b, -a * sum_dy / m - b * mean[c].to_f64()]
-        })
-        .collect();
-    let coefficients_t: Vec<[T; 3]> = coefficients.iter().map(|k| k.map(T::from_f64)).collect();
-    let x_grad = map_planes(s, output_grad, x, |c, g, v| {
-        let [a, b, k] = coefficients_t[c];
-        T::from_f64(a.to_f64() * g.to_f64() + b.to_f64() * v.to_f64() + k.to_f64())
     });
     NormBackward {
         x_grad,
@@ -411,13 +437,19 @@ pub fn batch_norm<T: NormFloat>(
     epsilon: f64,
 ) -> Vec<T> {
     assert_eq!(x.len(), s.len(), "batch_norm: input size");
-    let scale: Vec<f64> = (0..s.channels)
-        .map(|c| gamma[c].to_f64() / (variance[c].to_f64() + epsilon).sqrt())
-        .collect();
-    let shift: Vec<f64> = (0..s.channels)
-        .map(|c| beta[c].to_f64() - mean[c].to_f64() * scale[c])
-        .collect();
-    scale_shift(s, x, &scale, &shift)
+    let (out, _) = by_channel(s, |c, out| {
+        let scale = gamma[c].to_f64() / (variance[c].to_f64() + epsilon).sqrt();
+        let shift = beta[c].to_f64() - mean[c].to_f64() * scale;
+        vectorised(ScaleShift {
+            s,
+            c,
+            x,
+            scale: T::from_f64(scale).to_f64(),
+            shift: T::from_f64(shift).to_f64(),
+            out,
+        })
+    });
+    out
 }
 
 #[cfg(test)]
