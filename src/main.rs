@@ -5,5 +5,7 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Freed tensors stay in the heap instead of going back to the kernel (train::allocator).
+    mixsweep::train::allocator::keep_freed_memory();
     mixsweep::cli::main()
 }

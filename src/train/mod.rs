@@ -1,6 +1,7 @@
 //! Training and evaluating one run on one device. Knows nothing of sweeps: it takes a spec and
 //! reports each evaluated epoch to a callback.
 
+pub mod allocator;
 pub mod bench;
 pub mod checkpoint;
 pub mod device;
