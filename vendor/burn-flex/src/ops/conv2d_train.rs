@@ -281,6 +281,22 @@ fn gemm<T: ConvFloat>(
     }
 }
 
+/// mixsweep patch (PATCH.md): `buffer.resize(len, 0)` without writing the
+/// new elements, for the scratch buffers whose every element the caller
+/// writes before reading any (im2col columns, GEMM outputs with `read_dst`
+/// false, gathered output gradients). Zero-filling them was a full extra pass
+/// over every buffer a rayon task allocated.
+fn overwritten<T: ConvFloat>(buffer: &mut Vec<T>, len: usize) {
+    buffer.reserve(len.saturating_sub(buffer.len()));
+    // SAFETY: the capacity is at least `len` (reserved just above), and `T`
+    // is f32 or f64, for which every bit pattern is a value; the callers
+    // write each of the `len` elements before they read it.
+    #[allow(clippy::uninit_vec)]
+    unsafe {
+        buffer.set_len(len)
+    };
+}
+
 /// Writes output rows `rows` of image `x` (`[c_in, in_h, in_w]`) into columns
 /// `[col_offset, col_offset + rows.len() · out_w)` of `col` (`[col_rows, columns]`).
 fn im2col<T: ConvFloat>(
@@ -552,7 +568,7 @@ pub fn conv2d_forward<T: ConvFloat>(
             if images == 1 && !s.is_pointwise() {
                 for rows in row_tiles(s) {
                     let (offset, view) = row_block(s, s.c_out, &rows);
-                    col.resize(k * view.cols, T::ZERO);
+                    overwritten(col, k * view.cols);
                     im2col(s, x_chunk, col, view.cols, 0, rows);
                     gemm(
                         &mut y_chunk[offset..],
@@ -570,7 +586,7 @@ pub fn conv2d_forward<T: ConvFloat>(
             let rhs: &[T] = if s.is_pointwise() && images == 1 {
                 x_chunk
             } else {
-                col.resize(k * columns, T::ZERO);
+                overwritten(col, k * columns);
                 for g in 0..images {
                     im2col(
                         s,
@@ -594,7 +610,7 @@ pub fn conv2d_forward<T: ConvFloat>(
                     Strided::row_major(k, p),
                 );
             } else {
-                tmp.resize(s.c_out * columns, T::ZERO);
+                overwritten(tmp, s.c_out * columns);
                 gemm(
                     tmp,
                     Strided::row_major(s.c_out, columns),
@@ -675,7 +691,7 @@ pub fn conv2d_x_grad<T: ConvFloat>(s: &Conv2dShape, w: &[T], dy: &[T]) -> Vec<T>
             if images == 1 {
                 for rows in row_tiles(s) {
                     let (offset, view) = row_block(s, s.c_out, &rows);
-                    dcol.resize(k * view.cols, T::ZERO);
+                    overwritten(dcol, k * view.cols);
                     gemm(
                         dcol,
                         Strided::row_major(k, view.cols),
@@ -692,11 +708,11 @@ pub fn conv2d_x_grad<T: ConvFloat>(s: &Conv2dShape, w: &[T], dy: &[T]) -> Vec<T>
             let rhs: &[T] = if images == 1 {
                 dy_chunk
             } else {
-                dyc.resize(s.c_out * columns, T::ZERO);
+                overwritten(dyc, s.c_out * columns);
                 gather_chunk(s, dy_chunk, images, dyc);
                 dyc
             };
-            dcol.resize(k * columns, T::ZERO);
+            overwritten(dcol, k * columns);
             gemm(
                 dcol,
                 Strided::row_major(k, columns),
@@ -766,7 +782,7 @@ pub fn conv2d_weight_grad<T: ConvFloat>(s: &Conv2dShape, x: &[T], dy: &[T]) -> V
             if images == 1 && !s.is_pointwise() {
                 for (t, rows) in row_tiles(s).enumerate() {
                     let (offset, view) = row_block(s, s.c_out, &rows);
-                    col.resize(k * view.cols, T::ZERO);
+                    overwritten(col, k * view.cols);
                     im2col(s, x_chunk, col, view.cols, 0, rows);
                     let col_t = Strided::row_major(k, view.cols).transposed();
                     gemm(
@@ -784,7 +800,7 @@ pub fn conv2d_weight_grad<T: ConvFloat>(s: &Conv2dShape, x: &[T], dy: &[T]) -> V
             let cols: &[T] = if s.is_pointwise() && images == 1 {
                 x_chunk
             } else {
-                col.resize(k * columns, T::ZERO);
+                overwritten(col, k * columns);
                 for g in 0..images {
                     im2col(
                         s,
@@ -800,7 +816,7 @@ pub fn conv2d_weight_grad<T: ConvFloat>(s: &Conv2dShape, x: &[T], dy: &[T]) -> V
             let lhs: &[T] = if images == 1 {
                 dy_chunk
             } else {
-                dyc.resize(s.c_out * columns, T::ZERO);
+                overwritten(dyc, s.c_out * columns);
                 gather_chunk(s, dy_chunk, images, dyc);
                 dyc
             };
