@@ -79,7 +79,12 @@ mod tests {
         // parser read back one ulp off, so rewriting result.json changed an old evaluation.
         let tmp = crate::testing::TempDir::new().unwrap();
         let path = tmp.path().join("x.json");
-        let values = [6.560558890381671e-10f64, 0.1, 1.0 / 3.0, 2.2250738585072014e-308];
+        let values = [
+            6.560558890381671e-10f64,
+            0.1,
+            1.0 / 3.0,
+            2.2250738585072014e-308,
+        ];
         write_json(&path, &values).unwrap();
         let back: Vec<f64> = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
