@@ -74,7 +74,7 @@ impl MixDraw {
 }
 
 /// `λ·t + (1−λ)·t[perm]` along the batch dimension: the definition, written as the paper does.
-/// The training step computes the same thing with one matrix product (`Mixer`).
+/// The training step mixes through `Mixer`, which uses it for hidden states that fit in cache.
 pub fn mix<const D: usize>(t: Tensor<D>, lambda: f64, partner: &Tensor<1, Int>) -> Tensor<D> {
     let shuffled = t.clone().select(0, partner.clone());
     t.mul_scalar(lambda) + shuffled.mul_scalar(1.0 - lambda)
@@ -99,7 +99,10 @@ pub struct Mixer {
     matrix: std::sync::OnceLock<Tensor<2>>,
 }
 
-/// Hidden states of at most this many elements (1 MiB of f32) are mixed by the definition.
+/// Hidden states of at most this many elements (1 MiB of f32) are mixed by the definition. On
+/// the spiral MLP's bench (a 100×2 bottleneck) the mixing took 0.67% of a step as a product and
+/// 0.27% as the definition; the conv nets' mixed states (0.3–1.6 Mi floats at batch 100) stay
+/// products, as measured before.
 const IN_CACHE: usize = 1 << 18;
 
 impl Mixer {

@@ -13,13 +13,12 @@ use crate::spec::types::{OptimizerKind, TrainSpec};
 /// parameter fused into one pass on the CPU (`sgd`).
 /// Adam: betas (0.9, 0.999) and eps 1e-8 (PyTorch's; burn's default eps is 1e-5).
 pub fn optimizer(train: &TrainSpec) -> ModuleOptimizer {
-    let decay =
-        (train.weight_decay > 0.0).then(|| WeightDecayConfig::new(train.weight_decay as f32));
+    let decay = (train.weight_decay > 0.0).then_some(train.weight_decay as f32);
     match train.optimizer {
         OptimizerKind::Sgd => {
             let momentum = train.momentum.unwrap_or(0.0);
             ModuleOptimizer::from(Sgd {
-                weight_decay: (train.weight_decay > 0.0).then_some(train.weight_decay as f32),
+                weight_decay: decay,
                 momentum: (momentum > 0.0).then(|| Momentum {
                     momentum,
                     dampening: 0.0,
@@ -31,7 +30,7 @@ pub fn optimizer(train: &TrainSpec) -> ModuleOptimizer {
             .with_beta_1(0.9)
             .with_beta_2(0.999)
             .with_epsilon(1e-8)
-            .with_weight_decay(decay)
+            .with_weight_decay(decay.map(WeightDecayConfig::new))
             .init(),
     }
 }

@@ -312,7 +312,7 @@ pub fn run(
     }
     let _ = writeln!(
         out,
-        "\n\"Mixing ops\" times the mixing alone — `λ·h + (1−λ)·h[perm]`, computed as one product with λI + (1−λ)P — on the hidden state of each layer of S and on the targets — against an ERM step; \"Manifold Mixup / ERM\" is the whole step, where the mix's backward and the noise of the machine also show.\n"
+        "\n\"Mixing ops\" times the mixing alone — `λ·h + (1−λ)·h[perm]`, as the step computes it (by the definition for a hidden state of at most 1 MiB, else as one product with λI + (1−λ)P) — on the hidden state of each layer of S, and on the targets (on the host) — against an ERM step; \"Manifold Mixup / ERM\" is the whole step, where the mix's backward and the noise of the machine also show.\n"
     );
     let _ = writeln!(out, "## Where an ERM step's time goes\n");
     let _ = writeln!(
