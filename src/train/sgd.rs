@@ -387,6 +387,54 @@ mod tests {
     }
 
     #[test]
+    fn the_tensor_op_update_of_other_devices_is_the_fused_one() {
+        // GPUs take `composed` (burn's operations); run here on the CPU, it must give the
+        // fused update's bits, step after step, velocity included.
+        let device = Device::flex();
+        let values = |seed: usize| -> Vec<f32> {
+            (0..300)
+                .map(|i| (((i + seed) * 2_654_435_761) % 1000) as f32 / 250.0 - 2.0)
+                .collect()
+        };
+        let tensor = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [20, 15]), &device);
+        let bits = |t: &Tensor<2>| -> Vec<u32> {
+            crate::train::host::floats(t.clone())
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        for (decay, nesterov, dampening) in [
+            (None, false, 0.0),
+            (Some(1e-2), true, 0.0),
+            (Some(1e-2), false, 0.3),
+        ] {
+            let sgd = Sgd {
+                weight_decay: decay,
+                momentum: Some(Momentum {
+                    momentum: 0.9,
+                    dampening,
+                    nesterov,
+                }),
+            };
+            let (mut fused, mut composed) = ((tensor(values(0)), None), (tensor(values(0)), None));
+            for step in 0..3 {
+                let lr = 0.1 / (1.0 + step as f64);
+                let grad = tensor(values(step + 1));
+                fused = sgd.fused(lr, fused.0, grad.clone(), fused.1);
+                composed = sgd.composed(lr, composed.0, grad, composed.1);
+                assert_eq!(bits(&fused.0), bits(&composed.0), "parameters, step {step}");
+                let velocity = |v: &Option<Tensor<2>>| v.as_ref().map(bits);
+                assert_eq!(
+                    velocity(&fused.1),
+                    velocity(&composed.1),
+                    "velocity, step {step}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn checkpoints_of_burns_sgd_and_of_ours_resume_with_either() {
         // A run checkpointed by burn's Sgd (before this optimiser existed) must resume with
         // it, and the other way round, to the same bits as an uninterrupted run.
