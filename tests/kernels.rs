@@ -65,7 +65,9 @@ const fn case(
 /// six are there for it: 5×5 and 2×2 kernels, no padding, output channels that fill no whole
 /// register block (20 = 2·8 + 4), rows whose padded grid ends mid-block (33 px), and padding
 /// larger than the kernel less one, where the input gradient falls back to GEMM + col2im.
-const CASES: [Case; 15] = [
+/// The last two have many channels (weight gradients of 266 Ki floats, in few partial sums):
+/// several images per GEMM, and one image in row tiles.
+const CASES: [Case; 17] = [
     case(2, 3, 4, [7, 5], 3, 1, 1),
     case(1, 1, 2, [6, 6], 3, 2, 1),
     case(3, 4, 3, [5, 5], 1, 1, 0),
@@ -81,6 +83,8 @@ const CASES: [Case; 15] = [
     case(4, 17, 20, [16, 16], 3, 1, 1),
     case(1, 8, 9, [33, 33], 3, 1, 1),
     case(2, 2, 2, [5, 14], 3, 1, 3),
+    case(18, 176, 168, [4, 4], 3, 1, 1),
+    case(1, 176, 168, [16, 16], 3, 2, 1),
 ];
 
 impl Case {
