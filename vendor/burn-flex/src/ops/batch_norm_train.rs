@@ -167,12 +167,16 @@ impl<T: NormFloat> Kernel for ForwardChannel<'_, T> {
         let Self { s, c, x, .. } = self;
         let mean = channel_sum(s, c, x, |v, _| v.to_f64()) / s.count();
         let variance = channel_sum(s, c, x, |v, _| (v.to_f64() - mean).powi(2)) / s.count();
-        let scale = self.gamma.to_f64() / (variance + self.epsilon).sqrt();
-        let shift = self.beta.to_f64() - mean * scale;
-        let (scale, shift) = (T::from_f64(scale).to_f64(), T::from_f64(shift).to_f64());
-        write_planes(s, c, self.out, x, x, |v, _| {
-            T::from_f64(v.to_f64() * scale + shift)
-        });
+        let (gamma, beta) = (self.gamma.to_f64(), self.beta.to_f64());
+        ScaleShift::new(
+            s,
+            c,
+            x,
+            [gamma, beta, mean, variance],
+            self.epsilon,
+            self.out,
+        )
+        .run();
         (mean, variance)
     }
 }
@@ -237,7 +241,9 @@ fn write_planes<T: NormFloat>(
     }
 }
 
-/// `y = x · scale[c] + shift[c]` for every element (inference).
+/// `y = x · scale + shift` over channel `c`'s planes: the output of the
+/// training forward pass (with the batch's statistics) and of inference
+/// (with the running ones).
 struct ScaleShift<'a, T> {
     s: &'a NormShape,
     c: usize,
@@ -245,6 +251,30 @@ struct ScaleShift<'a, T> {
     scale: f64,
     shift: f64,
     out: Vec<&'a mut [MaybeUninit<T>]>,
+}
+
+impl<'a, T: NormFloat> ScaleShift<'a, T> {
+    /// `scale = γ / √(variance + ε)` and `shift = β − mean · scale`, each
+    /// rounded to `T` as the output's other values are.
+    fn new(
+        s: &'a NormShape,
+        c: usize,
+        x: &'a [T],
+        [gamma, beta, mean, variance]: [f64; 4],
+        epsilon: f64,
+        out: Vec<&'a mut [MaybeUninit<T>]>,
+    ) -> Self {
+        let scale = gamma / (variance + epsilon).sqrt();
+        let shift = beta - mean * scale;
+        ScaleShift {
+            s,
+            c,
+            x,
+            scale: T::from_f64(scale).to_f64(),
+            shift: T::from_f64(shift).to_f64(),
+            out,
+        }
+    }
 }
 
 impl<T: NormFloat> Kernel for ScaleShift<'_, T> {
@@ -438,16 +468,8 @@ pub fn batch_norm<T: NormFloat>(
 ) -> Vec<T> {
     assert_eq!(x.len(), s.len(), "batch_norm: input size");
     let (out, _) = by_channel(s, |c, out| {
-        let scale = gamma[c].to_f64() / (variance[c].to_f64() + epsilon).sqrt();
-        let shift = beta[c].to_f64() - mean[c].to_f64() * scale;
-        vectorised(ScaleShift {
-            s,
-            c,
-            x,
-            scale: T::from_f64(scale).to_f64(),
-            shift: T::from_f64(shift).to_f64(),
-            out,
-        })
+        let statistics = [gamma[c], beta[c], mean[c], variance[c]].map(T::to_f64);
+        vectorised(ScaleShift::new(s, c, x, statistics, epsilon, out))
     });
     out
 }
