@@ -368,15 +368,18 @@ fn by_channel<T: NormFloat, R: Send>(
             planes[p % s.channels].push(plane);
         }
     }
-    let work = planes.into_iter().enumerate();
     #[cfg(feature = "rayon")]
-    let results: Vec<R> = work
-        .collect::<Vec<_>>()
+    let results: Vec<R> = planes
         .into_par_iter()
+        .enumerate()
         .map(|(c, p)| fill(c, p))
         .collect();
     #[cfg(not(feature = "rayon"))]
-    let results: Vec<R> = work.map(|(c, p)| fill(c, p)).collect();
+    let results: Vec<R> = planes
+        .into_iter()
+        .enumerate()
+        .map(|(c, p)| fill(c, p))
+        .collect();
     // SAFETY: the first `s.len()` slots, cut into whole planes (`s.len()` is a
     // multiple of `s.plane`), were handed out channel by channel, and `fill`
     // writes every slot of every plane it is given (`write_planes` asserts
