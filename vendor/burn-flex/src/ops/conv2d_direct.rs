@@ -35,7 +35,7 @@ use core::mem::MaybeUninit;
 #[cfg(feature = "rayon")]
 use rayon::prelude::*;
 
-use super::conv2d_train::{Conv2dShape, add_partials, partial_layout};
+use super::conv2d_train::{Conv2dShape, add_partials, partial_layout, partial_sums};
 
 /// The instruction set the kernel runs on, detected once at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -460,8 +460,8 @@ pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
         .chunks(3)
         .map(|c| [0, 1, 2].map(|i| c.get(i).copied().unwrap_or(taps[0])))
         .collect();
-    let mut sums = vec![0.0f32; partials * w_len];
-    let partial = |buffers: &mut (Vec<f32>, Vec<f32>), (index, sum): (usize, &mut [f32])| {
+    let mut sums = partial_sums(partials, w_len, |sum, len| sum.resize(len, 0.0));
+    let partial = |buffers: &mut (Vec<f32>, Vec<f32>), (index, sum): (usize, &mut Vec<f32>)| {
         let (xp, dyp) = buffers;
         let first_group = index * groups_per_partial;
         for g in first_group..((index + 1) * groups_per_partial).min(groups) {
@@ -489,17 +489,17 @@ pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
         }
     };
     #[cfg(feature = "rayon")]
-    sums.par_chunks_mut(w_len)
+    sums.par_iter_mut()
         .enumerate()
         .for_each_init(|| (Vec::new(), Vec::new()), partial);
     #[cfg(not(feature = "rayon"))]
     {
         let mut buffers = (Vec::new(), Vec::new());
-        sums.chunks_mut(w_len)
+        sums.iter_mut()
             .enumerate()
             .for_each(|item| partial(&mut buffers, item));
     }
-    Some(add_partials(sums, w_len))
+    Some(add_partials(sums))
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -769,11 +769,10 @@ pub fn conv2d_weight_grad<T: ConvFloat>(s: &Conv2dShape, x: &[T], dy: &[T]) -> V
     let (chunks_per_partial, partials) = partial_layout(chunks, MAX_PARTIALS, w_len);
     // Not zeroed: each partial's first GEMM writes it whole (`accumulate` is
     // false for a partial's first chunk and first row tile).
-    let mut sums = Vec::new();
-    overwritten(&mut sums, partials * w_len);
+    let mut sums = partial_sums(partials, w_len, overwritten);
     let per_image_in = s.c_in * s.in_pixels();
     let per_image_out = s.c_out * p;
-    let accumulate_partial = |index: usize, dw: &mut [T], (col, dyc): &mut (Vec<T>, Vec<T>)| {
+    let accumulate_partial = |index: usize, dw: &mut Vec<T>, (col, dyc): &mut (Vec<T>, Vec<T>)| {
         let first_chunk = index * chunks_per_partial;
         let last_chunk = ((index + 1) * chunks_per_partial).min(chunks);
         for (n, c) in (first_chunk..last_chunk).enumerate() {
@@ -836,18 +835,39 @@ pub fn conv2d_weight_grad<T: ConvFloat>(s: &Conv2dShape, x: &[T], dy: &[T]) -> V
         }
     };
     #[cfg(feature = "rayon")]
-    sums.par_chunks_mut(w_len).enumerate().for_each_init(
+    sums.par_iter_mut().enumerate().for_each_init(
         || (Vec::new(), Vec::new()),
         |buffers, (i, dw)| accumulate_partial(i, dw, buffers),
     );
     #[cfg(not(feature = "rayon"))]
     {
         let mut buffers = (Vec::new(), Vec::new());
-        for (i, dw) in sums.chunks_mut(w_len).enumerate() {
+        for (i, dw) in sums.iter_mut().enumerate() {
             accumulate_partial(i, dw, &mut buffers);
         }
     }
-    add_partials(sums, w_len)
+    add_partials(sums)
+}
+
+/// `partials` buffers of `w_len` floats each, made ready by `fill` (zeroed or
+/// [overwritten]). mixsweep patch: one buffer per partial rather than one of
+/// `partials · w_len` floats. A single buffer of 59 MB (25 partials of a
+/// 256→256 3×3 gradient) is above glibc's largest mmap threshold, so every
+/// step mapped it afresh and the kernel zeroed its pages on first touch
+/// (page faults and `clear_page` were 8% of a width-64 step); buffers of a
+/// few MB come from the heap and are reused.
+pub(super) fn partial_sums<T: ConvFloat>(
+    partials: usize,
+    w_len: usize,
+    fill: impl Fn(&mut Vec<T>, usize),
+) -> Vec<Vec<T>> {
+    (0..partials)
+        .map(|_| {
+            let mut sum = Vec::new();
+            fill(&mut sum, w_len);
+            sum
+        })
+        .collect()
 }
 
 /// How `units` (chunks or groups of images, in order) are split among a
@@ -864,20 +884,19 @@ pub(super) fn partial_layout(units: usize, most: usize, w_len: usize) -> (usize,
 /// Floats of the weight gradient each task of [add_partials] sums.
 const SEGMENT: usize = 1 << 14;
 
-/// The sum of the partial sums in `sums` (`w_len` floats each), added in
-/// their order: the same rounding on any thread count. Segments of the
-/// gradient are summed in parallel (mixsweep patch: a serial sum of 25
-/// partials of a 256→256 3×3 gradient had kept the second thread idle).
-pub(super) fn add_partials<T: ConvFloat>(mut sums: Vec<T>, w_len: usize) -> Vec<T> {
-    if w_len == 0 {
-        sums.truncate(0);
-        return sums;
-    }
-    let (first, rest) = sums.split_at_mut(w_len);
-    let rest: &[T] = rest;
+/// The sum of the partial sums in `sums` (of equal lengths), added in their
+/// order: the same rounding on any thread count. Segments of the gradient are
+/// summed in parallel (mixsweep patch: a serial sum of 25 partials of a
+/// 256→256 3×3 gradient had kept the second thread idle).
+pub(super) fn add_partials<T: ConvFloat>(sums: Vec<Vec<T>>) -> Vec<T> {
+    let mut sums = sums.into_iter();
+    let Some(mut first) = sums.next() else {
+        return Vec::new();
+    };
+    let rest: Vec<Vec<T>> = sums.collect();
     let add = |(index, segment): (usize, &mut [T])| {
         let start = index * SEGMENT;
-        for partial in rest.chunks(w_len) {
+        for partial in &rest {
             let partial = &partial[start..start + segment.len()];
             for (a, b) in segment.iter_mut().zip(partial) {
                 *a += *b;
@@ -888,8 +907,7 @@ pub(super) fn add_partials<T: ConvFloat>(mut sums: Vec<T>, w_len: usize) -> Vec<
     first.par_chunks_mut(SEGMENT).enumerate().for_each(add);
     #[cfg(not(feature = "rayon"))]
     first.chunks_mut(SEGMENT).enumerate().for_each(add);
-    sums.truncate(w_len);
-    sums
+    first
 }
 
 #[cfg(test)]
