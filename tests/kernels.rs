@@ -67,7 +67,7 @@ const fn case(
 /// larger than the kernel less one, where the input gradient falls back to GEMM + col2im.
 /// The last two have many channels (weight gradients of 266 Ki floats, in few partial sums):
 /// several images per GEMM, and one image in row tiles.
-const CASES: [Case; 17] = [
+const CASES: [Case; 20] = [
     case(2, 3, 4, [7, 5], 3, 1, 1),
     case(1, 1, 2, [6, 6], 3, 2, 1),
     case(3, 4, 3, [5, 5], 1, 1, 0),
@@ -85,6 +85,11 @@ const CASES: [Case; 17] = [
     case(2, 2, 2, [5, 14], 3, 1, 3),
     case(18, 176, 168, [4, 4], 3, 1, 1),
     case(1, 176, 168, [16, 16], 3, 2, 1),
+    // Stride 2 through the direct kernels' phases (outputs 16 or more wide):
+    // odd sizes, no padding, a 5×5 kernel.
+    case(3, 5, 7, [33, 32], 3, 2, 1),
+    case(2, 6, 9, [32, 34], 3, 2, 0),
+    case(2, 3, 4, [35, 36], 5, 2, 2),
 ];
 
 impl Case {
@@ -588,14 +593,19 @@ fn the_kernels_give_the_same_bits_on_any_number_of_threads() {
     }
 }
 
-/// The stride-1 cases above go through the direct kernels (conv2d_direct.rs), not a silent
-/// fallback to im2col + GEMM, wherever the CPU has AVX2 and FMA (or AVX-512) and
-/// `BURN_FLEX_DIRECT_CONV=0` does not turn them off; elsewhere they must decline. All three
-/// passes take output rows of 16 pixels or more with few channels: CASES[8] to [14] (the 5×5
-/// and 2×2 kernels there leave the weight gradient's last group of three taps part empty).
+/// The cases above go through the vector kernels, not a silent fallback to im2col + GEMM,
+/// wherever the CPU has AVX2 and FMA (or AVX-512) and `BURN_FLEX_DIRECT_CONV=0` does not turn
+/// them off; elsewhere they must decline. The direct kernels (conv2d_direct.rs) take the
+/// forward pass and the input gradient at stride 1 on output rows of 16 pixels or more with few
+/// channels (CASES[8] to [14]), the weight gradient where those rows are wider than 16 (CASES[8],
+/// [9], [13], [14]: the 5×5 kernel leaves its last group of three taps part empty), and the
+/// forward pass and weight gradient at stride 2 there (CASES[17] to [19]). The channels-in-lanes
+/// weight gradient (conv2d_wgrad.rs) takes outputs of 16 pixels or less at stride 1, 8 or less
+/// at stride 2 with few channels: CASES[0], [1], [4] to [7], [10] to [12] (the 2×2 kernel of
+/// [10] leaves a group of three taps part empty) and [15].
 #[test]
-fn the_direct_kernels_serve_stride_1_where_the_cpu_allows() {
-    use burn_flex::ops::conv2d_direct;
+fn the_vector_kernels_serve_the_shapes_they_win_on() {
+    use burn_flex::ops::{conv2d_direct, conv2d_wgrad};
     use burn_flex::ops::conv2d_train::Conv2dShape;
     let c = CASES[8];
     let [out_h, out_w] = c.out();
@@ -631,13 +641,15 @@ fn the_direct_kernels_serve_stride_1_where_the_cpu_allows() {
             conv2d_direct::forward(s, &x, &w).is_some(),
             conv2d_direct::x_grad(s, &w, &dy).is_some(),
             conv2d_direct::weight_grad(s, &x, &dy).is_some(),
+            conv2d_wgrad::weight_grad(s, &x, &dy).is_some(),
         ]
     };
-    let expected = vector_cpu && !turned_off;
-    assert_eq!(served(&shape), [expected; 3]);
+    let e = vector_cpu && !turned_off;
+    assert_eq!(served(&shape), [e, e, e, false]);
     // Where im2col + GEMM measured faster, it keeps the shape (conv2d_direct.rs,
     // prefers_direct): rows of 8 pixels only in the forward pass and with at most 64·64
-    // channels, rows under 8 never, and the weight gradient at 16 pixels with 128·128 or more.
+    // channels, rows under 8 never, and the weight gradient at 16 pixels with 128·128 or more;
+    // the weight gradient at 16 pixels or less goes to conv2d_wgrad.rs (prefers_lanes).
     let with = |out_w: usize, c_in: usize, c_out: usize| Conv2dShape {
         batch: 2,
         c_in,
@@ -646,18 +658,35 @@ fn the_direct_kernels_serve_stride_1_where_the_cpu_allows() {
         out_w,
         ..shape
     };
-    let e = expected;
-    assert_eq!(served(&with(8, 64, 64)), [e, false, false]);
-    assert_eq!(served(&with(8, 64, 65)), [false; 3]);
-    assert_eq!(served(&with(5, 16, 8)), [false; 3]);
-    assert_eq!(served(&with(16, 128, 128)), [e, e, false]);
-    assert_eq!(served(&with(32, 128, 128)), [e; 3]);
-    // Stride 2 is never theirs.
-    let strided = Conv2dShape {
+    assert_eq!(served(&with(8, 64, 64)), [e, false, false, e]);
+    assert_eq!(served(&with(8, 64, 65)), [false, false, false, e]);
+    assert_eq!(served(&with(5, 16, 8)), [false, false, false, e]);
+    assert_eq!(served(&with(16, 128, 128)), [e, e, false, e]);
+    assert_eq!(served(&with(32, 128, 128)), [e, e, e, false]);
+    // Stride 2: the direct forward pass and weight gradient on rows of 16 pixels or more
+    // with at most 64·64 channels (never the input gradient), the channels-in-lanes weight
+    // gradient on rows of 8 or less with at most 64·128 channels.
+    let strided = |out_w: usize, c_in: usize, c_out: usize| Conv2dShape {
+        batch: 2,
+        c_in,
+        c_out,
         stride: [2, 2],
-        out_h: (c.h + 2 * c.pad - c.k) / 2 + 1,
-        out_w: (c.w + 2 * c.pad - c.k) / 2 + 1,
+        in_h: 2 * out_w,
+        in_w: 2 * out_w,
+        out_h: out_w,
+        out_w,
         ..shape
     };
-    assert_eq!(served(&strided), [false; 3]);
+    assert_eq!(served(&strided(16, c.c_in, c.c_out)), [e, false, e, false]);
+    assert_eq!(served(&strided(16, 64, 128)), [false; 4]);
+    assert_eq!(served(&strided(8, 64, 128)), [false, false, false, e]);
+    assert_eq!(served(&strided(8, 128, 128)), [false; 4]);
+    // 1×1 convolutions are GEMMs already.
+    let pointwise = Conv2dShape {
+        k_h: 1,
+        k_w: 1,
+        padding: [0, 0],
+        ..with(8, 64, 64)
+    };
+    assert_eq!(served(&pointwise), [false; 4]);
 }

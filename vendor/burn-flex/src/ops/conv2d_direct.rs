@@ -39,7 +39,7 @@ use super::conv2d_train::{Conv2dShape, add_partials, partial_layout, partial_sum
 
 /// The instruction set the kernel runs on, detected once at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isa {
+pub(super) enum Isa {
     /// 16-lane registers: blocks of 8 channels × 32 pixels (16 accumulators).
     Avx512,
     /// 8-lane registers: blocks of 4 channels × 16 pixels (8 accumulators).
@@ -50,7 +50,7 @@ impl Isa {
     /// The best the CPU offers, or `None`: not x86-64, neither feature, or
     /// the environment variable `BURN_FLEX_DIRECT_CONV=0` (which lets a
     /// benchmark time the im2col + GEMM path in the same build). Read once.
-    fn detect() -> Option<Self> {
+    pub(super) fn detect() -> Option<Self> {
         #[cfg(all(target_arch = "x86_64", feature = "std"))]
         {
             static ISA: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
@@ -90,12 +90,21 @@ impl Isa {
     }
 }
 
-/// A stride-1, undilated, ungrouped convolution laid out for the direct
-/// kernel: padding before each dimension (the padding after is implied by
-/// the output size) and the padded grid's sizes.
+/// An undilated, ungrouped convolution with the same stride in both
+/// dimensions, laid out for the direct kernel: padding before each dimension
+/// (the padding after is implied by the output size) and the padded grid's
+/// sizes.
+///
+/// With stride `s > 1` (mixsweep patch), each channel of the padded input is
+/// stored as `s²` phases: phase `(a, b)` holds the padded pixels at rows
+/// `s·i + a` and columns `s·j + b`, in rows of `pw` floats. Tap `(ky, kx)` of
+/// output pixel `q = oy·pw + ox` then reads phase `(ky mod s, kx mod s)` at
+/// `q + (ky div s)·pw + kx div s`: consecutive outputs still read consecutive
+/// inputs, and the stride-1 kernels run unchanged on these offsets.
 #[derive(Clone, Copy, Debug)]
 struct Direct {
     isa: Isa,
+    stride: usize,
     c_in: usize,
     c_out: usize,
     in_h: usize,
@@ -109,9 +118,9 @@ struct Direct {
 }
 
 impl Direct {
-    /// Width of a padded row.
+    /// Width of a padded row (of one phase when the stride is above 1).
     fn pw(&self) -> usize {
-        self.out_w + self.k_w - 1
+        self.out_w + (self.k_w - 1) / self.stride
     }
 
     /// Padded-grid pixels computed per output channel: `out_h` rows of `pw`,
@@ -120,10 +129,15 @@ impl Direct {
         (self.out_h * self.pw()).next_multiple_of(self.isa.pixels())
     }
 
-    /// Floats per channel of the padded input: every row the kernel reads,
-    /// including the last block's overhang.
+    /// Floats per phase of a channel of the padded input: every row the
+    /// kernel reads, including the last block's overhang.
+    fn phase_len(&self) -> usize {
+        self.q_len() + (self.k_h - 1) / self.stride * self.pw() + (self.k_w - 1) / self.stride
+    }
+
+    /// Floats per channel of the padded input: `stride²` phases.
     fn plane(&self) -> usize {
-        self.q_len() + (self.k_h - 1) * self.pw() + self.k_w - 1
+        self.stride * self.stride * self.phase_len()
     }
 
     /// Output channels rounded up to whole register blocks.
@@ -131,17 +145,24 @@ impl Direct {
         self.c_out.div_ceil(self.isa.block())
     }
 
-    /// Offsets of the kernel taps in the padded grid, in (ky, kx) order.
+    /// Offsets of the kernel taps in a channel of the padded input, in
+    /// (ky, kx) order.
     fn tap_offsets(&self) -> Vec<usize> {
-        let pw = self.pw();
+        let (s, pw, phase_len) = (self.stride, self.pw(), self.phase_len());
         (0..self.k_h)
-            .flat_map(|ky| (0..self.k_w).map(move |kx| ky * pw + kx))
+            .flat_map(|ky| {
+                (0..self.k_w)
+                    .map(move |kx| ((ky % s) * s + kx % s) * phase_len + ky / s * pw + kx / s)
+            })
             .collect()
     }
 
     /// Copies image `x` (`[c_in, in_h, in_w]`) into `xp` (`c_in · plane`
     /// floats, zero). Input rows and columns that no output reads are left out.
     fn pad(&self, x: &[f32], xp: &mut [f32]) {
+        if self.stride > 1 {
+            return self.pad_phases(x, xp);
+        }
         let (pw, plane) = (self.pw(), self.plane());
         let rows = self.out_h + self.k_h - 1;
         let cols = self.in_w.min(pw.saturating_sub(self.pad_left));
@@ -150,6 +171,33 @@ impl Direct {
                 let src = &x[(ci * self.in_h + r) * self.in_w..][..cols];
                 let dst = ci * plane + (r + self.pad_top) * pw + self.pad_left;
                 copy_row(&mut xp[dst..dst + cols], src);
+            }
+        }
+    }
+
+    /// [Direct::pad] for a stride above 1: each input pixel goes to its
+    /// phase (see [Direct]).
+    fn pad_phases(&self, x: &[f32], xp: &mut [f32]) {
+        let (s, pw, phase_len, plane) = (self.stride, self.pw(), self.phase_len(), self.plane());
+        // The padded rows and columns any output reads.
+        let rows = (self.out_h - 1) * s + self.k_h;
+        let cols = (self.out_w - 1) * s + self.k_w;
+        let r_end = self.in_h.min(rows.saturating_sub(self.pad_top));
+        let c_end = self.in_w.min(cols.saturating_sub(self.pad_left));
+        for ci in 0..self.c_in {
+            for r in 0..r_end {
+                let src = &x[(ci * self.in_h + r) * self.in_w..][..c_end];
+                let pr = r + self.pad_top;
+                let row = ci * plane + (pr % s) * s * phase_len + pr / s * pw;
+                for b in 0..s {
+                    // Input columns c with (c + pad_left) mod s = b, from the first.
+                    let first = (b + s - self.pad_left % s) % s;
+                    let dst = &mut xp[row + b * phase_len..][..pw];
+                    let j0 = (first + self.pad_left) / s;
+                    for (d, &v) in dst[j0..].iter_mut().zip(src.iter().skip(first).step_by(s)) {
+                        *d = v;
+                    }
+                }
             }
         }
     }
@@ -210,15 +258,13 @@ impl Direct {
         assert!(xp.len() >= self.c_in * self.plane(), "direct conv: input");
         assert!(
             offsets.len() == self.k_h * self.k_w
-                && offsets
-                    .iter()
-                    .all(|&o| o <= (self.k_h - 1) * self.pw() + self.k_w - 1),
+                && offsets.iter().all(|&o| o + q_len <= self.plane()),
             "direct conv: tap offsets"
         );
         assert!(packed.len() >= self.c_out_blocks() * self.c_in * offsets.len() * self.isa.block());
         // SAFETY: the kernels read `xp` at `ci · plane + q + offset + i` for
-        // `q + i < q_len` and `offset ≤ (k_h − 1)·pw + k_w − 1`, below
-        // `c_in · plane` by `plane`'s definition; `packed` within the length
+        // `q + i < q_len` and `offset + q_len ≤ plane` (asserted above), below
+        // `c_in · plane`; `packed` within the length
         // asserted above; and write `yp` within `c_out_blocks · block · q_len`.
         // The instruction set was detected on this CPU.
         unsafe {
@@ -316,6 +362,9 @@ enum Pass {
 /// CPUs with AVX2 but not AVX-512 take the same rule, not measured there.
 fn prefers_direct(pass: Pass, s: &Conv2dShape) -> bool {
     let many_channels = s.c_in * s.c_out >= 128 * 128;
+    if s.stride[0] > 1 {
+        return pass != Pass::InputGrad && s.out_w >= 16 && s.c_in * s.c_out <= 64 * 64;
+    }
     match pass {
         Pass::Forward => s.out_w >= 16 || (s.out_w >= 8 && s.c_in * s.c_out <= 64 * 64),
         Pass::InputGrad => s.out_w >= 16,
@@ -329,7 +378,9 @@ fn prefers_direct(pass: Pass, s: &Conv2dShape) -> bool {
 /// ([prefers_direct]), and a CPU with AVX-512 or AVX2 + FMA.
 fn direct(pass: Pass, s: &Conv2dShape) -> Option<Direct> {
     let applies = s.groups == 1
-        && s.stride == [1, 1]
+        && s.stride[0] == s.stride[1]
+        && (1..=2).contains(&s.stride[0])
+        && (s.stride[0] == 1 || pass != Pass::InputGrad)
         && s.dilation == [1, 1]
         && s.k_h * s.k_w > 1
         && s.out_h > 0
@@ -338,8 +389,13 @@ fn direct(pass: Pass, s: &Conv2dShape) -> Option<Direct> {
     if !applies {
         return None;
     }
+    #[cfg(feature = "std")]
+    if s.stride[0] > 1 && std::env::var("BURN_FLEX_DIRECT_S2").is_ok_and(|v| v == "0") {
+        return None;
+    }
     Some(Direct {
         isa: Isa::detect()?,
+        stride: s.stride[0],
         c_in: s.c_in,
         c_out: s.c_out,
         in_h: s.in_h,
@@ -503,7 +559,7 @@ pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     //! The register-blocked kernel, generic over the vector registers and
     //! compiled once per instruction set.
 
@@ -511,7 +567,7 @@ mod x86 {
     use core::arch::x86_64::*;
 
     /// The vector operations the kernel needs.
-    trait Simd {
+    pub(in crate::ops) trait Simd {
         type V: Copy;
         const LANES: usize;
         unsafe fn zero() -> Self::V;
@@ -520,12 +576,13 @@ mod x86 {
         unsafe fn splat(p: *const f32) -> Self::V;
         /// `a · b + c`, rounded once.
         unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+        unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
         /// The sum of the lanes, in an order fixed by the instruction set.
         unsafe fn sum(v: Self::V) -> f32;
     }
 
-    struct Avx512;
-    struct Avx2;
+    pub(in crate::ops) struct Avx512;
+    pub(in crate::ops) struct Avx2;
 
     impl Simd for Avx512 {
         type V = __m512;
@@ -549,6 +606,10 @@ mod x86 {
         #[inline(always)]
         unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
             unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m512, b: __m512) -> __m512 {
+            unsafe { _mm512_add_ps(a, b) }
         }
         #[inline(always)]
         unsafe fn sum(v: __m512) -> f32 {
@@ -578,6 +639,10 @@ mod x86 {
         #[inline(always)]
         unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
             unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_add_ps(a, b) }
         }
         #[inline(always)]
         unsafe fn sum(v: __m256) -> f32 {

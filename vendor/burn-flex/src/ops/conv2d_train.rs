@@ -85,7 +85,8 @@ impl ConvFloat for f32 {
     }
 
     fn direct_weight_grad(s: &Conv2dShape, x: &[Self], dy: &[Self]) -> Option<Vec<Self>> {
-        super::conv2d_direct::weight_grad(s, x, dy)
+        super::conv2d_wgrad::weight_grad(s, x, dy)
+            .or_else(|| super::conv2d_direct::weight_grad(s, x, dy))
     }
 }
 
@@ -286,7 +287,7 @@ fn gemm<T: ConvFloat>(
 /// writes before reading any (im2col columns, GEMM outputs with `read_dst`
 /// false, gathered output gradients). Zero-filling them was a full extra pass
 /// over every buffer a rayon task allocated.
-fn overwritten<T: ConvFloat>(buffer: &mut Vec<T>, len: usize) {
+pub(super) fn overwritten<T: ConvFloat>(buffer: &mut Vec<T>, len: usize) {
     buffer.reserve(len.saturating_sub(buffer.len()));
     // SAFETY: the capacity is at least `len` (reserved just above), and `T`
     // is f32 or f64, for which every bit pattern is a value; the callers
@@ -556,7 +557,10 @@ pub fn conv2d_forward<T: ConvFloat>(
     let (k, p) = (s.col_rows(), s.out_pixels());
     let per_image_in = s.c_in * s.in_pixels();
     let per_image_out = s.c_out * p;
-    let mut y = vec![T::ZERO; s.y_len()];
+    // Not zeroed (mixsweep patch): every chunk's GEMM or copy below writes
+    // all of its outputs; zeroing them first was a serial pass over `y`.
+    let mut y = Vec::new();
+    overwritten(&mut y, s.y_len());
     let weight = Strided::row_major(s.c_out, k);
     for_each_chunk(
         s,
@@ -668,13 +672,20 @@ pub fn conv2d_x_grad<T: ConvFloat>(s: &Conv2dShape, w: &[T], dy: &[T]) -> Vec<T>
     let per_image_in = s.c_in * s.in_pixels();
     let per_image_out = s.c_out * p;
     let weight_t = Strided::row_major(s.c_out, k).transposed();
-    let mut dx = vec![T::ZERO; s.x_len()];
+    // Zeroed chunk by chunk on the pool just before col2im adds into it
+    // (mixsweep patch): `vec![0; x_len]` was a serial pass over 26 MB for a
+    // 64-channel 32×32 input, and half of a strided 1×1 input gradient.
+    let mut dx = Vec::new();
+    overwritten(&mut dx, s.x_len());
     for_each_chunk(
         s,
         &mut dx,
         per_image_in,
         |first, images, dx_chunk, (dcol, dyc)| {
             let columns = images * p;
+            if !(s.is_pointwise() && images == 1) {
+                dx_chunk.fill(T::ZERO);
+            }
             let dy_chunk = &dy[first * per_image_out..(first + images) * per_image_out];
             if s.is_pointwise() && images == 1 {
                 gemm(

@@ -102,6 +102,7 @@ pub mod conv;
 // mixsweep patch: training kernels (see PATCH.md).
 pub mod conv2d_direct;
 pub mod conv2d_train;
+pub mod conv2d_wgrad;
 pub mod conv_transpose;
 pub mod cumulative;
 pub mod deform_conv;

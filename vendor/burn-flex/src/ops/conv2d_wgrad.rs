@@ -1,0 +1,413 @@
+//! The weight gradient of a 2-D convolution with the output channels in the
+//! vector lanes, f32, on x86-64 with AVX-512 or AVX2 + FMA.
+//!
+//! Added to burn-flex by mixsweep (see PATCH.md). `dW[co, ci, ky, kx] =
+//! Σ_images Σ_(oy, ox) dy[co, oy, ox] · x[ci, oy·s + ky − pad, ox·s + kx − pad]`.
+//! The other kernels put pixels in the lanes, so they throw away work on small
+//! feature maps (the padded grid's extra columns: a third of it at 4×4) and
+//! end every register block with sums across lanes; im2col + GEMM copies each
+//! input nine times first. Here each image is laid out once in blocks of
+//! channels, channels last within a block (oneDNN's "nChw16c"): the input
+//! zero-padded as `[c_in / CI, rows, cols, CI]` and the output gradient as
+//! `[c_out / LANES, pixel, LANES]`. A register block holds `CI` input channels × 3 taps,
+//! each a vector of `LANES` output channels; per output pixel it loads one
+//! vector of the output gradient and does `3·CI` fused multiply-adds, each
+//! with one input value broadcast from memory. Every output pixel is real
+//! work, whatever the stride, padding or size.
+//!
+//! **Determinism.** Each lane is one weight's chain of fused multiply-adds
+//! over (image, oy, ox) in order, then added into a partial sum; partial sums
+//! are fixed by the shapes (not by the vector width) and added in order. So
+//! the bits depend on neither the number of threads nor the instruction set.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+#[cfg(feature = "rayon")]
+use rayon::prelude::*;
+
+use super::conv2d_direct::Isa;
+use super::conv2d_train::{Conv2dShape, overwritten, partial_sums};
+
+/// Tasks to aim for (see [weight_grad]): vectors of 16 output channels ×
+/// partials of the batch.
+const TASKS: usize = 8;
+
+/// A group of images holds at least this many output pixels: a register
+/// block's work over them should outweigh adding its sums into the partial.
+const MIN_GROUP_PIXELS: usize = 256;
+
+/// A convolution's channels-last layout for one instruction set.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    isa: Isa,
+    /// Input channels rounded up to whole register blocks ([Layout::ci_block]).
+    c_in: usize,
+    /// Output channels rounded up to whole vectors ([Layout::lanes]).
+    c_out: usize,
+    /// Rows and columns of the padded input that some output reads.
+    rows: usize,
+    cols: usize,
+}
+
+impl Layout {
+    fn new(isa: Isa, s: &Conv2dShape) -> Self {
+        let lanes = lanes(isa);
+        Self {
+            isa,
+            c_in: s.c_in.next_multiple_of(ci_block(isa)),
+            c_out: s.c_out.next_multiple_of(lanes),
+            rows: (s.out_h - 1) * s.stride[0] + s.k_h,
+            cols: (s.out_w - 1) * s.stride[1] + s.k_w,
+        }
+    }
+
+    /// Floats of one laid-out input image.
+    fn x_len(&self) -> usize {
+        self.rows * self.cols * self.c_in
+    }
+
+    /// Floats of one laid-out output-gradient image.
+    fn dy_len(&self, s: &Conv2dShape) -> usize {
+        s.out_h * s.out_w * self.c_out
+    }
+
+    /// Floats of one block of [ci_block] input channels of a laid-out image.
+    fn x_block(&self) -> usize {
+        self.rows * self.cols * ci_block(self.isa)
+    }
+
+    /// Copies image `x` (`[c_in, in_h, in_w]`) into `xl` (`[c_in / CI, rows,
+    /// cols, CI]`, CI = [ci_block]; zero where padding). Only positions inside
+    /// the image are written, the same ones for every image, so the padding
+    /// stays zero.
+    fn lay_out_x(&self, s: &Conv2dShape, x: &[f32], xl: &mut [f32]) {
+        let [pad_top, pad_left] = s.padding;
+        let cb = ci_block(self.isa);
+        let r_end = s.in_h.min(self.rows.saturating_sub(pad_top));
+        let c_end = s.in_w.min(self.cols.saturating_sub(pad_left));
+        for ci in 0..s.c_in {
+            let block = &mut xl[ci / cb * self.x_block() + ci % cb..];
+            for r in 0..r_end {
+                let src = &x[(ci * s.in_h + r) * s.in_w..][..c_end];
+                let row = ((r + pad_top) * self.cols + pad_left) * cb;
+                for (c, &v) in src.iter().enumerate() {
+                    block[row + c * cb] = v;
+                }
+            }
+        }
+    }
+
+    /// Copies the output gradient of one image (`[c_out, out_h, out_w]`)
+    /// into `dyl` (`[c_out / LANES, pixel, LANES]`; the channels past `c_out`
+    /// stay zero).
+    fn lay_out_dy(&self, s: &Conv2dShape, dy: &[f32], dyl: &mut [f32]) {
+        let (pixels, lanes) = (s.out_h * s.out_w, lanes(self.isa));
+        for co in 0..s.c_out {
+            let block = &mut dyl[co / lanes * pixels * lanes + co % lanes..];
+            for (p, &v) in dy[co * pixels..][..pixels].iter().enumerate() {
+                block[p * lanes] = v;
+            }
+        }
+    }
+}
+
+/// Output channels per vector.
+fn lanes(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => 16,
+        Isa::Avx2 => 8,
+    }
+}
+
+/// Input channels per register block (× 3 taps: 24 or 12 accumulators).
+fn ci_block(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => 8,
+        Isa::Avx2 => 4,
+    }
+}
+
+/// Whether this kernel beats the others on `s` (the direct kernel of
+/// `conv2d_direct`, im2col + GEMM). Measured by mixsweep's per-shape timings
+/// of PreActResNet18 at batch 100 on an AVX-512 Xeon, 2 threads, ms this
+/// kernel against the one used before:
+///
+/// - stride 1, outputs 16 px wide or less: 64→64 at 8×8 1.98 against 3.27,
+///   128→128 at 4×4 1.84 against 3.06, 256→256 at 8×8 23.0 against 29.4,
+///   512→512 at 4×4 24.3 against 27.9, 128→128 at 16×16 26.7 against 29.2;
+///   at 32 px the direct kernel wins (16→16: 2.44 against 3.32), since
+///   laying the batch out costs more than it saves there;
+/// - stride 2 with outputs 8 px wide or less and few channels (32→64:
+///   1.71 against 2.01; 64→128: 1.39 against 1.61), not many (256→512 at
+///   8×8 in: 16.2 against 13.9);
+/// - never 1×1: two of its three taps per register block would be padding.
+fn prefers_lanes(s: &Conv2dShape) -> bool {
+    s.k_h * s.k_w >= 3
+        && match s.stride {
+            [1, 1] => s.out_w <= 16,
+            [2, 2] => s.out_w <= 8 && s.c_in * s.c_out <= 64 * 128,
+            _ => false,
+        }
+}
+
+/// The weight gradient of an ungrouped, undilated convolution, or `None`
+/// where this kernel does not apply (grouped or dilated, a shape where
+/// another kernel is the faster ([prefers_lanes]), or no AVX2 + FMA).
+///
+/// First every image is laid out (in parallel). Then the work is cut into
+/// tasks, one per vector of output channels and partial of the batch: as
+/// many partials as it takes to make [TASKS] tasks of 16 output channels,
+/// fixed by the shapes. A task sums its output channels over its images, in
+/// groups of at least [MIN_GROUP_PIXELS] output pixels, into its own `[tap,
+/// c_in, LANES]` sum; the partials of each weight are then added in order.
+pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
+    if s.groups != 1 || s.dilation != [1, 1] || !prefers_lanes(s) {
+        return None;
+    }
+    let isa = Isa::detect()?;
+    let w_len = s.w_len();
+    if s.batch == 0 || w_len == 0 || s.out_h == 0 || s.out_w == 0 {
+        return Some(vec![0.0; w_len]);
+    }
+    let l = Layout::new(isa, s);
+    let (taps, lanes) = (s.k_h * s.k_w, lanes(isa));
+    let (x_len, dy_len) = (l.x_len(), l.dy_len(s));
+    let per_partial = s
+        .batch
+        .div_ceil(TASKS.div_ceil(s.c_out.div_ceil(16)).min(s.batch));
+    let partials = s.batch.div_ceil(per_partial);
+    let group = MIN_GROUP_PIXELS
+        .div_ceil(s.out_pixels())
+        .clamp(1, per_partial);
+    let (xl, dyl) = lay_out(s, &l, x, dy);
+    // Taps in threes along the rows of the kernel, the last three filled up
+    // with tap 0 (its sums dropped): (first tap, offsets in a block of `xl`).
+    let offsets: Vec<usize> = (0..s.k_h)
+        .flat_map(|ky| (0..s.k_w).map(move |kx| (ky * l.cols + kx) * ci_block(isa)))
+        .collect();
+    let tap_groups: Vec<(usize, [usize; 3])> = offsets
+        .chunks(3)
+        .enumerate()
+        .map(|(g, c)| {
+            (
+                3 * g,
+                [0, 1, 2].map(|i| c.get(i).copied().unwrap_or(offsets[0])),
+            )
+        })
+        .collect();
+    let co_blocks = l.c_out / lanes;
+    let sum_len = taps * l.c_in * lanes;
+    let mut sums = partial_sums(co_blocks * partials, sum_len, |sum, len| {
+        sum.resize(len, 0.0)
+    });
+    let task = |(index, sum): (usize, &mut Vec<f32>)| {
+        let (co, partial) = (index / partials * lanes, index % partials);
+        let end = ((partial + 1) * per_partial).min(s.batch);
+        for first in (partial * per_partial..end).step_by(group) {
+            let images = group.min(end - first);
+            let (xl, dyl) = (&xl[first * x_len..], &dyl[first * dy_len..]);
+            // SAFETY: `xl` and `dyl` hold `images` laid-out images of `x_len`
+            // and `dy_len` floats; the kernel reads a block of CI channels of
+            // `xl` at pixel `(oy·s_h)·cols + ox·s_w` plus a tap's offset, times
+            // CI, plus a channel below CI: inside the block's `rows · cols ·
+            // CI` floats, since `rows` and `cols` cover every tap of every
+            // output; and one vector of the block of `dyl` that holds `co`, at
+            // `pixel · LANES`. It writes `sum` (`taps · c_in · LANES` floats)
+            // at taps below `taps`. The instruction set was detected on this
+            // CPU.
+            unsafe {
+                #[cfg(target_arch = "x86_64")]
+                match isa {
+                    Isa::Avx512 => {
+                        x86::group_avx512(s, &l, xl, dyl, images, co, &tap_groups, taps, sum)
+                    }
+                    Isa::Avx2 => {
+                        x86::group_avx2(s, &l, xl, dyl, images, co, &tap_groups, taps, sum)
+                    }
+                }
+            }
+        }
+    };
+    #[cfg(feature = "rayon")]
+    sums.par_iter_mut().enumerate().for_each(task);
+    #[cfg(not(feature = "rayon"))]
+    sums.iter_mut().enumerate().for_each(task);
+    // `[co block, partial][tap, c_in, lane]` → `[c_out, c_in, tap]`, each
+    // weight the sum of its partials in order.
+    let mut dw = Vec::new();
+    overwritten(&mut dw, w_len);
+    let weights = |(co, dw_co): (usize, &mut [f32])| {
+        let tasks = &sums[co / lanes * partials..][..partials];
+        for ci in 0..s.c_in {
+            for t in 0..taps {
+                let at = (t * l.c_in + ci) * lanes + co % lanes;
+                let mut total = tasks[0][at];
+                for task in &tasks[1..] {
+                    total += task[at];
+                }
+                dw_co[ci * taps + t] = total;
+            }
+        }
+    };
+    #[cfg(feature = "rayon")]
+    dw.par_chunks_mut(s.c_in * taps)
+        .enumerate()
+        .for_each(weights);
+    #[cfg(not(feature = "rayon"))]
+    dw.chunks_mut(s.c_in * taps).enumerate().for_each(weights);
+    Some(dw)
+}
+
+/// Every image of `x` and `dy` laid out ([Layout::lay_out_x],
+/// [Layout::lay_out_dy]), image by image in parallel, padding zeroed there.
+fn lay_out(s: &Conv2dShape, l: &Layout, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let (x_len, dy_len) = (l.x_len(), l.dy_len(s));
+    let (per_in, per_out) = (s.c_in * s.in_pixels(), s.c_out * s.out_pixels());
+    let (mut xl, mut dyl) = (Vec::new(), Vec::new());
+    overwritten(&mut xl, s.batch * x_len);
+    overwritten(&mut dyl, s.batch * dy_len);
+    let image = |(b, (xl, dyl)): (usize, (&mut [f32], &mut [f32]))| {
+        xl.fill(0.0);
+        dyl.fill(0.0);
+        l.lay_out_x(s, &x[b * per_in..(b + 1) * per_in], xl);
+        l.lay_out_dy(s, &dy[b * per_out..(b + 1) * per_out], dyl);
+    };
+    #[cfg(feature = "rayon")]
+    xl.par_chunks_mut(x_len)
+        .zip(dyl.par_chunks_mut(dy_len))
+        .enumerate()
+        .for_each(image);
+    #[cfg(not(feature = "rayon"))]
+    xl.chunks_mut(x_len)
+        .zip(dyl.chunks_mut(dy_len))
+        .enumerate()
+        .for_each(image);
+    (xl, dyl)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! The register-blocked kernel, generic over the vector registers and
+    //! compiled once per instruction set.
+
+    use super::super::conv2d_direct::x86::{Avx2, Avx512, Simd};
+    use super::{Conv2dShape, Layout};
+
+    /// One register block: output channels `[co, co + LANES)` × input
+    /// channels `[ci, ci + CI)` × three taps, over every output pixel of
+    /// `images` laid-out images, added into `sum` (`[tap, c_in, LANES]`).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block<S: Simd, const CI: usize>(
+        s: &Conv2dShape,
+        l: &Layout,
+        xl: *const f32,
+        dyl: *const f32,
+        images: usize,
+        co: usize,
+        ci: usize,
+        (first_tap, offsets): (usize, [usize; 3]),
+        taps: usize,
+        sum: &mut [f32],
+    ) {
+        let (x_len, dy_len) = (l.x_len(), l.dy_len(s));
+        let (row_step, col_step) = (s.stride[0] * l.cols * CI, s.stride[1] * CI);
+        unsafe {
+            let mut acc = [[S::zero(); 3]; CI];
+            for i in 0..images {
+                let mut g = dyl.add(i * dy_len + co * s.out_h * s.out_w);
+                let x_image = xl.add(i * x_len + ci / CI * l.x_block());
+                for oy in 0..s.out_h {
+                    let mut x = x_image.add(oy * row_step);
+                    for _ in 0..s.out_w {
+                        let gv = S::load(g);
+                        for (t, &offset) in offsets.iter().enumerate() {
+                            for (c, acc_c) in acc.iter_mut().enumerate() {
+                                acc_c[t] = S::fma(gv, S::splat(x.add(offset + c)), acc_c[t]);
+                            }
+                        }
+                        g = g.add(S::LANES);
+                        x = x.add(col_step);
+                    }
+                }
+            }
+            for (t, acc_t) in (first_tap..taps).zip(0..3) {
+                for (c, acc_c) in acc.iter().enumerate() {
+                    let at = sum.as_mut_ptr().add((t * l.c_in + ci + c) * S::LANES);
+                    S::store(at, S::add(S::load(at), acc_c[acc_t]));
+                }
+            }
+        }
+    }
+
+    /// Every register block of output channels `[co, co + LANES)` over one
+    /// group of laid-out images.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn group<S: Simd, const CI: usize>(
+        s: &Conv2dShape,
+        l: &Layout,
+        xl: &[f32],
+        dyl: &[f32],
+        images: usize,
+        co: usize,
+        tap_groups: &[(usize, [usize; 3])],
+        taps: usize,
+        sum: &mut [f32],
+    ) {
+        for ci in (0..l.c_in).step_by(CI) {
+            for &tap_group in tap_groups {
+                // SAFETY: see `weight_grad` in the parent module.
+                unsafe {
+                    block::<S, CI>(
+                        s,
+                        l,
+                        xl.as_ptr(),
+                        dyl.as_ptr(),
+                        images,
+                        co,
+                        ci,
+                        tap_group,
+                        taps,
+                        sum,
+                    );
+                }
+            }
+        }
+    }
+
+    /// [group] with AVX-512: 16 output channels × 8 input channels × 3 taps.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn group_avx512(
+        s: &Conv2dShape,
+        l: &Layout,
+        xl: &[f32],
+        dyl: &[f32],
+        images: usize,
+        co: usize,
+        tap_groups: &[(usize, [usize; 3])],
+        taps: usize,
+        sum: &mut [f32],
+    ) {
+        unsafe { group::<Avx512, 8>(s, l, xl, dyl, images, co, tap_groups, taps, sum) }
+    }
+
+    /// [group] with AVX2 + FMA: 8 output channels × 4 input channels × 3 taps.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn group_avx2(
+        s: &Conv2dShape,
+        l: &Layout,
+        xl: &[f32],
+        dyl: &[f32],
+        images: usize,
+        co: usize,
+        tap_groups: &[(usize, [usize; 3])],
+        taps: usize,
+        sum: &mut [f32],
+    ) {
+        unsafe { group::<Avx2, 4>(s, l, xl, dyl, images, co, tap_groups, taps, sum) }
+    }
+}
