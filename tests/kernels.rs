@@ -602,11 +602,13 @@ fn the_kernels_give_the_same_bits_on_any_number_of_threads() {
 /// forward pass and weight gradient at stride 2 there (CASES[17] to [19]). The channels-in-lanes
 /// weight gradient (conv2d_wgrad.rs) takes outputs of 16 pixels or less at stride 1, 8 or less
 /// at stride 2 with few channels: CASES[0], [1], [4] to [7], [10] to [12] (the 2×2 kernel of
-/// [10] leaves a group of three taps part empty) and [15].
+/// [10] leaves a group of three taps part empty) and [15]; its forward pass and input gradient
+/// (conv2d_lanes.rs) take outputs of 8 pixels or less at stride 1 with at most 256·256
+/// channels: CASES[0], [6] and [15].
 #[test]
 fn the_vector_kernels_serve_the_shapes_they_win_on() {
-    use burn_flex::ops::{conv2d_direct, conv2d_wgrad};
     use burn_flex::ops::conv2d_train::Conv2dShape;
+    use burn_flex::ops::{conv2d_direct, conv2d_lanes, conv2d_wgrad};
     let c = CASES[8];
     let [out_h, out_w] = c.out();
     let shape = Conv2dShape {
@@ -641,11 +643,13 @@ fn the_vector_kernels_serve_the_shapes_they_win_on() {
             conv2d_direct::forward(s, &x, &w).is_some(),
             conv2d_direct::x_grad(s, &w, &dy).is_some(),
             conv2d_direct::weight_grad(s, &x, &dy).is_some(),
+            conv2d_lanes::forward(s, &x, &w).is_some(),
+            conv2d_lanes::x_grad(s, &w, &dy).is_some(),
             conv2d_wgrad::weight_grad(s, &x, &dy).is_some(),
         ]
     };
     let e = vector_cpu && !turned_off;
-    assert_eq!(served(&shape), [e, e, e, false]);
+    assert_eq!(served(&shape), [e, e, e, false, false, false]);
     // Where im2col + GEMM measured faster, it keeps the shape (conv2d_direct.rs,
     // prefers_direct): rows of 8 pixels only in the forward pass and with at most 64·64
     // channels, rows under 8 never, and the weight gradient at 16 pixels with 128·128 or more;
@@ -658,11 +662,17 @@ fn the_vector_kernels_serve_the_shapes_they_win_on() {
         out_w,
         ..shape
     };
-    assert_eq!(served(&with(8, 64, 64)), [e, false, false, e]);
-    assert_eq!(served(&with(8, 64, 65)), [false, false, false, e]);
-    assert_eq!(served(&with(5, 16, 8)), [false, false, false, e]);
-    assert_eq!(served(&with(16, 128, 128)), [e, e, false, e]);
-    assert_eq!(served(&with(32, 128, 128)), [e, e, e, false]);
+    // The channels-in-lanes forward pass and input gradient (conv2d_lanes.rs) take rows of 8
+    // pixels or less with at most 256·256 channels.
+    assert_eq!(served(&with(8, 64, 64)), [e, false, false, e, e, e]);
+    assert_eq!(served(&with(8, 64, 65)), [false, false, false, e, e, e]);
+    assert_eq!(served(&with(5, 16, 8)), [false, false, false, e, e, e]);
+    assert_eq!(
+        served(&with(4, 512, 512)),
+        [false, false, false, false, false, e]
+    );
+    assert_eq!(served(&with(16, 128, 128)), [e, e, false, false, false, e]);
+    assert_eq!(served(&with(32, 128, 128)), [e, e, e, false, false, false]);
     // Stride 2: the direct forward pass and weight gradient on rows of 16 pixels or more
     // with at most 64·64 channels (never the input gradient), the channels-in-lanes weight
     // gradient on rows of 8 or less with at most 64·128 channels.
@@ -677,10 +687,16 @@ fn the_vector_kernels_serve_the_shapes_they_win_on() {
         out_w,
         ..shape
     };
-    assert_eq!(served(&strided(16, c.c_in, c.c_out)), [e, false, e, false]);
-    assert_eq!(served(&strided(16, 64, 128)), [false; 4]);
-    assert_eq!(served(&strided(8, 64, 128)), [false, false, false, e]);
-    assert_eq!(served(&strided(8, 128, 128)), [false; 4]);
+    assert_eq!(
+        served(&strided(16, c.c_in, c.c_out)),
+        [e, false, e, false, false, false]
+    );
+    assert_eq!(served(&strided(16, 64, 128)), [false; 6]);
+    assert_eq!(
+        served(&strided(8, 64, 128)),
+        [false, false, false, false, false, e]
+    );
+    assert_eq!(served(&strided(8, 128, 128)), [false; 6]);
     // 1×1 convolutions are GEMMs already.
     let pointwise = Conv2dShape {
         k_h: 1,
@@ -688,5 +704,5 @@ fn the_vector_kernels_serve_the_shapes_they_win_on() {
         padding: [0, 0],
         ..with(8, 64, 64)
     };
-    assert_eq!(served(&pointwise), [false; 4]);
+    assert_eq!(served(&pointwise), [false; 6]);
 }

@@ -77,11 +77,11 @@ impl ConvFloat for f32 {
     const ONE: Self = 1.0;
 
     fn direct_forward(s: &Conv2dShape, x: &[Self], w: &[Self]) -> Option<Vec<Self>> {
-        super::conv2d_direct::forward(s, x, w)
+        super::conv2d_lanes::forward(s, x, w).or_else(|| super::conv2d_direct::forward(s, x, w))
     }
 
     fn direct_x_grad(s: &Conv2dShape, w: &[Self], dy: &[Self]) -> Option<Vec<Self>> {
-        super::conv2d_direct::x_grad(s, w, dy)
+        super::conv2d_lanes::x_grad(s, w, dy).or_else(|| super::conv2d_direct::x_grad(s, w, dy))
     }
 
     fn direct_weight_grad(s: &Conv2dShape, x: &[Self], dy: &[Self]) -> Option<Vec<Self>> {

@@ -39,19 +39,19 @@ const MIN_GROUP_PIXELS: usize = 256;
 
 /// A convolution's channels-last layout for one instruction set.
 #[derive(Clone, Copy, Debug)]
-struct Layout {
+pub(super) struct Layout {
     isa: Isa,
     /// Input channels rounded up to whole register blocks ([Layout::ci_block]).
-    c_in: usize,
+    pub(super) c_in: usize,
     /// Output channels rounded up to whole vectors ([Layout::lanes]).
-    c_out: usize,
+    pub(super) c_out: usize,
     /// Rows and columns of the padded input that some output reads.
-    rows: usize,
-    cols: usize,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
 }
 
 impl Layout {
-    fn new(isa: Isa, s: &Conv2dShape) -> Self {
+    pub(super) fn new(isa: Isa, s: &Conv2dShape) -> Self {
         let lanes = lanes(isa);
         Self {
             isa,
@@ -63,7 +63,7 @@ impl Layout {
     }
 
     /// Floats of one laid-out input image.
-    fn x_len(&self) -> usize {
+    pub(super) fn x_len(&self) -> usize {
         self.rows * self.cols * self.c_in
     }
 
@@ -73,7 +73,7 @@ impl Layout {
     }
 
     /// Floats of one block of [ci_block] input channels of a laid-out image.
-    fn x_block(&self) -> usize {
+    pub(super) fn x_block(&self) -> usize {
         self.rows * self.cols * ci_block(self.isa)
     }
 
@@ -98,6 +98,15 @@ impl Layout {
         }
     }
 
+    /// Every image of `x` (`[batch, c_in, in_h, in_w]`) laid out by
+    /// [Layout::lay_out_x], in parallel.
+    pub(super) fn lay_out_all_x(&self, s: &Conv2dShape, x: &[f32]) -> Vec<f32> {
+        let per_in = s.c_in * s.in_pixels();
+        laid_out(s.batch, self.x_len(), |b, xl| {
+            self.lay_out_x(s, &x[b * per_in..(b + 1) * per_in], xl)
+        })
+    }
+
     /// Copies the output gradient of one image (`[c_out, out_h, out_w]`)
     /// into `dyl` (`[c_out / LANES, pixel, LANES]`; the channels past `c_out`
     /// stay zero).
@@ -113,7 +122,7 @@ impl Layout {
 }
 
 /// Output channels per vector.
-fn lanes(isa: Isa) -> usize {
+pub(super) fn lanes(isa: Isa) -> usize {
     match isa {
         Isa::Avx512 => 16,
         Isa::Avx2 => 8,
@@ -121,7 +130,7 @@ fn lanes(isa: Isa) -> usize {
 }
 
 /// Input channels per register block (× 3 taps: 24 or 12 accumulators).
-fn ci_block(isa: Isa) -> usize {
+pub(super) fn ci_block(isa: Isa) -> usize {
     match isa {
         Isa::Avx512 => 8,
         Isa::Avx2 => 4,
@@ -260,30 +269,32 @@ pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
 }
 
 /// Every image of `x` and `dy` laid out ([Layout::lay_out_x],
-/// [Layout::lay_out_dy]), image by image in parallel, padding zeroed there.
+/// [Layout::lay_out_dy]).
 fn lay_out(s: &Conv2dShape, l: &Layout, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let (x_len, dy_len) = (l.x_len(), l.dy_len(s));
-    let (per_in, per_out) = (s.c_in * s.in_pixels(), s.c_out * s.out_pixels());
-    let (mut xl, mut dyl) = (Vec::new(), Vec::new());
-    overwritten(&mut xl, s.batch * x_len);
-    overwritten(&mut dyl, s.batch * dy_len);
-    let image = |(b, (xl, dyl)): (usize, (&mut [f32], &mut [f32]))| {
-        xl.fill(0.0);
-        dyl.fill(0.0);
-        l.lay_out_x(s, &x[b * per_in..(b + 1) * per_in], xl);
-        l.lay_out_dy(s, &dy[b * per_out..(b + 1) * per_out], dyl);
+    let per_out = s.c_out * s.out_pixels();
+    let dyl = laid_out(s.batch, l.dy_len(s), |b, dyl| {
+        l.lay_out_dy(s, &dy[b * per_out..(b + 1) * per_out], dyl)
+    });
+    (l.lay_out_all_x(s, x), dyl)
+}
+
+/// `batch` images of `len` floats, each zeroed and then written by
+/// `image(index, floats)`, in parallel.
+fn laid_out(batch: usize, len: usize, image: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let mut all = Vec::new();
+    overwritten(&mut all, batch * len);
+    if len == 0 {
+        return all;
+    }
+    let each = |(b, floats): (usize, &mut [f32])| {
+        floats.fill(0.0);
+        image(b, floats);
     };
     #[cfg(feature = "rayon")]
-    xl.par_chunks_mut(x_len)
-        .zip(dyl.par_chunks_mut(dy_len))
-        .enumerate()
-        .for_each(image);
+    all.par_chunks_mut(len).enumerate().for_each(each);
     #[cfg(not(feature = "rayon"))]
-    xl.chunks_mut(x_len)
-        .zip(dyl.chunks_mut(dy_len))
-        .enumerate()
-        .for_each(image);
-    (xl, dyl)
+    all.chunks_mut(len).enumerate().for_each(each);
+    all
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -101,6 +101,7 @@ mod conv_common;
 pub mod conv;
 // mixsweep patch: training kernels (see PATCH.md).
 pub mod conv2d_direct;
+pub mod conv2d_lanes;
 pub mod conv2d_train;
 pub mod conv2d_wgrad;
 pub mod conv_transpose;
