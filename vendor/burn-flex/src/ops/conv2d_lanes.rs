@@ -17,7 +17,6 @@
 //! (input channel, tap) in that order, computed by one thread: the same bits
 //! on any number of threads and with AVX-512 or AVX2.
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 #[cfg(feature = "rayon")]
@@ -50,7 +49,8 @@ pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
         return None;
     }
     let isa = Isa::detect()?;
-    Some(run(isa, s, x, w))
+    let taps = s.k_h * s.k_w;
+    Some(run(isa, s, x, |co, ci, t| w[(co * s.c_in + ci) * taps + t]))
 }
 
 /// The input gradient, as the forward convolution of `dy` by the kernel
@@ -76,19 +76,20 @@ pub fn x_grad(s: &Conv2dShape, w: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
         ..*s
     };
     let taps = s.k_h * s.k_w;
-    let mut flipped = vec![0.0; w.len()];
-    for co in 0..s.c_out {
-        for ci in 0..s.c_in {
-            for k in 0..taps {
-                flipped[(ci * s.c_out + co) * taps + (taps - 1 - k)] =
-                    w[(co * s.c_in + ci) * taps + k];
-            }
-        }
-    }
-    Some(run(isa, &t, dy, &flipped))
+    // Weight (co', ci', tap) of the transposed convolution: input channel
+    // co' and output channel ci' of the original, the tap flipped.
+    Some(run(isa, &t, dy, |co, ci, k| {
+        w[(ci * s.c_in + co) * taps + (taps - 1 - k)]
+    }))
 }
 
-fn run(isa: Isa, s: &Conv2dShape, x: &[f32], w: &[f32]) -> Vec<f32> {
+/// The convolution of `x` by the weights `weight(co, ci, tap)`.
+fn run(
+    isa: Isa,
+    s: &Conv2dShape,
+    x: &[f32],
+    weight: impl Fn(usize, usize, usize) -> f32 + Sync,
+) -> Vec<f32> {
     let l = Layout::new(isa, s);
     let (taps, lanes, cb) = (s.k_h * s.k_w, lanes(isa), ci_block(isa));
     let (p, x_len) = (s.out_pixels(), l.x_len());
@@ -98,17 +99,31 @@ fn run(isa: Isa, s: &Conv2dShape, x: &[f32], w: &[f32]) -> Vec<f32> {
         return y;
     }
     let xl = l.lay_out_all_x(s, x);
-    // `w` as `[c_out / LANES, c_in (padded), tap, LANES]`, zero where padded.
+    // The weights as `[c_out / LANES, c_in (padded), tap, LANES]`, zero
+    // where padded, written in order, a block of output channels per task.
     let w_stride = l.c_in * taps * lanes;
-    let mut packed = vec![0.0; l.c_out / lanes * w_stride];
-    for co in 0..s.c_out {
-        for ci in 0..s.c_in {
+    let mut packed = Vec::new();
+    overwritten(&mut packed, l.c_out / lanes * w_stride);
+    let pack = |(block, packed): (usize, &mut [f32])| {
+        let mut at = packed.iter_mut();
+        for ci in 0..l.c_in {
             for t in 0..taps {
-                packed[co / lanes * w_stride + (ci * taps + t) * lanes + co % lanes] =
-                    w[(co * s.c_in + ci) * taps + t];
+                for co in block * lanes..(block + 1) * lanes {
+                    if let Some(v) = at.next() {
+                        *v = if ci < s.c_in && co < s.c_out {
+                            weight(co, ci, t)
+                        } else {
+                            0.0
+                        };
+                    }
+                }
             }
         }
-    }
+    };
+    #[cfg(feature = "rayon")]
+    packed.par_chunks_mut(w_stride).enumerate().for_each(pack);
+    #[cfg(not(feature = "rayon"))]
+    packed.chunks_mut(w_stride).enumerate().for_each(pack);
     let tap_offsets: Vec<usize> = (0..s.k_h)
         .flat_map(|ky| (0..s.k_w).map(move |kx| (ky * l.cols + kx) * cb))
         .collect();
