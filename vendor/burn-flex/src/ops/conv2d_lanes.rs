@@ -29,23 +29,39 @@ use super::conv2d_wgrad::{Layout, ci_block, lanes};
 /// Output pixels a task covers at least, in whole images.
 const TASK_PIXELS: usize = 192;
 
-/// Whether this kernel beats the others on `s`: stride 1, 3×3 or larger,
-/// outputs 8 px wide or less, at most 256·256 channels. Measured like
+/// Whether this kernel beats the others on `s` for `pass`: 3×3 or larger,
+/// outputs 8 px wide or less, at stride 1 with at most 256·256 channels, at
+/// stride 2 (the forward pass only) with at most 64·128. Measured like
 /// `conv2d_wgrad::prefers_lanes` (PreActResNet18, batch 100, 2 threads, ms
 /// forward and input gradient, this kernel against the one used before):
 /// 64→64 at 8×8 1.91, 2.07 against 1.99, 2.93; 128→128 at 4×4 1.87, 2.23
 /// against 2.71, 2.43; 256→256 at 8×8 23.6, 24.1 against 24.2, 32.0. Not
 /// 512→512 at 4×4 (forward 26.6 against 24.4, the GEMM's), nor at 16×16
-/// (32→32: 2.02, 3.05 against 1.53, 2.57, the direct kernel's).
-fn prefers_lanes(s: &Conv2dShape) -> bool {
-    s.k_h * s.k_w >= 3 && s.stride == [1, 1] && s.out_w <= 8 && s.c_in * s.c_out <= 256 * 256
+/// (32→32: 2.02, 3.05 against 1.53, 2.57, the direct kernel's). Stride 2,
+/// forward: 32→64 at 16×16 in 1.19, 1.22 against 1.64, 1.59 (im2col + GEMM).
+fn prefers_lanes(s: &Conv2dShape, pass: Pass) -> bool {
+    let channels = s.c_in * s.c_out;
+    s.k_h * s.k_w >= 3
+        && s.out_w <= 8
+        && match s.stride {
+            [1, 1] => channels <= 256 * 256,
+            [2, 2] => pass == Pass::Forward && channels <= 64 * 128,
+            _ => false,
+        }
+}
+
+/// The passes this kernel can serve.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Forward,
+    InputGrad,
 }
 
 /// The forward convolution without bias, or `None` where this kernel does
 /// not apply (grouped or dilated, another kernel the faster, or no AVX2 +
 /// FMA).
 pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
-    if s.groups != 1 || s.dilation != [1, 1] || !prefers_lanes(s) {
+    if s.groups != 1 || s.dilation != [1, 1] || !prefers_lanes(s, Pass::Forward) {
         return None;
     }
     let isa = Isa::detect()?;
@@ -58,7 +74,7 @@ pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
 /// padded by `k − 1 − padding` before; `None` where that padding would be
 /// negative or [forward] would not apply.
 pub fn x_grad(s: &Conv2dShape, w: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
-    if s.groups != 1 || s.dilation != [1, 1] || !prefers_lanes(s) {
+    if s.groups != 1 || s.dilation != [1, 1] || !prefers_lanes(s, Pass::InputGrad) {
         return None;
     }
     let isa = Isa::detect()?;
