@@ -67,7 +67,7 @@ const fn case(
 /// larger than the kernel less one, where the input gradient falls back to GEMM + col2im.
 /// The last two have many channels (weight gradients of 266 Ki floats, in few partial sums):
 /// several images per GEMM, and one image in row tiles.
-const CASES: [Case; 20] = [
+const CASES: [Case; 21] = [
     case(2, 3, 4, [7, 5], 3, 1, 1),
     case(1, 1, 2, [6, 6], 3, 2, 1),
     case(3, 4, 3, [5, 5], 1, 1, 0),
@@ -90,6 +90,9 @@ const CASES: [Case; 20] = [
     case(3, 5, 7, [33, 32], 3, 2, 1),
     case(2, 6, 9, [32, 34], 3, 2, 0),
     case(2, 3, 4, [35, 36], 5, 2, 2),
+    // Stride 2 on a 16×16 output with 64·80 channels: the channels-in-lanes weight gradient
+    // cut by images.
+    case(2, 64, 80, [32, 32], 3, 2, 1),
 ];
 
 impl Case {
@@ -600,9 +603,11 @@ fn the_kernels_give_the_same_bits_on_any_number_of_threads() {
 /// channels (CASES[8] to [14]), the weight gradient where those rows are wider than 16 (CASES[8],
 /// [9], [13], [14]: the 5×5 kernel leaves its last group of three taps part empty), and the
 /// forward pass and weight gradient at stride 2 there (CASES[17] to [19]). The channels-in-lanes
-/// weight gradient (conv2d_wgrad.rs) takes outputs of 16 pixels or less at stride 1, 8 or less
-/// at stride 2 with few channels: CASES[0], [1], [4] to [7], [10] to [12] (the 2×2 kernel of
-/// [10] leaves a group of three taps part empty) and [15]; its forward pass (conv2d_lanes.rs)
+/// weight gradient (conv2d_wgrad.rs) takes outputs of 16 pixels or less at stride 1 (wider
+/// with 64·64 channels or more), 8 or less at stride 2 with few channels (16 with 64·64 to
+/// 64·128): CASES[0], [1], [4] to [7], [10] to [12] (the 2×2 kernel of [10] leaves a group of
+/// three taps part empty), [15] and [20] ([12] and [20] cut by images, the rest by output
+/// channels); its forward pass (conv2d_lanes.rs)
 /// takes outputs of 8 pixels or less at stride 1 with at most 256·256 channels and at stride 2
 /// with at most 64·128 (CASES[0], [1], [4] to [7] and [15]), its input gradient those at
 /// stride 1 (CASES[0], [6] and [15]).
@@ -654,7 +659,8 @@ fn the_vector_kernels_serve_the_shapes_they_win_on() {
     // Where im2col + GEMM measured faster, it keeps the shape (conv2d_direct.rs,
     // prefers_direct): rows of 8 pixels only in the forward pass and with at most 64·64
     // channels, rows under 8 never, and the weight gradient at 16 pixels with 128·128 or more;
-    // the weight gradient at 16 pixels or less goes to conv2d_wgrad.rs (prefers_lanes).
+    // the weight gradient at 16 pixels or less, or wider with 64·64 channels or more, goes to
+    // conv2d_wgrad.rs (prefers_lanes).
     let with = |out_w: usize, c_in: usize, c_out: usize| Conv2dShape {
         batch: 2,
         c_in,
@@ -673,10 +679,12 @@ fn the_vector_kernels_serve_the_shapes_they_win_on() {
         [false, false, false, false, false, e]
     );
     assert_eq!(served(&with(16, 128, 128)), [e, e, false, false, false, e]);
-    assert_eq!(served(&with(32, 128, 128)), [e, e, e, false, false, false]);
+    assert_eq!(served(&with(32, 128, 128)), [e, e, e, false, false, e]);
+    assert_eq!(served(&with(32, 64, 63)), [e, e, e, false, false, false]);
     // Stride 2: the direct forward pass and weight gradient on rows of 16 pixels or more
     // with at most 64·64 channels (never the input gradient), the channels-in-lanes forward
-    // pass and weight gradient on rows of 8 or less with at most 64·128 channels.
+    // pass and weight gradient on rows of 8 or less with at most 64·128 channels, and its
+    // weight gradient on rows of 16 with 64·64 to 64·128.
     let strided = |out_w: usize, c_in: usize, c_out: usize| Conv2dShape {
         batch: 2,
         c_in,
@@ -692,7 +700,11 @@ fn the_vector_kernels_serve_the_shapes_they_win_on() {
         served(&strided(16, c.c_in, c.c_out)),
         [e, false, e, false, false, false]
     );
-    assert_eq!(served(&strided(16, 64, 128)), [false; 6]);
+    assert_eq!(
+        served(&strided(16, 64, 128)),
+        [false, false, false, false, false, e]
+    );
+    assert_eq!(served(&strided(16, 64, 129)), [false; 6]);
     assert_eq!(
         served(&strided(8, 64, 128)),
         [false, false, false, e, false, e]

@@ -27,10 +27,10 @@ use alloc::vec::Vec;
 use rayon::prelude::*;
 
 use super::conv2d_direct::Isa;
-use super::conv2d_train::{Conv2dShape, overwritten, partial_sums};
+use super::conv2d_train::{Conv2dShape, overwritten, partial_layout, partial_sums};
 
-/// Tasks to aim for (see [weight_grad]): vectors of 16 output channels ×
-/// partials of the batch.
+/// Tasks to aim for in [by_output_channels]: vectors of 16 output channels
+/// × partials of the batch.
 const TASKS: usize = 8;
 
 /// A group of images holds at least this many output pixels: a register
@@ -168,18 +168,25 @@ pub(super) fn ci_block(isa: Isa) -> usize {
 ///
 /// - stride 1, outputs 16 px wide or less: 64→64 at 8×8 1.98 against 3.27,
 ///   128→128 at 4×4 1.84 against 3.06, 256→256 at 8×8 23.0 against 29.4,
-///   512→512 at 4×4 24.3 against 27.9, 128→128 at 16×16 26.7 against 29.2;
-///   at 32 px the direct kernel wins (16→16: 2.44 against 3.32), since
-///   laying the batch out costs more than it saves there;
-/// - stride 2 with outputs 8 px wide or less and few channels (32→64:
-///   1.71 against 2.01; 64→128: 1.39 against 1.61), not many (256→512 at
-///   8×8 in: 16.2 against 13.9);
+///   512→512 at 4×4 24.3 against 27.9, 128→128 at 16×16 22.3 against 23.5;
+/// - stride 1, wider outputs, with 64·64 channels or more: 64→64 at 32×32
+///   24.2 against 34.0; with fewer the direct kernel is as fast or faster
+///   (16→16: 2.46 against 2.44; 3→16: the 3 channels padded to 8);
+/// - stride 2 with outputs 8 px wide or less and few channels (32→64: 1.71
+///   against 2.01; 64→128: 1.39 against 1.61), not many (256→512 at 8×8 in:
+///   16.2 against 13.9); 16 px wide with 64·64 to 64·128 channels (64→128:
+///   13.1 against 17.6; with fewer the direct kernel's phases win, 16→32:
+///   2.11 against 2.39);
 /// - never 1×1: two of its three taps per register block would be padding.
 fn prefers_lanes(s: &Conv2dShape) -> bool {
+    let channels = s.c_in * s.c_out;
     s.k_h * s.k_w >= 3
         && match s.stride {
-            [1, 1] => s.out_w <= 16,
-            [2, 2] => s.out_w <= 8 && s.c_in * s.c_out <= 64 * 128,
+            [1, 1] => s.out_w <= 16 || channels >= 64 * 64,
+            [2, 2] => {
+                (s.out_w <= 8 && channels <= 64 * 128)
+                    || (s.out_w <= 16 && channels > 64 * 64 && channels <= 64 * 128)
+            }
             _ => false,
         }
 }
@@ -188,32 +195,21 @@ fn prefers_lanes(s: &Conv2dShape) -> bool {
 /// where this kernel does not apply (grouped or dilated, a shape where
 /// another kernel is the faster ([prefers_lanes]), or no AVX2 + FMA).
 ///
-/// First every image is laid out (in parallel). Then the work is cut into
-/// tasks, one per vector of output channels and partial of the batch: as
-/// many partials as it takes to make [TASKS] tasks of 16 output channels,
-/// fixed by the shapes. A task sums its output channels over its images, in
-/// groups of at least [MIN_GROUP_PIXELS] output pixels, into its own `[tap,
-/// c_in, LANES]` sum; the partials of each weight are then added in order.
+/// The sums are `[tap, c_in, LANES]` per vector of output channels. On maps
+/// of 16×16 or more whose sums are small together ([SMALL_SUMS]) the batch
+/// is cut by images ([by_images]), else by output channels
+/// ([by_output_channels]); either way the cut is fixed by the shapes and the
+/// partial sums of each weight are added in order.
 pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
     if s.groups != 1 || s.dilation != [1, 1] || !prefers_lanes(s) {
         return None;
     }
     let isa = Isa::detect()?;
-    let w_len = s.w_len();
-    if s.batch == 0 || w_len == 0 || s.out_h == 0 || s.out_w == 0 {
-        return Some(vec![0.0; w_len]);
+    if s.batch == 0 || s.w_len() == 0 || s.out_h == 0 || s.out_w == 0 {
+        return Some(vec![0.0; s.w_len()]);
     }
     let l = Layout::new(isa, s);
-    let (taps, lanes) = (s.k_h * s.k_w, lanes(isa));
-    let (x_len, dy_len) = (l.x_len(), l.dy_len(s));
-    let per_partial = s
-        .batch
-        .div_ceil(TASKS.div_ceil(s.c_out.div_ceil(16)).min(s.batch));
-    let partials = s.batch.div_ceil(per_partial);
-    let group = MIN_GROUP_PIXELS
-        .div_ceil(s.out_pixels())
-        .clamp(1, per_partial);
-    let (xl, dyl) = lay_out(s, &l, x, dy);
+    let taps = s.k_h * s.k_w;
     // Taps in threes along the rows of the kernel, the last three filled up
     // with tap 0 (its sums dropped): (first tap, offsets in a block of `xl`).
     let offsets: Vec<usize> = (0..s.k_h)
@@ -229,9 +225,188 @@ pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
             )
         })
         .collect();
-    let co_blocks = l.c_out / lanes;
-    let sum_len = taps * l.c_in * lanes;
-    let mut sums = partial_sums(co_blocks * partials, sum_len, |sum, len| {
+    let k = Kernel {
+        isa,
+        s,
+        l: &l,
+        tap_groups: &tap_groups,
+        taps,
+    };
+    Some(
+        if s.out_pixels() >= 256 && taps * l.c_in * l.c_out <= SMALL_SUMS {
+            by_images(&k, x, dy)
+        } else {
+            by_output_channels(&k, x, dy)
+        },
+    )
+}
+
+/// Floats of all the sums below which [weight_grad] cuts by images.
+const SMALL_SUMS: usize = 1 << 18;
+
+/// Bytes of laid-out images a group of [by_images] may take, so that its
+/// register blocks sweep it from a core's L2 cache.
+const GROUP_BYTES: usize = 512 << 10;
+
+/// At most this many partial sums in [by_images].
+const MAX_PARTIALS: usize = 16;
+
+/// What the register-blocked kernel needs besides the images and the sums.
+struct Kernel<'a> {
+    isa: Isa,
+    s: &'a Conv2dShape,
+    l: &'a Layout,
+    tap_groups: &'a [(usize, [usize; 3])],
+    taps: usize,
+}
+
+impl Kernel<'_> {
+    /// Adds the gradient of output channels `[co, co + LANES)` over `images`
+    /// laid-out images (`xl`, `dyl`) into `sum` (`[tap, c_in, LANES]`).
+    fn run(&self, xl: &[f32], dyl: &[f32], images: usize, co: usize, sum: &mut [f32]) {
+        let (s, l) = (self.s, self.l);
+        assert!(xl.len() >= images * l.x_len() && dyl.len() >= images * l.dy_len(s));
+        assert!(co < l.c_out && sum.len() >= self.taps * l.c_in * lanes(self.isa));
+        // SAFETY: `xl` and `dyl` hold `images` laid-out images of `x_len` and
+        // `dy_len` floats (asserted); the kernel reads a block of CI channels
+        // of `xl` at pixel `(oy·s_h)·cols + ox·s_w` plus a tap's offset, times
+        // CI, plus a channel below CI: inside the block's `rows · cols · CI`
+        // floats, since `rows` and `cols` cover every tap of every output;
+        // and one vector of the block of `dyl` that holds `co`, at `pixel ·
+        // LANES`. It writes `sum` (asserted `taps · c_in · LANES` floats) at
+        // taps below `taps`. The instruction set was detected on this CPU.
+        unsafe {
+            #[cfg(target_arch = "x86_64")]
+            match self.isa {
+                Isa::Avx512 => {
+                    x86::group_avx512(s, l, xl, dyl, images, co, self.tap_groups, self.taps, sum)
+                }
+                Isa::Avx2 => {
+                    x86::group_avx2(s, l, xl, dyl, images, co, self.tap_groups, self.taps, sum)
+                }
+            }
+        }
+    }
+
+    /// Floats of the sums of one vector of output channels.
+    fn sum_len(&self) -> usize {
+        self.taps * self.l.c_in * lanes(self.isa)
+    }
+
+    /// `dW` as `[c_out, c_in, tap]`, from the partial sums `parts(co)` of
+    /// output channel `co`, in order, each a `[tap, c_in, LANES]` block from
+    /// the offset given.
+    fn weights<'s>(&self, parts: impl Fn(usize) -> (&'s [Vec<f32>], usize) + Sync) -> Vec<f32> {
+        let (s, taps, lanes) = (self.s, self.taps, lanes(self.isa));
+        let mut dw = Vec::new();
+        overwritten(&mut dw, s.w_len());
+        let weights = |(co, dw_co): (usize, &mut [f32])| {
+            let (parts, offset) = parts(co);
+            let Some((first, rest)) = parts.split_first() else {
+                return dw_co.fill(0.0);
+            };
+            for ci in 0..s.c_in {
+                for t in 0..taps {
+                    let at = offset + (t * self.l.c_in + ci) * lanes + co % lanes;
+                    let mut total = first[at];
+                    for part in rest {
+                        total += part[at];
+                    }
+                    dw_co[ci * taps + t] = total;
+                }
+            }
+        };
+        #[cfg(feature = "rayon")]
+        dw.par_chunks_mut(s.c_in * taps)
+            .enumerate()
+            .for_each(weights);
+        #[cfg(not(feature = "rayon"))]
+        dw.chunks_mut(s.c_in * taps).enumerate().for_each(weights);
+        dw
+    }
+}
+
+/// The batch cut into groups of images (about [GROUP_BYTES] laid out) and
+/// the groups into at most [MAX_PARTIALS] partial sums, each of every output
+/// channel (`[c_out / LANES][tap, c_in, LANES]`): a thread lays out a group
+/// in its own buffers, in cache, and sums it into its partial.
+fn by_images(k: &Kernel, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (s, l) = (k.s, k.l);
+    let lanes = lanes(k.isa);
+    let (x_len, dy_len) = (l.x_len(), l.dy_len(s));
+    let (per_in, per_out) = (s.c_in * s.in_pixels(), s.c_out * s.out_pixels());
+    let group = (GROUP_BYTES / (4 * (x_len + dy_len))).clamp(1, s.batch);
+    let groups = s.batch.div_ceil(group);
+    let block_len = k.sum_len();
+    let (groups_per_partial, partials) =
+        partial_layout(groups, MAX_PARTIALS, l.c_out / lanes * block_len);
+    let mut sums = partial_sums(partials, l.c_out / lanes * block_len, |sum, len| {
+        sum.resize(len, 0.0)
+    });
+    let partial = |buffers: &mut (Vec<f32>, Vec<f32>), (index, sum): (usize, &mut Vec<f32>)| {
+        let (xl, dyl) = buffers;
+        // Zeroed once: each image writes the same positions, so the padding
+        // stays zero.
+        if xl.len() < group * x_len {
+            xl.resize(group * x_len, 0.0);
+            dyl.resize(group * dy_len, 0.0);
+        }
+        let last = ((index + 1) * groups_per_partial).min(groups);
+        for g in index * groups_per_partial..last {
+            let first = g * group;
+            let images = group.min(s.batch - first);
+            for i in 0..images {
+                let b = first + i;
+                l.lay_out_x(
+                    s,
+                    &x[b * per_in..(b + 1) * per_in],
+                    &mut xl[i * x_len..][..x_len],
+                );
+                l.lay_out_dy(
+                    s,
+                    &dy[b * per_out..(b + 1) * per_out],
+                    &mut dyl[i * dy_len..][..dy_len],
+                );
+            }
+            for (block, sum) in sum.chunks_mut(block_len).enumerate() {
+                k.run(xl, dyl, images, block * lanes, sum);
+            }
+        }
+    };
+    #[cfg(feature = "rayon")]
+    sums.par_iter_mut()
+        .enumerate()
+        .for_each_init(|| (Vec::new(), Vec::new()), partial);
+    #[cfg(not(feature = "rayon"))]
+    {
+        let mut buffers = (Vec::new(), Vec::new());
+        sums.iter_mut()
+            .enumerate()
+            .for_each(|item| partial(&mut buffers, item));
+    }
+    k.weights(|co| (&sums, co / lanes * block_len))
+}
+
+/// The batch laid out once (in parallel), then cut into tasks, one per
+/// vector of output channels and partial of the batch: as many partials as
+/// it takes to make [TASKS] tasks of 16 output channels. A task sums its
+/// output channels over its images, in groups of at least
+/// [MIN_GROUP_PIXELS] output pixels, into its own sums: none is larger than
+/// one vector of output channels' (`[tap, c_in, LANES]`), however many
+/// channels.
+fn by_output_channels(k: &Kernel, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (s, l) = (k.s, k.l);
+    let lanes = lanes(k.isa);
+    let (x_len, dy_len) = (l.x_len(), l.dy_len(s));
+    let per_partial = s
+        .batch
+        .div_ceil(TASKS.div_ceil(s.c_out.div_ceil(16)).min(s.batch));
+    let partials = s.batch.div_ceil(per_partial);
+    let group = MIN_GROUP_PIXELS
+        .div_ceil(s.out_pixels())
+        .clamp(1, per_partial);
+    let (xl, dyl) = lay_out(s, l, x, dy);
+    let mut sums = partial_sums(l.c_out / lanes * partials, k.sum_len(), |sum, len| {
         sum.resize(len, 0.0)
     });
     let task = |(index, sum): (usize, &mut Vec<f32>)| {
@@ -239,57 +414,20 @@ pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
         let end = ((partial + 1) * per_partial).min(s.batch);
         for first in (partial * per_partial..end).step_by(group) {
             let images = group.min(end - first);
-            let (xl, dyl) = (&xl[first * x_len..], &dyl[first * dy_len..]);
-            // SAFETY: `xl` and `dyl` hold `images` laid-out images of `x_len`
-            // and `dy_len` floats; the kernel reads a block of CI channels of
-            // `xl` at pixel `(oy·s_h)·cols + ox·s_w` plus a tap's offset, times
-            // CI, plus a channel below CI: inside the block's `rows · cols ·
-            // CI` floats, since `rows` and `cols` cover every tap of every
-            // output; and one vector of the block of `dyl` that holds `co`, at
-            // `pixel · LANES`. It writes `sum` (`taps · c_in · LANES` floats)
-            // at taps below `taps`. The instruction set was detected on this
-            // CPU.
-            unsafe {
-                #[cfg(target_arch = "x86_64")]
-                match isa {
-                    Isa::Avx512 => {
-                        x86::group_avx512(s, &l, xl, dyl, images, co, &tap_groups, taps, sum)
-                    }
-                    Isa::Avx2 => {
-                        x86::group_avx2(s, &l, xl, dyl, images, co, &tap_groups, taps, sum)
-                    }
-                }
-            }
+            k.run(
+                &xl[first * x_len..],
+                &dyl[first * dy_len..],
+                images,
+                co,
+                sum,
+            );
         }
     };
     #[cfg(feature = "rayon")]
     sums.par_iter_mut().enumerate().for_each(task);
     #[cfg(not(feature = "rayon"))]
     sums.iter_mut().enumerate().for_each(task);
-    // `[co block, partial][tap, c_in, lane]` → `[c_out, c_in, tap]`, each
-    // weight the sum of its partials in order.
-    let mut dw = Vec::new();
-    overwritten(&mut dw, w_len);
-    let weights = |(co, dw_co): (usize, &mut [f32])| {
-        let tasks = &sums[co / lanes * partials..][..partials];
-        for ci in 0..s.c_in {
-            for t in 0..taps {
-                let at = (t * l.c_in + ci) * lanes + co % lanes;
-                let mut total = tasks[0][at];
-                for task in &tasks[1..] {
-                    total += task[at];
-                }
-                dw_co[ci * taps + t] = total;
-            }
-        }
-    };
-    #[cfg(feature = "rayon")]
-    dw.par_chunks_mut(s.c_in * taps)
-        .enumerate()
-        .for_each(weights);
-    #[cfg(not(feature = "rayon"))]
-    dw.chunks_mut(s.c_in * taps).enumerate().for_each(weights);
-    Some(dw)
+    k.weights(|co| (&sums[co / lanes * partials..][..partials], 0))
 }
 
 /// Every image of `x` and `dy` laid out ([Layout::lay_out_x],
