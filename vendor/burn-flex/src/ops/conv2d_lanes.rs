@@ -262,7 +262,7 @@ mod x86 {
                         );
                     } else {
                         let mut one = [[S::zero(); NP]; 1];
-                        for n in 0..groups {
+                        for (n, acc_n) in acc.iter_mut().enumerate().take(groups) {
                             block::<S, CI, 1, NP>(
                                 l,
                                 x,
@@ -271,12 +271,12 @@ mod x86 {
                                 tap_offsets,
                                 &mut one,
                             );
-                            acc[n] = one[0];
+                            *acc_n = one[0];
                         }
                     }
-                    for n in 0..groups {
-                        for (j, tile_j) in tile.iter_mut().enumerate() {
-                            S::store(tile_j.as_mut_ptr().add(n * S::LANES), acc[n][j]);
+                    for (n, acc_n) in acc.iter().enumerate().take(groups) {
+                        for (tile_j, &a) in tile.iter_mut().zip(acc_n) {
+                            S::store(tile_j.as_mut_ptr().add(n * S::LANES), a);
                         }
                     }
                 }

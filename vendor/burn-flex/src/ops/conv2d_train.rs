@@ -391,9 +391,9 @@ fn col2im<T: ConvFloat>(
                             *d += *v;
                         }
                     } else {
-                        for ox in ox_lo..ox_hi {
+                        for (ox, &v) in src_row.iter().enumerate().take(ox_hi).skip(ox_lo) {
                             let ix = (ox * s.stride[1]) as isize + x_shift;
-                            in_row[ix as usize] += src_row[ox];
+                            in_row[ix as usize] += v;
                         }
                     }
                 }
