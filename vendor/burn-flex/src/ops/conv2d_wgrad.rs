@@ -41,9 +41,9 @@ const MIN_GROUP_PIXELS: usize = 256;
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Layout {
     isa: Isa,
-    /// Input channels rounded up to whole register blocks ([Layout::ci_block]).
+    /// Input channels rounded up to whole register blocks ([ci_block]).
     pub(super) c_in: usize,
-    /// Output channels rounded up to whole vectors ([Layout::lanes]).
+    /// Output channels rounded up to whole vectors ([lanes]).
     pub(super) c_out: usize,
     /// Rows and columns of the padded input that some output reads.
     pub(super) rows: usize,
@@ -232,16 +232,15 @@ pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
         tap_groups: &tap_groups,
         taps,
     };
-    Some(
-        if s.out_pixels() >= 256 && taps * l.c_in * l.c_out <= SMALL_SUMS {
-            by_images(&k, x, dy)
-        } else {
-            by_output_channels(&k, x, dy)
-        },
-    )
+    Some(if s.out_pixels() >= 256 && s.w_len() <= SMALL_SUMS {
+        by_images(&k, x, dy)
+    } else {
+        by_output_channels(&k, x, dy)
+    })
 }
 
-/// Floats of all the sums below which [weight_grad] cuts by images.
+/// Weights (unpadded, so the choice is the same whatever the vector width)
+/// up to which [weight_grad] cuts by images.
 const SMALL_SUMS: usize = 1 << 18;
 
 /// Bytes of laid-out images a group of [by_images] may take, so that its
@@ -335,11 +334,13 @@ fn by_images(k: &Kernel, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let lanes = lanes(k.isa);
     let (x_len, dy_len) = (l.x_len(), l.dy_len(s));
     let (per_in, per_out) = (s.c_in * s.in_pixels(), s.c_out * s.out_pixels());
-    let group = (GROUP_BYTES / (4 * (x_len + dy_len))).clamp(1, s.batch);
+    // From the unpadded sizes, so that the groups (and so the bits) are the
+    // same whatever the vector width.
+    let image_bytes = 4 * (l.rows * l.cols * s.c_in + s.out_pixels() * s.c_out);
+    let group = (GROUP_BYTES / image_bytes).clamp(1, s.batch);
     let groups = s.batch.div_ceil(group);
     let block_len = k.sum_len();
-    let (groups_per_partial, partials) =
-        partial_layout(groups, MAX_PARTIALS, l.c_out / lanes * block_len);
+    let (groups_per_partial, partials) = partial_layout(groups, MAX_PARTIALS, s.w_len());
     let mut sums = partial_sums(partials, l.c_out / lanes * block_len, |sum, len| {
         sum.resize(len, 0.0)
     });
