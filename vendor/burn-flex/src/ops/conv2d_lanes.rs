@@ -14,8 +14,10 @@
 //! block is wasted on a narrow map.
 //!
 //! **Determinism.** Every output is one chain of fused multiply-adds over
-//! (input channel, tap) in that order, computed by one thread: the same bits
-//! on any number of threads and with AVX-512 or AVX2.
+//! (block of `CI` input channels, tap, channel of the block) in that order,
+//! computed by one thread: the same bits on any number of threads. `CI` is 8
+//! with AVX-512 and 4 with AVX2, so the last bits depend on the instruction
+//! set, which a machine always picks the same way.
 
 use alloc::vec::Vec;
 
