@@ -35,7 +35,9 @@ use core::mem::MaybeUninit;
 #[cfg(feature = "rayon")]
 use rayon::prelude::*;
 
-use super::conv2d_train::{Conv2dShape, add_partials, partial_layout, partial_sums};
+use super::conv2d_train::{
+    Conv2dShape, add_partials, flipped_transposed, partial_layout, partial_sums,
+};
 
 /// The instruction set the kernel runs on, detected once at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -389,10 +391,6 @@ fn direct(pass: Pass, s: &Conv2dShape) -> Option<Direct> {
     if !applies {
         return None;
     }
-    #[cfg(feature = "std")]
-    if s.stride[0] > 1 && std::env::var("BURN_FLEX_DIRECT_S2").is_ok_and(|v| v == "0") {
-        return None;
-    }
     Some(Direct {
         isa: Isa::detect()?,
         stride: s.stride[0],
@@ -428,6 +426,14 @@ fn copy_row(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// The weight gradient's tap offsets in threes (one register block each),
+/// the last three filled up with the first tap, whose sums the kernels drop.
+pub(super) fn in_threes(taps: &[usize]) -> Vec<[usize; 3]> {
+    taps.chunks(3)
+        .map(|c| [0, 1, 2].map(|i| c.get(i).copied().unwrap_or(taps[0])))
+        .collect()
+}
+
 /// The first `len` floats of `buffer`, grown with zeros if shorter. The
 /// padding of a padded grid is zero this way without zeroing it for every
 /// image: [Direct::pad] and [Direct::lay_out] write the same positions of
@@ -452,30 +458,19 @@ pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
 /// negative or the direct kernel does not apply.
 pub fn x_grad(s: &Conv2dShape, w: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
     let d = direct(Pass::InputGrad, s)?;
-    let pad_top = (d.k_h - 1).checked_sub(d.pad_top)?;
-    let pad_left = (d.k_w - 1).checked_sub(d.pad_left)?;
-    let taps = d.k_h * d.k_w;
-    let mut flipped = vec![0.0; w.len()];
-    for co in 0..d.c_out {
-        for ci in 0..d.c_in {
-            for t in 0..taps {
-                flipped[(ci * d.c_out + co) * taps + (taps - 1 - t)] =
-                    w[(co * d.c_in + ci) * taps + t];
-            }
-        }
-    }
+    let t = s.input_grad_as_forward()?;
     let transposed = Direct {
-        c_in: d.c_out,
-        c_out: d.c_in,
-        in_h: d.out_h,
-        in_w: d.out_w,
-        pad_top,
-        pad_left,
-        out_h: d.in_h,
-        out_w: d.in_w,
+        c_in: t.c_in,
+        c_out: t.c_out,
+        in_h: t.in_h,
+        in_w: t.in_w,
+        pad_top: t.padding[0],
+        pad_left: t.padding[1],
+        out_h: t.out_h,
+        out_w: t.out_w,
         ..d
     };
-    Some(transposed.run(s.batch, dy, &flipped))
+    Some(transposed.run(s.batch, dy, &flipped_transposed(s, w)))
 }
 
 /// A weight-gradient group holds at least this many padded-grid pixels
@@ -510,12 +505,7 @@ pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
     let (groups_per_partial, partials) = partial_layout(groups, MAX_PARTIALS, w_len);
     let (per_in, per_out) = (s.c_in * s.in_pixels(), s.c_out * s.out_pixels());
     let (x_len, dy_len) = (d.c_in * d.plane(), d.grid_len());
-    let taps = d.tap_offsets();
-    // Taps in threes, the last three filled up with tap 0 (its sums dropped).
-    let tap_groups: Vec<[usize; 3]> = taps
-        .chunks(3)
-        .map(|c| [0, 1, 2].map(|i| c.get(i).copied().unwrap_or(taps[0])))
-        .collect();
+    let tap_groups = in_threes(&d.tap_offsets());
     let mut sums = partial_sums(partials, w_len, |sum, len| sum.resize(len, 0.0));
     let partial = |buffers: &mut (Vec<f32>, Vec<f32>), (index, sum): (usize, &mut Vec<f32>)| {
         let (xp, dyp) = buffers;

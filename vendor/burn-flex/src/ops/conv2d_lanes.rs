@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 use rayon::prelude::*;
 
 use super::conv2d_direct::Isa;
-use super::conv2d_train::{Conv2dShape, overwritten};
+use super::conv2d_train::{Conv2dShape, flipped_transposed, overwritten};
 use super::conv2d_wgrad::{Layout, ci_block, lanes};
 
 /// Output pixels a task covers at least, in whole images.
@@ -67,8 +67,7 @@ pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
         return None;
     }
     let isa = Isa::detect()?;
-    let taps = s.k_h * s.k_w;
-    Some(run(isa, s, x, |co, ci, t| w[(co * s.c_in + ci) * taps + t]))
+    Some(run(isa, s, x, w))
 }
 
 /// The input gradient, as the forward convolution of `dy` by the kernel
@@ -80,34 +79,12 @@ pub fn x_grad(s: &Conv2dShape, w: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
         return None;
     }
     let isa = Isa::detect()?;
-    let t = Conv2dShape {
-        c_in: s.c_out,
-        c_out: s.c_in,
-        in_h: s.out_h,
-        in_w: s.out_w,
-        padding: [
-            (s.k_h - 1).checked_sub(s.padding[0])?,
-            (s.k_w - 1).checked_sub(s.padding[1])?,
-        ],
-        out_h: s.in_h,
-        out_w: s.in_w,
-        ..*s
-    };
-    let taps = s.k_h * s.k_w;
-    // Weight (co', ci', tap) of the transposed convolution: input channel
-    // co' and output channel ci' of the original, the tap flipped.
-    Some(run(isa, &t, dy, |co, ci, k| {
-        w[(ci * s.c_in + co) * taps + (taps - 1 - k)]
-    }))
+    let t = s.input_grad_as_forward()?;
+    Some(run(isa, &t, dy, &flipped_transposed(s, w)))
 }
 
-/// The convolution of `x` by the weights `weight(co, ci, tap)`.
-fn run(
-    isa: Isa,
-    s: &Conv2dShape,
-    x: &[f32],
-    weight: impl Fn(usize, usize, usize) -> f32 + Sync,
-) -> Vec<f32> {
+/// The convolution of `x` by `w` (`[c_out, c_in, k_h, k_w]`).
+fn run(isa: Isa, s: &Conv2dShape, x: &[f32], w: &[f32]) -> Vec<f32> {
     let l = Layout::new(isa, s);
     let (taps, lanes, cb) = (s.k_h * s.k_w, lanes(isa), ci_block(isa));
     let (p, x_len) = (s.out_pixels(), l.x_len());
@@ -129,7 +106,7 @@ fn run(
                 for co in block * lanes..(block + 1) * lanes {
                     if let Some(v) = at.next() {
                         *v = if ci < s.c_in && co < s.c_out {
-                            weight(co, ci, t)
+                            w[(co * s.c_in + ci) * taps + t]
                         } else {
                             0.0
                         };
@@ -142,9 +119,7 @@ fn run(
     packed.par_chunks_mut(w_stride).enumerate().for_each(pack);
     #[cfg(not(feature = "rayon"))]
     packed.chunks_mut(w_stride).enumerate().for_each(pack);
-    let tap_offsets: Vec<usize> = (0..s.k_h)
-        .flat_map(|ky| (0..s.k_w).map(move |kx| (ky * l.cols + kx) * cb))
-        .collect();
+    let tap_offsets = l.tap_offsets(s);
     // Where output pixel `q` of an image reads tap 0 of its first channel.
     let pixel_offsets: Vec<usize> = (0..p)
         .map(|q| ((q / s.out_w * s.stride[0]) * l.cols + q % s.out_w * s.stride[1]) * cb)

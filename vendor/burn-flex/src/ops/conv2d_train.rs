@@ -145,6 +145,26 @@ impl Conv2dShape {
         }
     }
 
+    /// The input gradient of this convolution (stride 1, undilated,
+    /// ungrouped) as a forward convolution of the output gradient by
+    /// [flipped_transposed] weights: channels and sizes exchanged, padded by
+    /// `k − 1 − padding` before; `None` where that padding would be negative.
+    pub fn input_grad_as_forward(&self) -> Option<Conv2dShape> {
+        Some(Conv2dShape {
+            c_in: self.c_out,
+            c_out: self.c_in,
+            in_h: self.out_h,
+            in_w: self.out_w,
+            padding: [
+                (self.k_h - 1).checked_sub(self.padding[0])?,
+                (self.k_w - 1).checked_sub(self.padding[1])?,
+            ],
+            out_h: self.in_h,
+            out_w: self.in_w,
+            ..*self
+        })
+    }
+
     /// Pixels of one output feature map.
     pub fn out_pixels(&self) -> usize {
         self.out_h * self.out_w
@@ -858,6 +878,23 @@ pub fn conv2d_weight_grad<T: ConvFloat>(s: &Conv2dShape, x: &[T], dy: &[T]) -> V
         }
     }
     add_partials(sums)
+}
+
+/// The weights `w` (`[c_out, c_in, k_h, k_w]`) of `s` flipped in both
+/// dimensions with input and output channels exchanged: those of
+/// [Conv2dShape::input_grad_as_forward].
+pub(super) fn flipped_transposed(s: &Conv2dShape, w: &[f32]) -> Vec<f32> {
+    let taps = s.k_h * s.k_w;
+    let mut flipped = vec![0.0; w.len()];
+    for co in 0..s.c_out {
+        for ci in 0..s.c_in {
+            for t in 0..taps {
+                flipped[(ci * s.c_out + co) * taps + (taps - 1 - t)] =
+                    w[(co * s.c_in + ci) * taps + t];
+            }
+        }
+    }
+    flipped
 }
 
 /// `partials` buffers of `w_len` floats each, made ready by `fill` (zeroed or

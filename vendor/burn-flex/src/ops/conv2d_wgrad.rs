@@ -26,7 +26,7 @@ use alloc::vec::Vec;
 #[cfg(feature = "rayon")]
 use rayon::prelude::*;
 
-use super::conv2d_direct::Isa;
+use super::conv2d_direct::{Isa, in_threes};
 use super::conv2d_train::{Conv2dShape, overwritten, partial_layout, partial_sums};
 
 /// Tasks to aim for in [by_output_channels]: vectors of 16 output channels
@@ -70,6 +70,15 @@ impl Layout {
     /// Floats of one laid-out output-gradient image.
     fn dy_len(&self, s: &Conv2dShape) -> usize {
         s.out_h * s.out_w * self.c_out
+    }
+
+    /// Offsets of the kernel taps, in (ky, kx) order, in a block of
+    /// [ci_block] input channels of a laid-out image.
+    pub(super) fn tap_offsets(&self, s: &Conv2dShape) -> Vec<usize> {
+        let cb = ci_block(self.isa);
+        (0..s.k_h)
+            .flat_map(|ky| (0..s.k_w).map(move |kx| (ky * self.cols + kx) * cb))
+            .collect()
     }
 
     /// Floats of one block of [ci_block] input channels of a laid-out image.
@@ -210,20 +219,11 @@ pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
     }
     let l = Layout::new(isa, s);
     let taps = s.k_h * s.k_w;
-    // Taps in threes along the rows of the kernel, the last three filled up
-    // with tap 0 (its sums dropped): (first tap, offsets in a block of `xl`).
-    let offsets: Vec<usize> = (0..s.k_h)
-        .flat_map(|ky| (0..s.k_w).map(move |kx| (ky * l.cols + kx) * ci_block(isa)))
-        .collect();
-    let tap_groups: Vec<(usize, [usize; 3])> = offsets
-        .chunks(3)
+    // Taps in threes along the rows of the kernel: (first tap, offsets).
+    let tap_groups: Vec<(usize, [usize; 3])> = in_threes(&l.tap_offsets(s))
+        .into_iter()
         .enumerate()
-        .map(|(g, c)| {
-            (
-                3 * g,
-                [0, 1, 2].map(|i| c.get(i).copied().unwrap_or(offsets[0])),
-            )
-        })
+        .map(|(g, offsets)| (3 * g, offsets))
         .collect();
     let k = Kernel {
         isa,
