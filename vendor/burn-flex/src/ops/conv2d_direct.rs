@@ -172,7 +172,7 @@ impl Direct {
             for r in 0..self.in_h.min(rows.saturating_sub(self.pad_top)) {
                 let src = &x[(ci * self.in_h + r) * self.in_w..][..cols];
                 let dst = ci * plane + (r + self.pad_top) * pw + self.pad_left;
-                copy_row(&mut xp[dst..dst + cols], src);
+                xp[dst..dst + cols].copy_from_slice(src);
             }
         }
     }
@@ -211,10 +211,8 @@ impl Direct {
         let (pw, q_len) = (self.pw(), self.q_len());
         for co in 0..self.c_out {
             for oy in 0..self.out_h {
-                copy_row(
-                    &mut dyp[co * q_len + oy * pw..][..self.out_w],
-                    &dy[(co * self.out_h + oy) * self.out_w..][..self.out_w],
-                );
+                dyp[co * q_len + oy * pw..][..self.out_w]
+                    .copy_from_slice(&dy[(co * self.out_h + oy) * self.out_w..][..self.out_w]);
             }
         }
     }
@@ -405,25 +403,6 @@ fn direct(pass: Pass, s: &Conv2dShape) -> Option<Direct> {
         out_h: s.out_h,
         out_w: s.out_w,
     })
-}
-
-/// `dst.copy_from_slice(src)` for one row of an image (a few dozen floats):
-/// sixteen at a time as fixed-size copies the compiler keeps inline, where
-/// `copy_from_slice` on a row called `memcpy` (mixsweep patch: those calls
-/// were 3% of a PreActResNet18 width-16 step).
-#[inline(always)]
-fn copy_row(dst: &mut [f32], src: &[f32]) {
-    assert_eq!(dst.len(), src.len(), "direct conv: row copy");
-    let mut d = dst.chunks_exact_mut(16);
-    let mut s = src.chunks_exact(16);
-    for (d, s) in (&mut d).zip(&mut s) {
-        let block: &[f32; 16] = s.try_into().expect("chunks of 16");
-        let out: &mut [f32; 16] = d.try_into().expect("chunks of 16");
-        *out = *block;
-    }
-    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *d = *s;
-    }
 }
 
 /// The weight gradient's tap offsets in threes (one register block each),
