@@ -67,7 +67,7 @@ const fn case(
 /// larger than the kernel less one, where the input gradient falls back to GEMM + col2im.
 /// The last two have many channels (weight gradients of 266 Ki floats, in few partial sums):
 /// several images per GEMM, and one image in row tiles.
-const CASES: [Case; 21] = [
+const CASES: [Case; 22] = [
     case(2, 3, 4, [7, 5], 3, 1, 1),
     case(1, 1, 2, [6, 6], 3, 2, 1),
     case(3, 4, 3, [5, 5], 1, 1, 0),
@@ -93,6 +93,8 @@ const CASES: [Case; 21] = [
     // Stride 2 on a 16×16 output with 64·80 channels: the channels-in-lanes weight gradient
     // cut by images.
     case(2, 64, 80, [32, 32], 3, 2, 1),
+    // A 16×16 output with 128·128 channels: the channels-in-lanes input gradient.
+    case(2, 128, 128, [16, 16], 3, 1, 1),
 ];
 
 impl Case {
@@ -228,6 +230,38 @@ fn conv2d_and_its_gradients_match_the_unpatched_ops() {
             2e-5,
             &format!("{c:?} weight gradient"),
         );
+    }
+}
+
+/// On a CPU with AVX-512 the tests above run the AVX-512 kernels only; this runs the
+/// comparison with the unpatched ops again in a child process with `BURN_FLEX_DIRECT_CONV=avx2`,
+/// so the AVX2 + FMA kernels (other register blocks, other tails) are checked here too. Where
+/// the CPU lacks AVX-512 the tests above ran them already; where it lacks AVX2 + FMA too there
+/// is nothing more to run.
+#[test]
+fn the_avx2_kernels_match_the_unpatched_ops_too() {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::env::var("BURN_FLEX_DIRECT_CONV").is_err()
+    {
+        let me = std::env::current_exe().expect("the test binary's path");
+        let out = std::process::Command::new(me)
+            .args([
+                "--exact",
+                "conv2d_and_its_gradients_match_the_unpatched_ops",
+            ])
+            .env("BURN_FLEX_DIRECT_CONV", "avx2")
+            .output()
+            .expect("the test binary runs again");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "with AVX2:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("1 passed"), "the child ran no test:\n{text}");
     }
 }
 
@@ -600,17 +634,17 @@ fn the_kernels_give_the_same_bits_on_any_number_of_threads() {
 /// wherever the CPU has AVX2 and FMA (or AVX-512) and `BURN_FLEX_DIRECT_CONV=0` does not turn
 /// them off; elsewhere they must decline. The direct kernels (conv2d_direct.rs) take the
 /// forward pass and the input gradient at stride 1 on output rows of 16 pixels or more with few
-/// channels (CASES[8] to [14]), the weight gradient where those rows are wider than 16 (CASES[8],
+/// channels (CASES[8] to [14]; [21]'s forward pass), the weight gradient where those rows are wider than 16 (CASES[8],
 /// [9], [13], [14]: the 5×5 kernel leaves its last group of three taps part empty), and the
 /// forward pass and weight gradient at stride 2 there (CASES[17] to [19]). The channels-in-lanes
 /// weight gradient (conv2d_wgrad.rs) takes outputs of 16 pixels or less at stride 1 (wider
 /// with 64·64 channels or more), 8 or less at stride 2 with few channels (16 with 64·64 to
 /// 64·128): CASES[0], [1], [4] to [7], [10] to [12] (the 2×2 kernel of [10] leaves a group of
-/// three taps part empty), [15] and [20] ([12] and [20] cut by images, the rest by output
-/// channels); its forward pass (conv2d_lanes.rs)
-/// takes outputs of 8 pixels or less at stride 1 with at most 256·256 channels and at stride 2
-/// with at most 64·128 (CASES[0], [1], [4] to [7] and [15]), its input gradient those at
-/// stride 1 (CASES[0], [6] and [15]).
+/// three taps part empty), [15], [20] and [21] ([12], [20] and [21] cut by images, the rest
+/// by output channels); its forward pass (conv2d_lanes.rs)
+/// takes outputs of 8 pixels or less at stride 1 and 2 (CASES[0], [1], [4] to [7], [15] and
+/// [16]), its input gradient those at stride 1 and 16-pixel ones with 128·128 channels or more
+/// (CASES[0], [6], [15] and [21]).
 #[test]
 fn the_vector_kernels_serve_the_shapes_they_win_on() {
     use burn_flex::ops::conv2d_train::Conv2dShape;
@@ -670,21 +704,19 @@ fn the_vector_kernels_serve_the_shapes_they_win_on() {
         ..shape
     };
     // The channels-in-lanes forward pass and input gradient (conv2d_lanes.rs) take rows of 8
-    // pixels or less with at most 256·256 channels.
+    // pixels or less, and the input gradient rows of 16 with 128·128 channels or more.
     assert_eq!(served(&with(8, 64, 64)), [e, false, false, e, e, e]);
     assert_eq!(served(&with(8, 64, 65)), [false, false, false, e, e, e]);
     assert_eq!(served(&with(5, 16, 8)), [false, false, false, e, e, e]);
-    assert_eq!(
-        served(&with(4, 512, 512)),
-        [false, false, false, false, false, e]
-    );
-    assert_eq!(served(&with(16, 128, 128)), [e, e, false, false, false, e]);
+    assert_eq!(served(&with(4, 512, 512)), [false, false, false, e, e, e]);
+    assert_eq!(served(&with(16, 128, 128)), [e, e, false, false, e, e]);
+    assert_eq!(served(&with(16, 127, 128)), [e, e, e, false, false, e]);
     assert_eq!(served(&with(32, 128, 128)), [e, e, e, false, false, e]);
     assert_eq!(served(&with(32, 64, 63)), [e, e, e, false, false, false]);
     // Stride 2: the direct forward pass and weight gradient on rows of 16 pixels or more
     // with at most 64·64 channels (never the input gradient), the channels-in-lanes forward
-    // pass and weight gradient on rows of 8 or less with at most 64·128 channels, and its
-    // weight gradient on rows of 16 with 64·64 to 64·128.
+    // pass on rows of 8 or less, its weight gradient there with at most 64·128 channels and on
+    // rows of 16 with 64·64 to 64·128.
     let strided = |out_w: usize, c_in: usize, c_out: usize| Conv2dShape {
         batch: 2,
         c_in,
@@ -709,7 +741,10 @@ fn the_vector_kernels_serve_the_shapes_they_win_on() {
         served(&strided(8, 64, 128)),
         [false, false, false, e, false, e]
     );
-    assert_eq!(served(&strided(8, 128, 128)), [false; 6]);
+    assert_eq!(
+        served(&strided(8, 128, 128)),
+        [false, false, false, e, false, false]
+    );
     // 1×1 convolutions are GEMMs already.
     let pointwise = Conv2dShape {
         k_h: 1,

@@ -51,16 +51,19 @@ pub(super) enum Isa {
 impl Isa {
     /// The best the CPU offers, or `None`: not x86-64, neither feature, or
     /// the environment variable `BURN_FLEX_DIRECT_CONV=0` (which lets a
-    /// benchmark time the im2col + GEMM path in the same build). Read once.
+    /// benchmark time the im2col + GEMM path in the same build).
+    /// `BURN_FLEX_DIRECT_CONV=avx2` takes AVX2 + FMA over AVX-512, so the
+    /// tests can check both kernels on one CPU. Read once.
     pub(super) fn detect() -> Option<Self> {
         #[cfg(all(target_arch = "x86_64", feature = "std"))]
         {
             static ISA: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
             *ISA.get_or_init(|| {
-                if std::env::var("BURN_FLEX_DIRECT_CONV").is_ok_and(|v| v == "0") {
+                let choice = std::env::var("BURN_FLEX_DIRECT_CONV").unwrap_or_default();
+                if choice == "0" {
                     return None;
                 }
-                if std::arch::is_x86_feature_detected!("avx512f") {
+                if choice != "avx2" && std::arch::is_x86_feature_detected!("avx512f") {
                     return Some(Self::Avx512);
                 }
                 if std::arch::is_x86_feature_detected!("avx2")

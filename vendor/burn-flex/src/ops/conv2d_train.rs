@@ -165,6 +165,21 @@ impl Conv2dShape {
         })
     }
 
+    /// The kernel rows (`axis` 0) or columns (`axis` 1) that read inside the
+    /// input, not its zero padding, at output row or column `o` (undilated).
+    pub fn taps_inside(&self, axis: usize, o: usize) -> Range<usize> {
+        let (k, size) = match axis {
+            0 => (self.k_h, self.in_h),
+            _ => (self.k_w, self.in_w),
+        };
+        // Tap `j` reads padded position `o · stride + j`: inside from
+        // `padding` to `padding + size`.
+        let first = o * self.stride[axis];
+        let lo = self.padding[axis].saturating_sub(first).min(k);
+        let hi = (self.padding[axis] + size).saturating_sub(first).min(k);
+        lo..hi.max(lo)
+    }
+
     /// Pixels of one output feature map.
     pub fn out_pixels(&self) -> usize {
         self.out_h * self.out_w

@@ -22,6 +22,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 #[cfg(feature = "rayon")]
 use rayon::prelude::*;
@@ -219,12 +220,7 @@ pub fn weight_grad(s: &Conv2dShape, x: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
     }
     let l = Layout::new(isa, s);
     let taps = s.k_h * s.k_w;
-    // Taps in threes along the rows of the kernel: (first tap, offsets).
-    let tap_groups: Vec<(usize, [usize; 3])> = in_threes(&l.tap_offsets(s))
-        .into_iter()
-        .enumerate()
-        .map(|(g, offsets)| (3 * g, offsets))
-        .collect();
+    let tap_groups = TapGroup::all(s, &l);
     let k = Kernel {
         isa,
         s,
@@ -250,12 +246,53 @@ const GROUP_BYTES: usize = 512 << 10;
 /// At most this many partial sums in [by_images].
 const MAX_PARTIALS: usize = 16;
 
+/// Three taps of the kernel, one register block: the first's index and the
+/// offsets of all three in a block of a laid-out image (the last group
+/// filled up with the first tap, whose sums the kernel drops), and the output
+/// rows where some of them read inside the input. In the other rows they
+/// read only zero padding, whose products would add nothing (not a bit):
+/// the kernel skips them, a sixth of the work on 4×4 maps.
+#[derive(Clone, Debug)]
+pub(super) struct TapGroup {
+    first: usize,
+    offsets: [usize; 3],
+    rows: Range<usize>,
+}
+
+impl TapGroup {
+    /// The taps of `s` in threes along the rows of the kernel.
+    fn all(s: &Conv2dShape, l: &Layout) -> Vec<Self> {
+        let taps = s.k_h * s.k_w;
+        in_threes(&l.tap_offsets(s))
+            .into_iter()
+            .enumerate()
+            .map(|(g, offsets)| {
+                let first = 3 * g;
+                let last = (first + 2).min(taps - 1);
+                let ky = first / s.k_w..last / s.k_w + 1;
+                let reads_inside = |oy: &usize| {
+                    let inside = s.taps_inside(0, *oy);
+                    inside.start < ky.end && ky.start < inside.end
+                };
+                // Contiguous: the rows inside move up as `oy` moves down.
+                let lo = (0..s.out_h).find(reads_inside).unwrap_or(s.out_h);
+                let hi = (lo..s.out_h).rfind(reads_inside).map_or(lo, |oy| oy + 1);
+                Self {
+                    first,
+                    offsets,
+                    rows: lo..hi,
+                }
+            })
+            .collect()
+    }
+}
+
 /// What the register-blocked kernel needs besides the images and the sums.
 struct Kernel<'a> {
     isa: Isa,
     s: &'a Conv2dShape,
     l: &'a Layout,
-    tap_groups: &'a [(usize, [usize; 3])],
+    tap_groups: &'a [TapGroup],
     taps: usize,
 }
 
@@ -466,7 +503,7 @@ mod x86 {
     //! compiled once per instruction set.
 
     use super::super::conv2d_direct::x86::{Avx2, Avx512, Simd};
-    use super::{Conv2dShape, Layout};
+    use super::{Conv2dShape, Layout, TapGroup};
 
     /// One register block: output channels `[co, co + LANES)` × input
     /// channels `[ci, ci + CI)` × three taps, over every output pixel of
@@ -481,7 +518,7 @@ mod x86 {
         images: usize,
         co: usize,
         ci: usize,
-        (first_tap, offsets): (usize, [usize; 3]),
+        tap_group: &TapGroup,
         taps: usize,
         sum: &mut [f32],
     ) {
@@ -489,14 +526,16 @@ mod x86 {
         let (row_step, col_step) = (s.stride[0] * l.cols * CI, s.stride[1] * CI);
         unsafe {
             let mut acc = [[S::zero(); 3]; CI];
+            let rows = tap_group.rows.clone();
             for i in 0..images {
-                let mut g = dyl.add(i * dy_len + co * s.out_h * s.out_w);
+                let first_pixel = co * s.out_h * s.out_w + rows.start * s.out_w * S::LANES;
+                let mut g = dyl.add(i * dy_len + first_pixel);
                 let x_image = xl.add(i * x_len + ci / CI * l.x_block());
-                for oy in 0..s.out_h {
+                for oy in rows.clone() {
                     let mut x = x_image.add(oy * row_step);
                     for _ in 0..s.out_w {
                         let gv = S::load(g);
-                        for (t, &offset) in offsets.iter().enumerate() {
+                        for (t, &offset) in tap_group.offsets.iter().enumerate() {
                             for (c, acc_c) in acc.iter_mut().enumerate() {
                                 acc_c[t] = S::fma(gv, S::splat(x.add(offset + c)), acc_c[t]);
                             }
@@ -506,7 +545,7 @@ mod x86 {
                     }
                 }
             }
-            for (t, acc_t) in (first_tap..taps).zip(0..3) {
+            for (t, acc_t) in (tap_group.first..taps).zip(0..3) {
                 for (c, acc_c) in acc.iter().enumerate() {
                     let at = sum.as_mut_ptr().add((t * l.c_in + ci + c) * S::LANES);
                     S::store(at, S::add(S::load(at), acc_c[acc_t]));
@@ -526,12 +565,12 @@ mod x86 {
         dyl: &[f32],
         images: usize,
         co: usize,
-        tap_groups: &[(usize, [usize; 3])],
+        tap_groups: &[TapGroup],
         taps: usize,
         sum: &mut [f32],
     ) {
         for ci in (0..l.c_in).step_by(CI) {
-            for &tap_group in tap_groups {
+            for tap_group in tap_groups {
                 // SAFETY: see `weight_grad` in the parent module.
                 unsafe {
                     block::<S, CI>(
@@ -561,7 +600,7 @@ mod x86 {
         dyl: &[f32],
         images: usize,
         co: usize,
-        tap_groups: &[(usize, [usize; 3])],
+        tap_groups: &[TapGroup],
         taps: usize,
         sum: &mut [f32],
     ) {
@@ -578,7 +617,7 @@ mod x86 {
         dyl: &[f32],
         images: usize,
         co: usize,
-        tap_groups: &[(usize, [usize; 3])],
+        tap_groups: &[TapGroup],
         taps: usize,
         sum: &mut [f32],
     ) {
