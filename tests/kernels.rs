@@ -632,19 +632,23 @@ fn the_kernels_give_the_same_bits_on_any_number_of_threads() {
 
 /// The cases above go through the vector kernels, not a silent fallback to im2col + GEMM,
 /// wherever the CPU has AVX2 and FMA (or AVX-512) and `BURN_FLEX_DIRECT_CONV=0` does not turn
-/// them off; elsewhere they must decline. The direct kernels (conv2d_direct.rs) take the
-/// forward pass and the input gradient at stride 1 on output rows of 16 pixels or more with few
-/// channels (CASES[8] to [14]; [21]'s forward pass), the weight gradient where those rows are wider than 16 (CASES[8],
-/// [9], [13], [14]: the 5×5 kernel leaves its last group of three taps part empty), and the
-/// forward pass and weight gradient at stride 2 there (CASES[17] to [19]). The channels-in-lanes
-/// weight gradient (conv2d_wgrad.rs) takes outputs of 16 pixels or less at stride 1 (wider
-/// with 64·64 channels or more), 8 or less at stride 2 with few channels (16 with 64·64 to
-/// 64·128): CASES[0], [1], [4] to [7], [10] to [12] (the 2×2 kernel of [10] leaves a group of
-/// three taps part empty), [15], [20] and [21] ([12], [20] and [21] cut by images, the rest
-/// by output channels); its forward pass (conv2d_lanes.rs)
-/// takes outputs of 8 pixels or less at stride 1 and 2 (CASES[0], [1], [4] to [7], [15] and
-/// [16]), its input gradient those at stride 1 and 16-pixel ones with 128·128 channels or more
-/// (CASES[0], [6], [15] and [21]).
+/// them off; elsewhere they must decline.
+/// - The direct kernels (conv2d_direct.rs) take the forward pass and the input gradient at
+///   stride 1 on output rows of 16 pixels or more with few channels (CASES[8] to [14]; [21]'s
+///   forward pass), the weight gradient where those rows are wider than 16 (CASES[8], [9],
+///   [13], [14]: the 5×5 kernel leaves its last group of three taps part empty), and at
+///   stride 2 there the weight gradient (CASES[17] to [19]) and the forward pass on rows wider
+///   than 16 (CASES[19]).
+/// - The channels-in-lanes weight gradient (conv2d_wgrad.rs) takes outputs of 16 pixels or
+///   less at stride 1 (wider with 64·64 channels or more), 8 or less at stride 2 with few
+///   channels (16 with 64·64 to 64·128): CASES[0], [1], [4] to [7], [10] to [12] (the 2×2
+///   kernel of [10] leaves a group of three taps part empty), [15], [20] and [21] ([12], [20]
+///   and [21] cut by images, the rest by output channels).
+/// - The channels-in-lanes forward pass (conv2d_lanes.rs) takes outputs of 8 pixels or less
+///   at stride 1 and of 16 or less at stride 2 (CASES[0], [1], [4] to [7], [15] to [18] and
+///   [20]); its input gradient those at stride 1, 16-pixel ones with 128·128 channels or more,
+///   and at stride 2 outputs of 8 pixels or less with at most 64·128 channels (CASES[0], [1],
+///   [4] to [7], [15] and [21]).
 #[test]
 fn the_vector_kernels_serve_the_shapes_they_win_on() {
     use burn_flex::ops::conv2d_train::Conv2dShape;
@@ -715,8 +719,8 @@ fn the_vector_kernels_serve_the_shapes_they_win_on() {
     assert_eq!(served(&with(32, 64, 63)), [e, e, e, false, false, false]);
     // Stride 2: the direct forward pass and weight gradient on rows of 16 pixels or more
     // with at most 64·64 channels (never the input gradient), the channels-in-lanes forward
-    // pass on rows of 8 or less, its weight gradient there with at most 64·128 channels and on
-    // rows of 16 with 64·64 to 64·128.
+    // pass on rows of 16 or less, its input gradient on rows of 8 or less with at most 64·128
+    // channels, its weight gradient there and on rows of 16 with 64·64 to 64·128.
     let strided = |out_w: usize, c_in: usize, c_out: usize| Conv2dShape {
         batch: 2,
         c_in,
@@ -730,17 +734,21 @@ fn the_vector_kernels_serve_the_shapes_they_win_on() {
     };
     assert_eq!(
         served(&strided(16, c.c_in, c.c_out)),
+        [e, false, e, e, false, false]
+    );
+    assert_eq!(
+        served(&strided(32, c.c_in, c.c_out)),
         [e, false, e, false, false, false]
     );
     assert_eq!(
         served(&strided(16, 64, 128)),
-        [false, false, false, false, false, e]
-    );
-    assert_eq!(served(&strided(16, 64, 129)), [false; 6]);
-    assert_eq!(
-        served(&strided(8, 64, 128)),
         [false, false, false, e, false, e]
     );
+    assert_eq!(
+        served(&strided(16, 64, 129)),
+        [false, false, false, e, false, false]
+    );
+    assert_eq!(served(&strided(8, 64, 128)), [false, false, false, e, e, e]);
     assert_eq!(
         served(&strided(8, 128, 128)),
         [false, false, false, e, false, false]

@@ -11,7 +11,10 @@
 //! output channels × `NP` output pixels accumulates, per input channel and
 //! tap, `NC` weight vectors times `NP` input values broadcast from memory.
 //! Output pixels run across the rows and images of a task, so no pixel of a
-//! block is wasted on a narrow map.
+//! block is wasted on a narrow map, and are cut into classes that read the
+//! same taps, so no tap that reads only zero padding is summed ([Class]).
+//! The input gradient is the same kernel on the output gradient
+//! ([Axis::input_grad]).
 //!
 //! **Determinism.** Every output is one chain of fused multiply-adds over
 //! (block of `CI` input channels, tap, channel of the block) in that order,
@@ -21,7 +24,6 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
-use core::ops::Range;
 
 #[cfg(feature = "rayon")]
 use rayon::prelude::*;
@@ -34,24 +36,33 @@ use super::conv2d_wgrad::{Layout, ci_block, lanes};
 const TASK_PIXELS: usize = 192;
 
 /// Whether this kernel beats the others on `s` for `pass`: 3×3 or larger,
-/// outputs 8 px wide or less at stride 1 or 2 (the forward pass only at
-/// stride 2), and the input gradient on 16 px wide maps with 128·128 channels
-/// or more. Measured by mixsweep's per-shape timings (PreActResNet18, batch
-/// 100, 2 threads, ms forward and input gradient, this kernel, skipping the
-/// taps on padding ([Class]), against the one used before): 64→64 at 8×8 1.53,
-/// 1.80 against 1.67, 2.06; 128→128 at 4×4 1.42, 1.58 against 1.65, 1.95;
-/// 256→256 at 8×8 21.0, 21.4 against 22.7, 24.6; 512→512 at 4×4 19.6, 23.3
-/// against 24.1, 29.0 (im2col + GEMM). At 16×16 the direct kernel is the
-/// faster forward (128→128: 22.7 against 21.6) and, with fewer channels, the
-/// faster input gradient (32→32: 2.74 against 2.46), but not with 128→128
-/// (25.9 against 30.0). Stride 2, forward: 128→256 at 16×16 in 12.3 against
-/// 12.5, 256→512 at 8×8 in 12.0 against 12.0.
+/// outputs 8 px wide or less at stride 1 and 16 or less at stride 2 (the
+/// forward pass); the input gradient on 8 px wide outputs at stride 1, on 16
+/// px wide ones with 128·128 channels or more, and at stride 2 on outputs 8
+/// px wide or less with at most 64·128 channels. Measured by mixsweep's
+/// per-shape timings (PreActResNet18, batch 100, 2 threads, ms forward and
+/// input gradient, this kernel, skipping the taps on padding ([Class]),
+/// against the one used before): 64→64 at 8×8 1.53, 1.80 against 1.67,
+/// 2.06; 128→128 at 4×4 1.42, 1.58 against 1.65, 1.95; 256→256 at 8×8 21.0,
+/// 21.4 against 22.7, 24.6; 512→512 at 4×4 19.6, 23.3 against 24.1, 29.0
+/// (im2col + GEMM). At 16×16 the direct kernel is the faster forward
+/// (128→128: 22.7 against 21.6) and, with fewer channels, the faster input
+/// gradient (32→32: 2.74 against 2.46), but not with 128→128 (25.9 against
+/// 30.0). Stride 2, forward: 64→128 at 32×32 in 13.3 against 15.3, 128→256
+/// at 16×16 in 12.3 against 12.5, 256→512 at 8×8 in 12.0 against 12.0,
+/// 16→32 at 32×32 in 1.49 against 1.50 (the direct kernel's phases). Stride
+/// 2, input gradient, where a class reads 1, 2 or 4 of the 9 taps: 32→64 at
+/// 16×16 in 2.02 against 2.14, 64→128 at 8×8 in 1.32 against 1.65 (im2col +
+/// GEMM), but 64→128 at 32×32 in 27.3 against 20.2, 128→256 at 16×16 in
+/// 17.0 against 16.5, 256→512 at 8×8 in 15.9 against 14.9.
 fn prefers_lanes(s: &Conv2dShape, pass: Pass) -> bool {
+    let channels = s.c_in * s.c_out;
     s.k_h * s.k_w >= 3
         && match (s.stride, pass) {
             ([1, 1], _) if s.out_w <= 8 => true,
-            ([1, 1], Pass::InputGrad) => s.out_w <= 16 && s.c_in * s.c_out >= 128 * 128,
-            ([2, 2], Pass::Forward) => s.out_w <= 8,
+            ([1, 1], Pass::InputGrad) => s.out_w <= 16 && channels >= 128 * 128,
+            ([2, 2], Pass::Forward) => s.out_w <= 16,
+            ([2, 2], Pass::InputGrad) => s.out_w <= 8 && channels <= 64 * 128,
             _ => false,
         }
 }
@@ -71,44 +82,171 @@ pub fn forward(s: &Conv2dShape, x: &[f32], w: &[f32]) -> Option<Vec<f32>> {
         return None;
     }
     let isa = Isa::detect()?;
+    let plan = Plan {
+        input: *s,
+        c_out: s.c_out,
+        rows: Axis::forward(s, 0),
+        cols: Axis::forward(s, 1),
+    };
     let taps = s.k_h * s.k_w;
-    Some(run(isa, s, x, &|co, ci, t| {
+    Some(run(isa, &plan, x, &|co, ci, t| {
         w[(co * s.c_in + ci) * taps + t]
     }))
 }
 
-/// The input gradient, as the forward convolution of `dy` by the kernel
-/// flipped in both dimensions with input and output channels exchanged,
-/// padded by `k − 1 − padding` before; `None` where that padding would be
-/// negative or [forward] would not apply.
+/// The input gradient: `dx[ci, y, x] = Σ w[co, ci, ky, kx] · dy[co, oy, ox]`
+/// over the taps and output positions with `oy · stride + ky = y + padding`
+/// (and the same for columns), as a convolution of `dy` whose taps depend on
+/// the parity of `y + padding` at stride 2 ([Axis::input_grad]); `None` where
+/// this kernel does not apply.
 pub fn x_grad(s: &Conv2dShape, w: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
     if s.groups != 1 || s.dilation != [1, 1] || !prefers_lanes(s, Pass::InputGrad) {
         return None;
     }
     let isa = Isa::detect()?;
-    let t = s.input_grad_as_forward()?;
+    let (rows, cols) = (Axis::input_grad(s, 0), Axis::input_grad(s, 1));
+    // `dy` laid out as the input of a stride-1 convolution whose kernel
+    // spans every tap's reach (`coord`), padded so that the first base is 0.
+    let reach = |a: &Axis| a.coord.iter().max().map_or(1, |c| c + 1);
+    let input = Conv2dShape {
+        c_in: s.c_out,
+        c_out: s.c_in,
+        in_h: s.out_h,
+        in_w: s.out_w,
+        k_h: reach(&rows),
+        k_w: reach(&cols),
+        stride: [1, 1],
+        padding: [rows.padding, cols.padding],
+        out_h: rows.base.last().map_or(0, |b| b + 1),
+        out_w: cols.base.last().map_or(0, |b| b + 1),
+        ..*s
+    };
+    let plan = Plan {
+        input,
+        c_out: s.c_in,
+        rows,
+        cols,
+    };
     let taps = s.k_h * s.k_w;
-    // The kernel flipped in both dimensions (tap `t` becomes `taps − 1 −
-    // t`), input and output channels exchanged.
-    let flipped = |co, ci, t| w[(ci * s.c_in + co) * taps + (taps - 1 - t)];
-    Some(run(isa, &t, dy, &flipped))
+    // Input and output channels exchanged.
+    Some(run(isa, &plan, dy, &|co, ci, t| {
+        w[(ci * s.c_in + co) * taps + t]
+    }))
+}
+
+/// One axis (rows or columns) of a convolution as this kernel runs it:
+/// output position `o` reads, for tap `k`, the laid-out input at `base[o] +
+/// coord[k]`.
+struct Axis {
+    base: Vec<usize>,
+    coord: Vec<usize>,
+    /// The taps output position `o` sums, in order: every one that reads
+    /// the laid-out input (`all`), or only those that read inside the input,
+    /// not its zero padding (`inside`).
+    all: Vec<Vec<usize>>,
+    inside: Vec<Vec<usize>>,
+    /// Zero padding of the laid-out input before its first row or column.
+    padding: usize,
+}
+
+impl Axis {
+    /// Axis `axis` (0: rows, 1: columns) of the forward convolution `s`.
+    fn forward(s: &Conv2dShape, axis: usize) -> Self {
+        let (out, k) = match axis {
+            0 => (s.out_h, s.k_h),
+            _ => (s.out_w, s.k_w),
+        };
+        Self {
+            base: (0..out).map(|o| o * s.stride[axis]).collect(),
+            coord: (0..k).collect(),
+            all: vec![(0..k).collect(); out],
+            inside: (0..out).map(|o| s.taps_inside(axis, o).collect()).collect(),
+            padding: s.padding[axis],
+        }
+    }
+
+    /// Axis `axis` of the input gradient of `s`: input position `o` takes
+    /// tap `k` from output position `(o + padding − k) / stride` where that
+    /// divides, that is the taps `k ≡ o + padding (mod stride)`, from the
+    /// last: at stride 1 the forward convolution of `dy` by the flipped
+    /// kernel, tap by tap. Output position `(o + padding) / stride − k /
+    /// stride` sits at `base[o] + coord[k]` in a layout padded so that the
+    /// smallest base is 0.
+    fn input_grad(s: &Conv2dShape, axis: usize) -> Self {
+        let (size, out, k) = match axis {
+            0 => (s.in_h, s.out_h, s.k_h),
+            _ => (s.in_w, s.out_w, s.k_w),
+        };
+        let (stride, pad) = (s.stride[axis], s.padding[axis]);
+        let reach = k.div_ceil(stride);
+        let padding = (reach - 1).saturating_sub(pad / stride);
+        let all: Vec<Vec<usize>> = (0..size)
+            .map(|o| {
+                (0..k)
+                    .rev()
+                    .filter(|t| t % stride == (o + pad) % stride)
+                    .collect()
+            })
+            .collect();
+        let inside = all
+            .iter()
+            .enumerate()
+            .map(|(o, taps)| {
+                let at = (o + pad) / stride;
+                let reads = |t: &usize| at >= t / stride && at - t / stride < out;
+                taps.iter().copied().filter(reads).collect()
+            })
+            .collect();
+        Self {
+            base: (0..size)
+                .map(|o| (o + pad) / stride + padding - (reach - 1))
+                .collect(),
+            coord: (0..k).map(|t| reach - 1 - t / stride).collect(),
+            all,
+            inside,
+            padding,
+        }
+    }
+}
+
+/// A convolution as this kernel runs it: its input laid out as that of
+/// `input` (whose [Layout] holds every read), `c_out` output channels on the
+/// grid of `rows` × `cols`.
+struct Plan {
+    input: Conv2dShape,
+    c_out: usize,
+    rows: Axis,
+    cols: Axis,
+}
+
+impl Plan {
+    /// Output pixels per image.
+    fn pixels(&self) -> usize {
+        self.rows.base.len() * self.cols.base.len()
+    }
+
+    /// Taps per pair of channels in the weights.
+    fn taps(&self) -> usize {
+        self.rows.coord.len() * self.cols.coord.len()
+    }
 }
 
 /// Vectors of output channels in a register block: `NC` in [x86]'s kernels.
 const NC: usize = 2;
 
-/// The convolution of `x` by the weights `w(co, ci, tap)`.
+/// The convolution of `x` by the weights `w(co, ci, tap)` as `plan` says.
 fn run(
     isa: Isa,
-    s: &Conv2dShape,
+    plan: &Plan,
     x: &[f32],
     w: &(dyn Fn(usize, usize, usize) -> f32 + Sync),
 ) -> Vec<f32> {
+    let s = &plan.input;
     let l = Layout::new(isa, s);
-    let (taps, lanes, cb) = (s.k_h * s.k_w, lanes(isa), ci_block(isa));
-    let (p, x_len) = (s.out_pixels(), l.x_len());
+    let (taps, lanes, cb) = (plan.taps(), lanes(isa), ci_block(isa));
+    let (p, x_len) = (plan.pixels(), l.x_len());
     let mut y = Vec::new();
-    overwritten(&mut y, s.y_len());
+    overwritten(&mut y, s.batch * plan.c_out * p);
     if y.is_empty() {
         return y;
     }
@@ -127,7 +265,7 @@ fn run(
             for t in 0..taps {
                 for co in block * width..(block + 1) * width {
                     if let Some(v) = at.next() {
-                        *v = if ci < s.c_in && co < s.c_out {
+                        *v = if ci < s.c_in && co < plan.c_out {
                             w(co, ci, t)
                         } else {
                             0.0
@@ -142,12 +280,14 @@ fn run(
     #[cfg(not(feature = "rayon"))]
     packed.chunks_mut(w_stride).enumerate().for_each(pack);
     // Where output pixel `q` of an image reads tap 0 of its first channel.
+    let out_w = plan.cols.base.len();
     let pixel_offsets: Vec<usize> = (0..p)
-        .map(|q| ((q / s.out_w * s.stride[0]) * l.cols + q % s.out_w * s.stride[1]) * cb)
+        .map(|q| (plan.rows.base[q / out_w] * l.cols + plan.cols.base[q % out_w]) * cb)
         .collect();
     let images = TASK_PIXELS.div_ceil(p).clamp(1, s.batch);
-    let classes = classes(s, &l.tap_offsets(s), pixels_per_block(isa), images);
-    let per_out = s.c_out * p;
+    let classes = classes(plan, l.cols * cb, cb, pixels_per_block(isa), images);
+    let per_out = plan.c_out * p;
+    let out = (plan.c_out, taps);
     let task = |(index, y_task): (usize, &mut [f32])| {
         let first = index * images;
         let n = y_task.len() / per_out;
@@ -156,17 +296,17 @@ fn run(
         // reads them at an image's start plus a pixel's offset plus a tap's
         // offset plus a block of CI channels plus a channel below CI, inside
         // the image since its `rows` and `cols` cover every tap of every
-        // output; `packed` within its `c_out / (NC · LANES)` blocks (rounded up)
-        // of `w_stride` floats; and it
-        // writes `y_task` (`n · c_out · p` floats) at channels below `c_out`.
-        // The instruction set was detected on this CPU.
+        // output (the plan's `input`); `packed` within its `c_out / (NC ·
+        // LANES)` blocks (rounded up) of `w_stride` floats; and it writes
+        // `y_task` (`n · c_out · p` floats) at channels below `c_out`. The
+        // instruction set was detected on this CPU.
         unsafe {
             #[cfg(target_arch = "x86_64")]
             match isa {
                 Isa::Avx512 => {
-                    x86::task_avx512(s, &l, xl, &packed, &classes, &pixel_offsets, y_task)
+                    x86::task_avx512(out, &l, xl, &packed, &classes, &pixel_offsets, y_task)
                 }
-                Isa::Avx2 => x86::task_avx2(s, &l, xl, &packed, &classes, &pixel_offsets, y_task),
+                Isa::Avx2 => x86::task_avx2(out, &l, xl, &packed, &classes, &pixel_offsets, y_task),
             }
         }
     };
@@ -198,31 +338,33 @@ struct Class {
     pixels: Vec<usize>,
 }
 
-/// The output pixels of `s` in [Class]es, cut the way that does the least
-/// work in register blocks of `np` pixels over a task of `images` images,
-/// among: one class (every tap), by the kernel rows that read inside the
-/// input, by rows and then, in the rows that read all of them, by columns,
-/// and by rows and columns. (Each class's last block pays for `np` pixels
-/// however few remain, so on 8×8 maps, 3 images a task, the nine classes of
-/// rows and columns would do more work than one: 4 corners of 3 pixels.)
-fn classes(s: &Conv2dShape, tap_offsets: &[usize], np: usize, images: usize) -> Vec<Class> {
-    type Key = (Range<usize>, Range<usize>);
-    let rows: Vec<Range<usize>> = (0..s.out_h).map(|oy| s.taps_inside(0, oy)).collect();
-    let cols: Vec<Range<usize>> = (0..s.out_w).map(|ox| s.taps_inside(1, ox)).collect();
-    let (all_rows, all_cols) = (0..s.k_h, 0..s.k_w);
-    let keys: [&dyn Fn(usize, usize) -> Key; 4] = [
-        &|_, _| (all_rows.clone(), all_cols.clone()),
-        &|oy, _| (rows[oy].clone(), all_cols.clone()),
-        &|oy, ox| match rows[oy] == all_rows {
-            true => (all_rows.clone(), cols[ox].clone()),
-            false => (rows[oy].clone(), all_cols.clone()),
+/// The output pixels of `plan` in [Class]es, cut the way that does the
+/// least work in register blocks of `np` pixels over a task of `images`
+/// images, among: by the taps each position's row and column can read
+/// ([Axis]'s `all`: one class at stride 1), by the kernel rows that read
+/// inside the input, by rows and then, in the rows that read all of theirs,
+/// by columns, and by rows and columns. (Each class's last block pays for
+/// `np` pixels however few remain, so on 8×8 maps, 3 images a task, the nine
+/// classes of rows and columns would do more work than one: 4 corners of 3
+/// pixels.) A tap's offset is `coord` rows of `row_len` floats plus `coord`
+/// columns of `cb`.
+fn classes<'p>(plan: &'p Plan, row_len: usize, cb: usize, np: usize, images: usize) -> Vec<Class> {
+    type Key<'a> = (&'a [usize], &'a [usize]);
+    let (rows, cols) = (&plan.rows, &plan.cols);
+    let keys: [&dyn Fn(usize, usize) -> Key<'p>; 4] = [
+        &|oy, ox| (&rows.all[oy], &cols.all[ox]),
+        &|oy, ox| (&rows.inside[oy], &cols.all[ox]),
+        &|oy, ox| match rows.inside[oy] == rows.all[oy] {
+            true => (&rows.all[oy], &cols.inside[ox]),
+            false => (&rows.inside[oy], &cols.all[ox]),
         },
-        &|oy, ox| (rows[oy].clone(), cols[ox].clone()),
+        &|oy, ox| (&rows.inside[oy], &cols.inside[ox]),
     ];
+    let out_w = cols.base.len();
     let grouped = keys.iter().map(|key| {
-        let mut groups: Vec<(Key, Vec<usize>)> = Vec::new();
-        for q in 0..s.out_pixels() {
-            let k = key(q / s.out_w, q % s.out_w);
+        let mut groups: Vec<(Key<'p>, Vec<usize>)> = Vec::new();
+        for q in 0..plan.pixels() {
+            let k = key(q / out_w, q % out_w);
             match groups.iter_mut().find(|(g, _)| *g == k) {
                 Some((_, pixels)) => pixels.push(q),
                 None => groups.push((k, vec![q])),
@@ -240,12 +382,18 @@ fn classes(s: &Conv2dShape, tap_offsets: &[usize], np: usize, images: usize) -> 
     let (_, groups) = grouped
         .reduce(|best, next| if next.0 < best.0 { next } else { best })
         .unwrap_or_default();
+    let k_w = cols.coord.len();
     groups
         .into_iter()
         .map(|((ky, kx), pixels)| Class {
             taps: ky
-                .flat_map(|ky| kx.clone().map(move |kx| ky * s.k_w + kx))
-                .map(|t| (t, tap_offsets[t]))
+                .iter()
+                .flat_map(|&ky| {
+                    kx.iter().map(move |&kx| {
+                        let offset = rows.coord[ky] * row_len + cols.coord[kx] * cb;
+                        (ky * k_w + kx, offset)
+                    })
+                })
                 .collect(),
             pixels,
         })
@@ -258,7 +406,7 @@ mod x86 {
     //! compiled once per instruction set.
 
     use super::super::conv2d_direct::x86::{Avx2, Avx512, Simd};
-    use super::{Class, Conv2dShape, Layout, NC};
+    use super::{Class, Layout, NC};
 
     /// One register block: `NC` vectors of output channels × the `NP`
     /// pixels whose first inputs are at `x[j]`, summed over every input
@@ -300,7 +448,7 @@ mod x86 {
     /// by class.
     #[inline(always)]
     unsafe fn task<S: Simd, const CI: usize, const NC: usize, const NP: usize>(
-        s: &Conv2dShape,
+        out: (usize, usize),
         l: &Layout,
         xl: &[f32],
         packed: &[f32],
@@ -308,14 +456,14 @@ mod x86 {
         pixel_offsets: &[usize],
         y: &mut [f32],
     ) {
-        let images = y.len() / (s.c_out * pixel_offsets.len());
+        let images = y.len() / (out.0 * pixel_offsets.len());
         for co in (0..l.c_out).step_by(NC * S::LANES) {
             let groups = (l.c_out - co).div_ceil(S::LANES).min(NC);
             for class in classes {
                 // SAFETY: as for `task`.
                 unsafe {
                     task_class::<S, CI, NC, NP>(
-                        s,
+                        out,
                         l,
                         xl,
                         packed,
@@ -336,7 +484,7 @@ mod x86 {
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     unsafe fn task_class<S: Simd, const CI: usize, const NC: usize, const NP: usize>(
-        s: &Conv2dShape,
+        (c_out, all_taps): (usize, usize),
         l: &Layout,
         xl: &[f32],
         packed: &[f32],
@@ -348,7 +496,6 @@ mod x86 {
         images: usize,
     ) {
         let p = pixel_offsets.len();
-        let all_taps = s.k_h * s.k_w;
         let (x_len, w_step) = (l.x_len(), NC * S::LANES);
         // This register block's output channels' weights.
         let w = packed[co / w_step * l.c_in * all_taps * w_step..].as_ptr();
@@ -392,9 +539,9 @@ mod x86 {
             }
             for (j, tile_j) in tile.iter().enumerate().take(pixels - first) {
                 let g = at(first + j);
-                let out = &mut y[g / p * s.c_out * p + g % p..];
+                let out = &mut y[g / p * c_out * p + g % p..];
                 for (k, &v) in tile_j[..groups * S::LANES].iter().enumerate() {
-                    if co + k < s.c_out {
+                    if co + k < c_out {
                         out[(co + k) * p] = v;
                     }
                 }
@@ -405,7 +552,7 @@ mod x86 {
     /// [task] with AVX-512: 2 vectors of 16 output channels × 12 pixels.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn task_avx512(
-        s: &Conv2dShape,
+        out: (usize, usize),
         l: &Layout,
         xl: &[f32],
         packed: &[f32],
@@ -413,13 +560,13 @@ mod x86 {
         pixel_offsets: &[usize],
         y: &mut [f32],
     ) {
-        unsafe { task::<Avx512, 8, NC, 12>(s, l, xl, packed, classes, pixel_offsets, y) }
+        unsafe { task::<Avx512, 8, NC, 12>(out, l, xl, packed, classes, pixel_offsets, y) }
     }
 
     /// [task] with AVX2 + FMA: 2 vectors of 8 output channels × 6 pixels.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn task_avx2(
-        s: &Conv2dShape,
+        out: (usize, usize),
         l: &Layout,
         xl: &[f32],
         packed: &[f32],
@@ -427,6 +574,6 @@ mod x86 {
         pixel_offsets: &[usize],
         y: &mut [f32],
     ) {
-        unsafe { task::<Avx2, 4, NC, 6>(s, l, xl, packed, classes, pixel_offsets, y) }
+        unsafe { task::<Avx2, 4, NC, 6>(out, l, xl, packed, classes, pixel_offsets, y) }
     }
 }
