@@ -93,7 +93,8 @@ const CASES: [Case; 22] = [
     // Stride 2 on a 16×16 output with 64·80 channels: the channels-in-lanes weight gradient
     // cut by images.
     case(2, 64, 80, [32, 32], 3, 2, 1),
-    // A 16×16 output with 128·128 channels: the channels-in-lanes input gradient.
+    // A 16×16 output with 128·128 channels: the channels-in-lanes weight gradient cut by
+    // images.
     case(2, 128, 128, [16, 16], 3, 1, 1),
 ];
 
@@ -634,8 +635,8 @@ fn the_kernels_give_the_same_bits_on_any_number_of_threads() {
 /// wherever the CPU has AVX2 and FMA (or AVX-512) and `BURN_FLEX_DIRECT_CONV=0` does not turn
 /// them off; elsewhere they must decline.
 /// - The direct kernels (conv2d_direct.rs) take the forward pass and the input gradient at
-///   stride 1 on output rows of 16 pixels or more with few channels (CASES[8] to [14]; [21]'s
-///   forward pass), the weight gradient where those rows are wider than 16 (CASES[8], [9],
+///   stride 1 on output rows of 16 pixels or more (CASES[8] to [14] and [21]), the weight
+///   gradient where those rows are wider than 16 (CASES[8], [9],
 ///   [13], [14]: the 5×5 kernel leaves its last group of three taps part empty), and at
 ///   stride 2 there the weight gradient (CASES[17] to [19]) and the forward pass on rows wider
 ///   than 16 (CASES[19]).
@@ -646,9 +647,8 @@ fn the_kernels_give_the_same_bits_on_any_number_of_threads() {
 ///   and [21] cut by images, the rest by output channels).
 /// - The channels-in-lanes forward pass (conv2d_lanes.rs) takes outputs of 8 pixels or less
 ///   at stride 1 and of 16 or less at stride 2 (CASES[0], [1], [4] to [7], [15] to [18] and
-///   [20]); its input gradient those at stride 1, 16-pixel ones with 128·128 channels or more,
-///   and at stride 2 outputs of 8 pixels or less with at most 64·128 channels (CASES[0], [1],
-///   [4] to [7], [15] and [21]).
+///   [20]); its input gradient those at stride 1, and at stride 2 outputs of 8 pixels or less
+///   with at most 64·128 channels (CASES[0], [1], [4] to [7] and [15]).
 #[test]
 fn the_vector_kernels_serve_the_shapes_they_win_on() {
     use burn_flex::ops::conv2d_train::Conv2dShape;
@@ -708,12 +708,12 @@ fn the_vector_kernels_serve_the_shapes_they_win_on() {
         ..shape
     };
     // The channels-in-lanes forward pass and input gradient (conv2d_lanes.rs) take rows of 8
-    // pixels or less, and the input gradient rows of 16 with 128·128 channels or more.
+    // pixels or less.
     assert_eq!(served(&with(8, 64, 64)), [e, false, false, e, e, e]);
     assert_eq!(served(&with(8, 64, 65)), [false, false, false, e, e, e]);
     assert_eq!(served(&with(5, 16, 8)), [false, false, false, e, e, e]);
     assert_eq!(served(&with(4, 512, 512)), [false, false, false, e, e, e]);
-    assert_eq!(served(&with(16, 128, 128)), [e, e, false, false, e, e]);
+    assert_eq!(served(&with(16, 128, 128)), [e, e, false, false, false, e]);
     assert_eq!(served(&with(16, 127, 128)), [e, e, e, false, false, e]);
     assert_eq!(served(&with(32, 128, 128)), [e, e, e, false, false, e]);
     assert_eq!(served(&with(32, 64, 63)), [e, e, e, false, false, false]);

@@ -37,18 +37,16 @@ const TASK_PIXELS: usize = 192;
 
 /// Whether this kernel beats the others on `s` for `pass`: 3×3 or larger,
 /// outputs 8 px wide or less at stride 1 and 16 or less at stride 2 (the
-/// forward pass); the input gradient on 8 px wide outputs at stride 1, on 16
-/// px wide ones with 128·128 channels or more, and at stride 2 on outputs 8
-/// px wide or less with at most 64·128 channels. Measured by mixsweep's
+/// forward pass); the input gradient on outputs 8 px wide or less at stride
+/// 1, and at stride 2 with at most 64·128 channels. Measured by mixsweep's
 /// per-shape timings (PreActResNet18, batch 100, 2 threads, ms forward and
 /// input gradient, this kernel, skipping the taps on padding ([Class]),
 /// against the one used before): 64→64 at 8×8 1.53, 1.80 against 1.67,
 /// 2.06; 128→128 at 4×4 1.42, 1.58 against 1.65, 1.95; 256→256 at 8×8 21.0,
 /// 21.4 against 22.7, 24.6; 512→512 at 4×4 19.6, 23.3 against 24.1, 29.0
-/// (im2col + GEMM). At 16×16 the direct kernel is the faster forward
-/// (128→128: 22.7 against 21.6) and, with fewer channels, the faster input
-/// gradient (32→32: 2.74 against 2.46), but not with 128→128 (25.9 against
-/// 30.0). Stride 2, forward: 64→128 at 32×32 in 13.3 against 15.3, 128→256
+/// (im2col + GEMM). At 16×16 the direct kernel is the faster (128→128:
+/// forward 22.7 against 21.6; input gradient 34.1 against 28.3, both timed
+/// after the direct forward pass; 32→32: 2.74 against 2.46). Stride 2, forward: 64→128 at 32×32 in 13.3 against 15.3, 128→256
 /// at 16×16 in 12.3 against 12.5, 256→512 at 8×8 in 12.0 against 12.0,
 /// 16→32 at 32×32 in 1.49 against 1.50 (the direct kernel's phases). Stride
 /// 2, input gradient, where a class reads 1, 2 or 4 of the 9 taps: 32→64 at
@@ -60,7 +58,6 @@ fn prefers_lanes(s: &Conv2dShape, pass: Pass) -> bool {
     s.k_h * s.k_w >= 3
         && match (s.stride, pass) {
             ([1, 1], _) if s.out_w <= 8 => true,
-            ([1, 1], Pass::InputGrad) => s.out_w <= 16 && channels >= 128 * 128,
             ([2, 2], Pass::Forward) => s.out_w <= 16,
             ([2, 2], Pass::InputGrad) => s.out_w <= 8 && channels <= 64 * 128,
             _ => false,
@@ -239,7 +236,7 @@ fn run(
     isa: Isa,
     plan: &Plan,
     x: &[f32],
-    w: &(dyn Fn(usize, usize, usize) -> f32 + Sync),
+    w: &(impl Fn(usize, usize, usize) -> f32 + Sync),
 ) -> Vec<f32> {
     let s = &plan.input;
     let l = Layout::new(isa, s);
@@ -259,18 +256,17 @@ fn run(
     let w_stride = l.c_in * taps * width;
     let mut packed = Vec::new();
     overwritten(&mut packed, l.c_out.div_ceil(width) * w_stride);
+    // Written in the order (input channel, output channel, tap): the reads
+    // of a few dozen rows of `w` at a time, or of one run of it (the input
+    // gradient's), stay in cache.
     let pack = |(block, packed): (usize, &mut [f32])| {
-        let mut at = packed.iter_mut();
         for ci in 0..l.c_in {
-            for t in 0..taps {
-                for co in block * width..(block + 1) * width {
-                    if let Some(v) = at.next() {
-                        *v = if ci < s.c_in && co < plan.c_out {
-                            w(co, ci, t)
-                        } else {
-                            0.0
-                        };
-                    }
+            let packed = &mut packed[ci * taps * width..][..taps * width];
+            for j in 0..width {
+                let co = block * width + j;
+                let real = ci < s.c_in && co < plan.c_out;
+                for t in 0..taps {
+                    packed[t * width + j] = if real { w(co, ci, t) } else { 0.0 };
                 }
             }
         }
@@ -430,6 +426,16 @@ mod x86 {
                     for c in 0..CI {
                         let d = block * l.x_block() + offset + c;
                         let w_c = w.add(((block * CI + c) * all_taps + t) * w_step);
+                        // The same weights of the next block of channels, asked for
+                        // ahead: without it a fifth of the samples waited on
+                        // these loads. (A hint, never a fault: `wrapping_add`
+                        // past the last block.)
+                        let next = w_c.wrapping_add(CI * all_taps * w_step) as *const i8;
+                        for line in 0..NC * S::LANES / 16 {
+                            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                                next.wrapping_add(64 * line),
+                            );
+                        }
                         let wv: [S::V; NC] =
                             core::array::from_fn(|n| S::load(w_c.add(n * S::LANES)));
                         for (j, &xj) in x.iter().enumerate() {
