@@ -67,7 +67,7 @@ const fn case(
 /// larger than the kernel less one, where the input gradient falls back to GEMM + col2im.
 /// The last two have many channels (weight gradients of 266 Ki floats, in few partial sums):
 /// several images per GEMM, and one image in row tiles.
-const CASES: [Case; 22] = [
+const CASES: [Case; 23] = [
     case(2, 3, 4, [7, 5], 3, 1, 1),
     case(1, 1, 2, [6, 6], 3, 2, 1),
     case(3, 4, 3, [5, 5], 1, 1, 0),
@@ -96,6 +96,9 @@ const CASES: [Case; 22] = [
     // A 16×16 output with 128·128 channels: the channels-in-lanes weight gradient cut by
     // images.
     case(2, 128, 128, [16, 16], 3, 1, 1),
+    // Padding wider than the kernel on a map 8 wide or less: the channels-in-lanes input
+    // gradient's layout pads nothing before, and every output's first row reads only padding.
+    case(3, 5, 6, [3, 4], 3, 1, 3),
 ];
 
 impl Case {
@@ -646,9 +649,9 @@ fn the_kernels_give_the_same_bits_on_any_number_of_threads() {
 ///   kernel of [10] leaves a group of three taps part empty), [15], [20] and [21] ([12], [20]
 ///   and [21] cut by images, the rest by output channels).
 /// - The channels-in-lanes forward pass (conv2d_lanes.rs) takes outputs of 8 pixels or less
-///   at stride 1 and of 16 or less at stride 2 (CASES[0], [1], [4] to [7], [15] to [18] and
-///   [20]); its input gradient those at stride 1, and at stride 2 outputs of 8 pixels or less
-///   with at most 64·128 channels (CASES[0], [1], [4] to [7] and [15]).
+///   at stride 1 and of 16 or less at stride 2 (CASES[0], [1], [4] to [7], [15] to [18],
+///   [20] and [22]); its input gradient those at stride 1, and at stride 2 outputs of 8 pixels
+///   or less with at most 64·128 channels (CASES[0], [1], [4] to [7], [15] and [22]).
 #[test]
 fn the_vector_kernels_serve_the_shapes_they_win_on() {
     use burn_flex::ops::conv2d_train::Conv2dShape;

@@ -17,10 +17,10 @@
 //! ([Axis::input_grad]).
 //!
 //! **Determinism.** Every output is one chain of fused multiply-adds over
-//! (block of `CI` input channels, tap, channel of the block) in that order,
-//! computed by one thread: the same bits on any number of threads. `CI` is 8
-//! with AVX-512 and 4 with AVX2, so the last bits depend on the instruction
-//! set, which a machine always picks the same way.
+//! (block of `CI` input channels, tap in its class's order, channel of the
+//! block), computed by one thread: the same bits on any number of threads.
+//! `CI` is 8 with AVX-512 and 4 with AVX2, so the last bits depend on the
+//! instruction set, which a machine always picks the same way.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -46,9 +46,10 @@ const TASK_PIXELS: usize = 192;
 /// 21.4 against 22.7, 24.6; 512→512 at 4×4 19.6, 23.3 against 24.1, 29.0
 /// (im2col + GEMM). At 16×16 the direct kernel is the faster (128→128:
 /// forward 22.7 against 21.6; input gradient 34.1 against 28.3, both timed
-/// after the direct forward pass; 32→32: 2.74 against 2.46). Stride 2, forward: 64→128 at 32×32 in 13.3 against 15.3, 128→256
-/// at 16×16 in 12.3 against 12.5, 256→512 at 8×8 in 12.0 against 12.0,
-/// 16→32 at 32×32 in 1.49 against 1.50 (the direct kernel's phases). Stride
+/// after the direct forward pass; 32→32: 2.74 against 2.46). Stride 2,
+/// forward: 64→128 at 32×32 in 13.3 against 15.3, 128→256 at 16×16 in 12.3
+/// against 12.5, 256→512 at 8×8 in 12.0 against 12.0, 16→32 at 32×32 in 1.49
+/// against 1.50 (the direct kernel's phases). Stride
 /// 2, input gradient, where a class reads 1, 2 or 4 of the 9 taps: 32→64 at
 /// 16×16 in 2.02 against 2.14, 64→128 at 8×8 in 1.32 against 1.65 (im2col +
 /// GEMM), but 64→128 at 32×32 in 27.3 against 20.2, 128→256 at 16×16 in
@@ -325,8 +326,8 @@ fn pixels_per_block(isa: Isa) -> usize {
 
 /// Output pixels that read the same kernel taps inside the input: `pixels`
 /// of each image (in order), and their taps (index, offset in a block of a
-/// laid-out image) in (ky, kx) order, less those that would read only zero
-/// padding. Skipping those leaves every sum's bits as they were (an FMA that
+/// laid-out image) in the order they are summed ([Axis]), less those that
+/// would read only zero padding. Skipping those leaves every sum's bits as they were (an FMA that
 /// adds `w · 0` changes nothing), and saves work where the map is small:
 /// 31% of the taps at 4×4 with 3×3 kernels, 16% at 8×8.
 struct Class {
@@ -466,7 +467,7 @@ mod x86 {
         for co in (0..l.c_out).step_by(NC * S::LANES) {
             let groups = (l.c_out - co).div_ceil(S::LANES).min(NC);
             for class in classes {
-                // SAFETY: as for `task`.
+                // SAFETY: see `run` in the parent module.
                 unsafe {
                     task_class::<S, CI, NC, NP>(
                         out,
