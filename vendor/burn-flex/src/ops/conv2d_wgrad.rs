@@ -274,7 +274,8 @@ impl TapGroup {
                     let inside = s.taps_inside(0, *oy);
                     inside.start < ky.end && ky.start < inside.end
                 };
-                // Contiguous: the rows inside move up as `oy` moves down.
+                // One run of rows: as `oy` grows, the kernel rows that read
+                // inside slide down the kernel without gaps.
                 let lo = (0..s.out_h).find(reads_inside).unwrap_or(s.out_h);
                 let hi = (lo..s.out_h).rfind(reads_inside).map_or(lo, |oy| oy + 1);
                 Self {
