@@ -639,10 +639,9 @@ fn the_kernels_give_the_same_bits_on_any_number_of_threads() {
 /// them off; elsewhere they must decline.
 /// - The direct kernels (conv2d_direct.rs) take the forward pass and the input gradient at
 ///   stride 1 on output rows of 16 pixels or more (CASES[8] to [14] and [21]), the weight
-///   gradient where those rows are wider than 16 (CASES[8], [9],
-///   [13], [14]: the 5×5 kernel leaves its last group of three taps part empty), and at
-///   stride 2 there the weight gradient (CASES[17] to [19]) and the forward pass on rows wider
-///   than 16 (CASES[19]).
+///   gradient where those rows are wider than 16 (CASES[8], [9], [13], [14]: the 5×5 kernel
+///   leaves its last group of three taps part empty), and at stride 2 there the weight
+///   gradient (CASES[17] to [19]) and the forward pass on rows wider than 16 (CASES[19]).
 /// - The channels-in-lanes weight gradient (conv2d_wgrad.rs) takes outputs of 16 pixels or
 ///   less at stride 1 (wider with 64·64 channels or more), 8 or less at stride 2 with few
 ///   channels (16 with 64·64 to 64·128): CASES[0], [1], [4] to [7], [10] to [12] (the 2×2

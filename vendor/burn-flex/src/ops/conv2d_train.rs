@@ -718,9 +718,6 @@ pub fn conv2d_x_grad<T: ConvFloat>(s: &Conv2dShape, w: &[T], dy: &[T]) -> Vec<T>
         per_image_in,
         |first, images, dx_chunk, (dcol, dyc)| {
             let columns = images * p;
-            if !(s.is_pointwise() && images == 1) {
-                dx_chunk.fill(T::ZERO);
-            }
             let dy_chunk = &dy[first * per_image_out..(first + images) * per_image_out];
             if s.is_pointwise() && images == 1 {
                 gemm(
@@ -734,6 +731,8 @@ pub fn conv2d_x_grad<T: ConvFloat>(s: &Conv2dShape, w: &[T], dy: &[T]) -> Vec<T>
                 );
                 return;
             }
+            // The paths below add into `dx_chunk` (col2im); the one above overwrote it.
+            dx_chunk.fill(T::ZERO);
             if images == 1 {
                 for rows in row_tiles(s) {
                     let (offset, view) = row_block(s, s.c_out, &rows);
@@ -751,13 +750,9 @@ pub fn conv2d_x_grad<T: ConvFloat>(s: &Conv2dShape, w: &[T], dy: &[T]) -> Vec<T>
                 }
                 return;
             }
-            let rhs: &[T] = if images == 1 {
-                dy_chunk
-            } else {
-                overwritten(dyc, s.c_out * columns);
-                gather_chunk(s, dy_chunk, images, dyc);
-                dyc
-            };
+            // Several images (one returned above): their output gradients gathered side by side.
+            overwritten(dyc, s.c_out * columns);
+            gather_chunk(s, dy_chunk, images, dyc);
             overwritten(dcol, k * columns);
             gemm(
                 dcol,
@@ -765,7 +760,7 @@ pub fn conv2d_x_grad<T: ConvFloat>(s: &Conv2dShape, w: &[T], dy: &[T]) -> Vec<T>
                 false,
                 w,
                 weight_t,
-                rhs,
+                dyc,
                 Strided::row_major(s.c_out, columns),
             );
             for g in 0..images {

@@ -75,7 +75,7 @@ impl Layout {
 
     /// Offsets of the kernel taps, in (ky, kx) order, in a block of
     /// [ci_block] input channels of a laid-out image.
-    pub(super) fn tap_offsets(&self, s: &Conv2dShape) -> Vec<usize> {
+    fn tap_offsets(&self, s: &Conv2dShape) -> Vec<usize> {
         let cb = ci_block(self.isa);
         (0..s.k_h)
             .flat_map(|ky| (0..s.k_w).map(move |kx| (ky * self.cols + kx) * cb))
@@ -253,7 +253,7 @@ const MAX_PARTIALS: usize = 16;
 /// read only zero padding, whose products would add nothing (not a bit):
 /// the kernel skips them, a sixth of the work on 4×4 maps.
 #[derive(Clone, Debug)]
-pub(super) struct TapGroup {
+struct TapGroup {
     first: usize,
     offsets: [usize; 3],
     rows: Range<usize>,
